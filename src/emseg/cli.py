@@ -1,0 +1,165 @@
+"""The ``emseg`` command: one subcommand per library function.
+
+Each subcommand parses its arguments and calls one function of the library; heavy modules are
+imported inside the handlers so ``emseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+__all__ = ["main"]
+
+
+def _ints(text):
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,64,64; got {text!r}") from None
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers; got {text!r}")
+    return values
+
+
+def _voxel_size(text):
+    from .io.meta import parse_voxel_size
+
+    parts = text.split(",")
+    try:
+        return parse_voxel_size(parts, ndim=len(parts) if len(parts) in (2, 3) else 3)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _human(n):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def _print_info(info):
+    vs = info["voxel_size_nm"]
+    rows = [
+        ("path", info["path"] + (f":{info['key']}" if info["key"] else "")),
+        ("format", info["format"]),
+        ("shape", " x ".join(map(str, info["shape"])) + f"  ({info['axes']})"),
+        ("dtype", info["dtype"]),
+        ("voxel size", "unknown" if vs is None else " x ".join(f"{v:g}" for v in vs) + " nm"),
+        ("offset", "-" if info["offset_nm"] is None else " x ".join(f"{v:g}" for v in info["offset_nm"]) + " nm"),
+        ("chunks", "contiguous" if info["chunks"] is None else " x ".join(map(str, info["chunks"]))),
+        ("size on disk", f"{_human(info['size_on_disk_bytes'])}  (in memory {_human(info['size_in_memory_bytes'])})"),
+    ]
+    s = info["sample"]
+    if "min" in s:
+        roi = ", ".join(f"{a}:{b}" for a, b in s["roi"])
+        ids = f", {s['n_ids']} distinct values" if "n_ids" in s else ""
+        rows.append(("values", f"min {s['min']:g}, max {s['max']:g}, mean {s['mean']:.4g}{ids}  (sample [{roi}])"))
+    width = max(len(k) for k, _ in rows)
+    print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+
+
+def cmd_info(args):
+    from .io import list_datasets, volume_info
+    from .io.paths import CONTAINERS, detect_format, split_key
+
+    path, key = split_key(args.path, args.key)
+    keys = [key]
+    if key is None and detect_format(path) in CONTAINERS:
+        found = list_datasets(path)
+        if len(found) > 1:
+            from .io.omezarr import ome_multiscales
+
+            keys = found if not _is_ome_image(path, ome_multiscales) else [None]
+    infos = [volume_info(path, k) for k in keys]
+    if args.json:
+        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
+    else:
+        for i, info in enumerate(infos):
+            if i:
+                print()
+            _print_info(info)
+
+
+def _is_ome_image(path, ome_multiscales):
+    if not str(path).rstrip("/").endswith(".zarr"):
+        return False
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    return isinstance(node, zarr.Group) and bool(ome_multiscales(node.attrs.asdict()))
+
+
+def cmd_convert(args):
+    from .io import convert_volume
+
+    convert_volume(args.input, args.output, chunks=args.chunks, voxel_size=args.voxel_size, format=args.format,
+                   compression=args.compression, zarr_format=args.zarr_format, overwrite=args.overwrite,
+                   progress=not args.no_progress, max_block_bytes=args.max_block_mb * 2**20)
+    print(f"wrote {args.output}")
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(args.out, shape=args.shape, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="emseg", description="Deep-learning segmentation of electron microscopy.")
+    p.add_argument("--version", action="version", version=f"emseg {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("info", help="describe a volume: shape, dtype, voxel size, chunks, size, values")
+    s.add_argument("path", help="file or folder; containers as file.h5:volumes/raw")
+    s.add_argument("--key", help="dataset inside an HDF5/Zarr/N5 container")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("convert", help="convert a volume to another format block by block")
+    s.add_argument("input")
+    s.add_argument("output", help="e.g. out.zarr, out.h5:volumes/raw, out.n5:raw, out.tif, out.mrc, out.nii.gz")
+    s.add_argument("--chunks", type=_ints, help="storage chunks z,y,x of the output (HDF5/Zarr/N5)")
+    s.add_argument("--voxel-size", type=_voxel_size, help="override the voxel size: z,y,x in nm")
+    s.add_argument("--format", help="force the output format (default: from the suffix)")
+    s.add_argument("--compression", default="default", help="codec (gzip, lzf, zstd, lz4, zlib) or 'none'")
+    s.add_argument("--zarr-format", type=int, default=2, choices=(2, 3),
+                   help="Zarr v2 with OME-NGFF 0.4 (default) or v3 with OME-NGFF 0.5")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.add_argument("--max-block-mb", type=int, default=64, help="memory per block (MiB)")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("demo", help="run the built-in example end to end")
+    s.add_argument("--out", default="emseg-demo", help="output folder (default: ./emseg-demo)")
+    s.add_argument("--shape", type=_ints, default=(32, 256, 256), help="synthetic volume shape z,y,x")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if getattr(args, "compression", None) == "none":
+        args.compression = None
+    try:
+        args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError, KeyError, PermissionError) as e:
+        print(f"emseg {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emseg {args.command}: interrupted; nothing partial was left at the output", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""Open, read, create and write volumes in any supported format, by path."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+
+import numpy as np
+
+from ..blockwise import aligned_block_shape, block_slices
+from .meta import VolumeMeta
+from .paths import CONTAINERS, FORMATS, detect_format, split_key
+from .volume import Volume
+
+__all__ = ["open_volume", "read_volume", "create_volume", "write_volume", "list_datasets", "default_chunks"]
+
+_DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx"}
+_DEFAULT_COMPRESSION = {"hdf5": "gzip", "zarr": "zstd", "n5": "gzip", "tiff": "zlib"}
+WRITABLE = ("tiff", "image-folder", "hdf5", "zarr", "n5", "mrc", "nifti")
+
+
+def _exists(path) -> None:
+    if not os.path.exists(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        hint = "" if os.path.isdir(parent) else f" (its folder {parent} does not exist either)"
+        raise FileNotFoundError(f"{path}: no such file or folder{hint}")
+
+
+def open_volume(path, key=None, mode="r", *, format=None, ndim=None) -> Volume:
+    """Open a volume lazily: nothing is read until it is sliced.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file or folder; containers take a dataset key as ``file.h5:volumes/raw`` or ``key=``.
+    key : str, optional
+        Dataset inside an HDF5/Zarr/N5 container (may be omitted when it holds exactly one).
+    mode : {"r", "r+"}
+        ``"r+"`` allows writes to HDF5, Zarr, N5 and MRC volumes.
+    format : str, optional
+        Force a format instead of guessing it from the suffix: one of
+        ``tiff, image-folder, image, hdf5, zarr, n5, mrc, nifti``.
+    ndim : int, optional
+        Require this many dimensions (e.g. 3 for a zyx volume).
+
+    Returns
+    -------
+    Volume
+        With ``shape``, ``dtype``, ``chunks``, ``voxel_size`` (nm, zyx), ``axes``, ``offset`` and
+        numpy slicing. Close it (or use ``with``) to release the file.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError (unsupported or unreadable file, wrong ndim),
+    KeyNotFoundError (a missing key; the message lists the keys that exist).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "cells.h5")
+    >>> write_volume(path + ":raw", np.arange(24, dtype=np.uint8).reshape(2, 3, 4), voxel_size=(40, 4, 4))
+    >>> with open_volume(path + ":raw") as vol:
+    ...     vol.shape, vol.voxel_size, vol[1, :, 2]
+    ((2, 3, 4), (40.0, 4.0, 4.0), array([14, 18, 22], dtype=uint8))
+    """
+    path, key = split_key(path, key)
+    _exists(path)
+    fmt = detect_format(path, format)
+    if key is not None and fmt not in CONTAINERS:
+        raise ValueError(f"{path}: a {fmt} file holds one volume; drop the key {key!r} "
+                         f"(keys are for {', '.join(CONTAINERS)} containers)")
+    if mode not in ("r", "r+"):
+        raise ValueError(f"mode must be 'r' or 'r+'; got {mode!r}")
+    if fmt == "tiff":
+        from .tiff import open_tiff as opener
+    elif fmt == "hdf5":
+        from .hdf5 import open_hdf5 as opener
+    elif fmt == "zarr":
+        from .omezarr import open_zarr as opener
+    elif fmt == "n5":
+        from .n5volume import open_n5_volume as opener
+    elif fmt == "mrc":
+        from .mrc import open_mrc as opener
+    elif fmt == "nifti":
+        from .nifti import open_nifti as opener
+    elif fmt == "image":
+        from .images import open_image as opener
+    else:
+        from .images import open_image_folder as opener
+    vol = opener(path, key, mode) if fmt in CONTAINERS else opener(path, mode)
+    if ndim is not None and vol.ndim != ndim:
+        vol.close()
+        want = {2: "a 2D image (yx)", 3: "a 3D volume (zyx)", 4: "a 4D volume (czyx)"}.get(ndim, f"{ndim}D data")
+        raise ValueError(f"{vol.path}{':' + vol.key if vol.key else ''} holds a {vol.ndim}D array of shape "
+                         f"{vol.shape} but {want} is expected")
+    return vol
+
+
+def read_volume(path, key=None, *, format=None, ndim=None) -> np.ndarray:
+    """Read a whole volume into memory (see :func:`open_volume` for the arguments)."""
+    with open_volume(path, key, format=format, ndim=ndim) as vol:
+        return vol[...]
+
+
+def list_datasets(path) -> list[str]:
+    """Keys of the datasets inside an HDF5, Zarr or N5 container ([] for single-volume files)."""
+    path, _ = split_key(path)
+    _exists(path)
+    fmt = detect_format(path)
+    if fmt == "hdf5":
+        from .hdf5 import list_hdf5_datasets
+
+        return list_hdf5_datasets(path)
+    if fmt == "zarr":
+        from .omezarr import list_zarr_arrays
+
+        return list_zarr_arrays(path)
+    if fmt == "n5":
+        from .n5 import list_n5_datasets
+
+        return list_n5_datasets(path)
+    return []
+
+
+def default_chunks(shape, voxel_size=None) -> tuple[int, ...]:
+    """Storage chunks for a new volume: 64³ (16×128×128 when z is ≥ 3× coarser), 512² in 2D.
+
+    Examples
+    --------
+    >>> default_chunks((30, 512, 512), (50, 4, 4)), default_chunks((2, 100, 100, 100))
+    ((16, 128, 128), (1, 64, 64, 64))
+    """
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 2:
+        base = (512, 512)
+    else:
+        aniso = voxel_size is not None and voxel_size[-3] >= 3 * min(voxel_size[-2:])
+        base = (16, 128, 128) if aniso else (64, 64, 64)
+        base = (1,) * (len(shape) - 3) + base
+    return tuple(max(1, min(b, s)) for b, s in zip(base, shape))
+
+
+def _meta(shape, axes, voxel_size, offset) -> VolumeMeta:
+    axes = axes or _DEFAULT_AXES.get(len(shape))
+    if axes is None or len(axes) != len(shape):
+        raise ValueError(f"axes {axes!r} do not fit data of shape {tuple(shape)}; give axes like 'zyx' or 'czyx'")
+    return VolumeMeta(axes, voxel_size, offset)
+
+
+def create_volume(path, shape, dtype, chunks=None, voxel_size=None, *, key=None, offset=None, axes=None,
+                  format=None, compression="default", zarr_format=2, overwrite=False) -> Volume:
+    """Create an empty chunked volume (HDF5, Zarr/OME-Zarr or N5) to be written block by block.
+
+    Unwritten chunks read as 0. Returns the volume open for writing (``vol[roi] = block``).
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "pred.zarr")
+    >>> vol = create_volume(path, (4, 100, 100), "uint8", chunks=(4, 64, 64), voxel_size=(8, 8, 8))
+    >>> vol[:, :64, :64] = 7
+    >>> int(open_volume(path)[...].sum())
+    114688
+    """
+    path, key = split_key(path, key)
+    fmt = detect_format(path, format, for_writing=True)
+    if fmt not in CONTAINERS:
+        raise ValueError(f"{path}: create_volume makes chunked volumes ({', '.join(f for c in CONTAINERS for f in FORMATS[c])}); "
+                         f"got a {fmt} path. Use write_volume() for {fmt} output")
+    shape = tuple(int(s) for s in shape)
+    meta = _meta(shape, axes, voxel_size, offset)
+    chunks = tuple(chunks) if chunks is not None else default_chunks(shape, meta.voxel_size)
+    if len(chunks) != len(shape) or any(int(c) < 1 for c in chunks):
+        raise ValueError(f"chunks must be {len(shape)} positive ints for shape {shape}; got {chunks}")
+    chunks = tuple(min(int(c), s) for c, s in zip(chunks, shape))
+    if compression == "default":
+        compression = _DEFAULT_COMPRESSION[fmt]
+    _remove_existing(path, key, fmt, overwrite)
+    if fmt == "hdf5":
+        from .hdf5 import create_hdf5
+
+        return create_hdf5(path, key, shape, dtype, chunks, meta, compression)
+    if fmt == "zarr":
+        from .omezarr import create_zarr
+
+        return create_zarr(path, key, shape, dtype, chunks, meta, zarr_format=zarr_format,
+                           compression=compression)
+    from .n5volume import create_n5_volume
+
+    return create_n5_volume(path, key, shape, dtype, chunks, meta, compression)
+
+
+def _remove_existing(path, key, fmt, overwrite):
+    """Refuse (or, with overwrite, delete) what already stands at ``path``/``key``."""
+    if key is None or fmt not in CONTAINERS:
+        if os.path.exists(path):
+            if not overwrite:
+                raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        return
+    if not os.path.exists(path):
+        return
+    if fmt == "hdf5":
+        import h5py
+
+        with h5py.File(path, "a") as f:
+            if key in f:
+                if not overwrite:
+                    raise FileExistsError(f"{path} already holds {key!r}; pass overwrite=True to replace it")
+                del f[key]
+    else:
+        node = os.path.join(path, key)
+        if os.path.exists(node):
+            if not overwrite:
+                raise FileExistsError(f"{path} already holds {key!r}; pass overwrite=True to replace it")
+            shutil.rmtree(node)
+
+
+@contextlib.contextmanager
+def _atomic_target(path, key, fmt, overwrite):
+    """Yield a temporary (path, key) beside the target; move it into place only on success.
+
+    A write that fails or is killed leaves at most a hidden ``.emseg-partial-PID-NAME`` entry,
+    never something at the target that looks complete.
+    """
+    tag = f".emseg-partial-{os.getpid()}-"
+    in_container = key is not None and fmt in CONTAINERS and os.path.exists(path)
+    if os.path.exists(path) and not in_container and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
+    if in_container:
+        parent, _, name = key.rpartition("/")
+        tmp_path, tmp_key = path, f"{parent + '/' if parent else ''}{tag}{name}"
+        _remove_existing(path, key, fmt, overwrite)  # fail before writing anything
+    else:
+        head, tail = os.path.split(os.path.abspath(path))
+        tmp_path, tmp_key = os.path.join(head, f"{tag}{tail}"), key  # keeps the suffix
+    _discard(tmp_path, tmp_key if in_container else None, fmt)
+    try:
+        yield tmp_path, tmp_key
+    except BaseException:
+        _discard(tmp_path, tmp_key if in_container else None, fmt)
+        raise
+    if in_container:
+        _remove_existing(path, key, fmt, overwrite)
+        if fmt == "hdf5":
+            import h5py
+
+            with h5py.File(path, "a") as f:
+                f.move(tmp_key, key)
+        else:
+            os.replace(os.path.join(path, tmp_key), os.path.join(path, key))
+    else:
+        if os.path.exists(path):
+            old = os.path.join(head, f".emseg-old-{os.getpid()}-{tail}")
+            os.replace(path, old)
+            os.replace(tmp_path, path)
+            _discard(old, None, fmt)
+        else:
+            os.replace(tmp_path, path)
+
+
+def _discard(path, key, fmt):
+    if key is None:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+    elif fmt == "hdf5":
+        import h5py
+
+        if os.path.exists(path):
+            with h5py.File(path, "a") as f:
+                if key in f:
+                    del f[key]
+    else:
+        shutil.rmtree(os.path.join(path, key), ignore_errors=True)
+
+
+def write_volume(path, data, *, key=None, voxel_size=None, offset=None, axes=None, chunks=None, format=None,
+                 compression="default", zarr_format=2, overwrite=False, progress=None,
+                 max_block_bytes=64 * 2**20) -> None:
+    """Write an array or any array-like (a lazy ``Volume``, an h5py/zarr array) to ``path``.
+
+    Reads ``data`` in blocks of at most ``max_block_bytes``, so volumes larger than memory are
+    copied with bounded memory. The output appears only when complete (written under a hidden
+    temporary name, then renamed): a failed or interrupted write leaves nothing that looks done.
+
+    Parameters
+    ----------
+    voxel_size, offset, axes : optional
+        Override (or supply) metadata; by default taken from ``data`` when it is a ``Volume``.
+    chunks : tuple of int, optional
+        Storage chunks for HDF5/Zarr/N5 (default: :func:`default_chunks`).
+    format : str, optional
+        Force one of ``tiff, image-folder, hdf5, zarr, n5, mrc, nifti`` (default: from the suffix).
+    compression : str or None
+        ``"default"`` (gzip for HDF5/N5, Blosc-zstd for Zarr, zlib for TIFF), a codec name, or None.
+    progress : callable, optional
+        Called with the number of voxels written after each block.
+    """
+    path, key = split_key(path, key)
+    fmt = detect_format(path, format, for_writing=True)
+    if fmt not in WRITABLE:
+        raise ValueError(f"{path}: cannot write {fmt!r}; writable formats: {', '.join(WRITABLE)}")
+    if key is not None and fmt not in CONTAINERS:
+        raise ValueError(f"{path}: a {fmt} file holds one volume; drop the key {key!r}")
+    if fmt in CONTAINERS and fmt == "hdf5" and key is None:
+        key = "data"
+    if not hasattr(data, "shape") or not hasattr(data, "__getitem__"):
+        data = np.asarray(data)
+    src_meta = getattr(data, "meta", None)
+    meta = _meta(data.shape, axes or (src_meta.axes if src_meta else None),
+                 voxel_size if voxel_size is not None else (src_meta.voxel_size if src_meta else None),
+                 offset if offset is not None else (src_meta.offset if src_meta else None))
+    if fmt not in ("zarr", "n5", "hdf5", "tiff") and meta.axes not in ("zyx", "yx"):
+        raise ValueError(f"{path}: {fmt} holds zyx volumes or yx images; got axes {meta.axes!r} "
+                         "(write channels to Zarr, N5, HDF5 or TIFF)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{path}: output folder {parent} does not exist")
+    with _atomic_target(path, key, fmt, overwrite) as (tmp_path, tmp_key):
+        if fmt in CONTAINERS:
+            out = create_volume(tmp_path, data.shape, data.dtype, chunks, meta.voxel_size, key=tmp_key,
+                                offset=meta.offset, axes=meta.axes, format=fmt, compression=compression,
+                                zarr_format=zarr_format, overwrite=True)
+            with out:
+                _copy_blocks(data, out, max_block_bytes, progress)
+        elif fmt == "tiff":
+            from .tiff import write_tiff
+
+            write_tiff(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes,
+                       compression=_DEFAULT_COMPRESSION["tiff"] if compression == "default" else compression)
+        elif fmt == "image-folder":
+            from .images import write_image_folder
+
+            write_image_folder(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes)
+        elif fmt == "mrc":
+            from .mrc import write_mrc
+
+            write_mrc(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes)
+        else:
+            from .nifti import write_nifti
+
+            write_nifti(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes)
+
+
+def _copy_blocks(src, out: Volume, max_block_bytes, progress):
+    """Copy ``src`` into ``out`` in blocks aligned to ``out``'s chunks (and the source's when cheap)."""
+    align = list(out.chunks)
+    src_chunks = getattr(src, "chunks", None)
+    if src_chunks:
+        for i, (c, s) in enumerate(zip(align, src_chunks)):
+            both = np.lcm(int(c), int(s))
+            if both <= 4 * c:
+                align[i] = int(both)
+    block = aligned_block_shape(out.shape, align, out.dtype.itemsize, max_block_bytes)
+    for roi in block_slices(out.shape, block):
+        out[roi] = np.asarray(src[roi])
+        if progress is not None:
+            progress(int(np.prod([s.stop - s.start for s in roi])))

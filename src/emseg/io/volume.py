@@ -1,0 +1,136 @@
+"""The lazy volume: one array on disk, its metadata, numpy-style slicing that reads only what is asked."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .meta import VolumeMeta
+
+__all__ = ["Volume", "normalize_index"]
+
+
+def normalize_index(key, shape) -> tuple[tuple[slice, ...], tuple[int, ...]]:
+    """Turn a numpy basic index into one step-1 slice per axis, plus the axes indexed by an int.
+
+    Steps other than 1 are not pushed to the backend; the caller applies them after reading
+    (``Volume.__getitem__`` does). Returns ``(slices, int_axes, steps)``.
+
+    Examples
+    --------
+    >>> normalize_index((1, slice(2, None)), (4, 5, 6))[:2]
+    ((slice(1, 2, None), slice(2, 5, None), slice(0, 6, None)), (0,))
+    """
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        fill = (slice(None),) * (len(shape) - len(key) + 1)
+        key = key[:i] + fill + key[i + 1:]
+    if len(key) > len(shape):
+        raise IndexError(f"too many indices: {len(key)} for a {len(shape)}D volume of shape {shape}")
+    key = key + (slice(None),) * (len(shape) - len(key))
+    slices, int_axes, steps = [], [], []
+    for axis, (k, n) in enumerate(zip(key, shape)):
+        if isinstance(k, (int, np.integer)):
+            i = int(k) + n if k < 0 else int(k)
+            if not 0 <= i < n:
+                raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
+            slices.append(slice(i, i + 1))
+            int_axes.append(axis)
+            steps.append(1)
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            if step < 0:
+                raise IndexError("negative slice steps are not supported by lazy volumes; read, then flip")
+            slices.append(slice(start, max(start, stop)))
+            steps.append(step)
+        else:
+            raise TypeError(f"lazy volumes take ints, slices and ... as indices, got {type(k).__name__}; "
+                            "read a region first (vol[...]) for fancy indexing")
+    return tuple(slices), tuple(int_axes), tuple(steps)
+
+
+class Volume:
+    """A lazily read (and, when opened for writing, written) array with EM metadata.
+
+    Made by :func:`emseg.io.open_volume` and :func:`emseg.io.create_volume`; not usually built
+    directly. ``array`` is any object with ``shape``, ``dtype`` and numpy-style ``__getitem__``
+    (h5py and zarr arrays, memory maps, the TIFF/N5 readers of this package).
+
+    Attributes
+    ----------
+    shape, dtype, ndim, chunks : array geometry; ``chunks`` is the storage chunk shape or None
+        (contiguous storage).
+    meta : VolumeMeta (axes, voxel_size in nm, offset in nm); also exposed as ``axes``,
+        ``voxel_size`` and ``offset``.
+    path, key, format : where the data lives.
+    """
+
+    def __init__(self, array, meta: VolumeMeta, *, path, key=None, format, mode="r", chunks=None,
+                 closer=None):
+        if len(meta.axes) != len(array.shape):
+            raise ValueError(f"{path}: axes {meta.axes!r} do not match the array's {len(array.shape)}D "
+                             f"shape {tuple(array.shape)}")
+        self._array = array
+        self.meta = meta
+        self.path, self.key, self.format, self.mode = str(path), key, format, mode
+        self.chunks = None if chunks is None else tuple(int(c) for c in chunks)
+        self._closer = closer
+
+    # geometry -----------------------------------------------------------------------------------
+    shape = property(lambda self: tuple(int(s) for s in self._array.shape))
+    dtype = property(lambda self: np.dtype(self._array.dtype))
+    ndim = property(lambda self: len(self._array.shape))
+    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+    nbytes = property(lambda self: self.size * self.dtype.itemsize)
+    axes = property(lambda self: self.meta.axes)
+    voxel_size = property(lambda self: self.meta.voxel_size)
+    offset = property(lambda self: self.meta.offset)
+
+    def __len__(self):
+        return self.shape[0]
+
+    # data ---------------------------------------------------------------------------------------
+    def __getitem__(self, key) -> np.ndarray:
+        slices, int_axes, steps = normalize_index(key, self.shape)
+        if any(s.stop <= s.start for s in slices):
+            out = np.zeros([s.stop - s.start for s in slices], self.dtype)
+        else:
+            out = np.asarray(self._array[slices])
+        if any(st != 1 for st in steps):
+            out = out[tuple(slice(None, None, st) for st in steps)]
+        return out.reshape([n for a, n in enumerate(out.shape) if a not in int_axes]) if int_axes else out
+
+    def __setitem__(self, key, value):
+        if self.mode == "r":
+            raise PermissionError(f"{self.path}: opened read-only; open with mode='r+' or create_volume() to write")
+        slices, int_axes, steps = normalize_index(key, self.shape)
+        if any(st != 1 for st in steps):
+            raise IndexError("writes take step-1 slices only")
+        value = np.asarray(value)
+        target = tuple(s.stop - s.start for s in slices)
+        if value.ndim and value.dtype != self.dtype and not np.can_cast(value.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"{self.path}: cannot write {value.dtype} data into a {self.dtype} volume")
+        self._array[slices] = np.broadcast_to(value.astype(self.dtype, copy=False), target)
+
+    def __array__(self, dtype=None, copy=None):
+        data = self[...]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+    # lifetime -----------------------------------------------------------------------------------
+    def close(self):
+        if self._closer is not None:
+            self._closer()
+            self._closer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        where = self.path if self.key is None else f"{self.path}:{self.key}"
+        vs = "unknown" if self.voxel_size is None else "x".join(f"{v:g}" for v in self.voxel_size) + " nm"
+        return (f"<Volume {self.format} {where} shape={self.shape} dtype={self.dtype} axes={self.axes!r} "
+                f"voxel_size={vs} chunks={self.chunks}>")
