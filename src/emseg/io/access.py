@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 
 import numpy as np
 
@@ -261,20 +262,25 @@ def _atomic_target(path, key, fmt, overwrite):
 
 
 def _discard(path, key, fmt):
-    if key is None:
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif os.path.exists(path):
-            os.remove(path)
-    elif fmt == "hdf5":
+    if key is None or fmt != "hdf5":
+        target = path if key is None else os.path.join(path, key)
+        # Zarr writes from its own I/O thread: a chunk in flight when we were interrupted can
+        # land after the first removal, so look again after a moment.
+        for _ in range(100):
+            if not os.path.lexists(target):
+                break
+            if os.path.isdir(target):
+                shutil.rmtree(target, ignore_errors=True)
+            elif os.path.exists(target):
+                os.remove(target)
+            time.sleep(0.05)
+    else:
         import h5py
 
         if os.path.exists(path):
             with h5py.File(path, "a") as f:
                 if key in f:
                     del f[key]
-    else:
-        shutil.rmtree(os.path.join(path, key), ignore_errors=True)
 
 
 def write_volume(path, data, *, key=None, voxel_size=None, offset=None, axes=None, chunks=None, format=None,

@@ -16,6 +16,7 @@ from .volume import Volume
 
 __all__ = ["open_zarr", "create_zarr", "list_zarr_arrays", "ome_multiscales"]
 
+BLOSC_CODECS = ("zstd", "lz4", "lz4hc", "zlib", "blosclz")
 _AXIS_TYPES = {"c": "channel", "t": "time", "z": "space", "y": "space", "x": "space"}
 
 
@@ -145,6 +146,9 @@ def create_zarr(path, key, shape, dtype, chunks, meta: VolumeMeta, *, zarr_forma
     import zarr
     from zarr.codecs import BloscCodec
 
+    if compression is not None and compression not in BLOSC_CODECS:
+        raise ValueError(f"Zarr compression must be one of {BLOSC_CODECS} (Blosc codecs) or None; "
+                         f"got {compression!r}")
     if zarr_format not in (2, 3):
         raise ValueError(f"zarr_format must be 2 or 3; got {zarr_format!r}")
     root = zarr.open_group(str(path), mode="a", zarr_format=zarr_format)
