@@ -6,6 +6,7 @@ import contextlib
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -361,7 +362,14 @@ def _copy_blocks(src, out: Volume, max_block_bytes, progress):
             if both <= 4 * c:
                 align[i] = int(both)
     block = aligned_block_shape(out.shape, align, out.dtype.itemsize, max_block_bytes)
-    for roi in block_slices(out.shape, block):
-        out[roi] = np.asarray(src[roi])
-        if progress is not None:
-            progress(int(np.prod([s.stop - s.start for s in roi])))
+    rois = block_slices(out.shape, block)
+    # Read the next block while this one is compressed and written: one extra block in memory.
+    with ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(lambda r: np.asarray(src[r]), rois[0])
+        for i, roi in enumerate(rois):
+            data = pending.result()
+            if i + 1 < len(rois):
+                pending = reader.submit(lambda r: np.asarray(src[r]), rois[i + 1])
+            out[roi] = data
+            if progress is not None:
+                progress(data.size)
