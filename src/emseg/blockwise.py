@@ -43,7 +43,7 @@ def aligned_block_shape(shape, chunks, itemsize, max_bytes=64 * 2**20) -> tuple[
 
     Examples
     --------
-    >>> aligned_block_shape((100, 1000, 1000), (64, 64, 64), 1, max_bytes=64 * 1000 * 1000)
+    >>> aligned_block_shape((100, 1000, 1000), (64, 64, 64), 1, max_bytes=64 * 1024 * 1000)
     (64, 1000, 1000)
     >>> aligned_block_shape((100, 1000, 1000), (64, 64, 64), 1, max_bytes=2**20)
     (64, 64, 256)
