@@ -1,0 +1,16 @@
+"""Every segmentation metric of the field, exact and out-of-core, from one contingency table.
+
+Comparisons take ``(gt, pred)`` in that order and return named results.
+"""
+
+from .clustering import (AdaptedRand, CremiScore, RandResult, VOI, adapted_rand_error, border_mask,
+                         cremi_score, rand_index, variation_of_information)
+from .contingency import Contingency, contingency_table
+from .semantic import SemanticScores, binarize, semantic_scores
+
+__all__ = [
+    "Contingency", "contingency_table",
+    "RandResult", "AdaptedRand", "VOI", "CremiScore", "rand_index", "adapted_rand_error",
+    "variation_of_information", "cremi_score", "border_mask",
+    "SemanticScores", "semantic_scores", "binarize",
+]
