@@ -102,6 +102,24 @@ def cmd_convert(args):
     print(f"wrote {args.output}")
 
 
+def cmd_evaluate(args):
+    from .io import open_volume
+    from .metrics.evaluate import evaluate
+
+    with open_volume(args.gt) as gt, open_volume(args.pred) as pred:
+        result = evaluate(gt, pred, task=args.task, metrics=args.metrics, ignore_label=args.ignore_label,
+                          threshold=args.threshold, boundary_tolerance_nm=args.boundary_tolerance_nm,
+                          voxel_size=gt.voxel_size, iou_threshold=args.iou_threshold)
+    width = max(len(k) for k in result)
+    for k, v in result.items():
+        print(f"{k:<{width}}  {'n/a' if v is None else f'{v:.6g}' if isinstance(v, float) else v}")
+    if args.json:
+        from .io.atomic import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps({"gt": args.gt, "pred": args.pred, "task": args.task, **result},
+                                                indent=2) + "\n")
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -136,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-block-mb", type=int, default=64, help="memory per block (MiB)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("evaluate", help="score a segmentation against ground truth")
+    s.add_argument("gt", help="ground truth volume (any format emseg reads; file.h5:key)")
+    s.add_argument("pred", help="prediction: mask, probability map or label volume")
+    s.add_argument("--task", default="semantic", choices=("semantic", "instance", "neurons", "membranes"))
+    s.add_argument("--metrics", help="comma-separated metric names, or 'all' (default: the task's usual set)")
+    s.add_argument("--ignore-label", type=int, help="gt label to ignore (neurons default: 0)")
+    s.add_argument("--threshold", type=float, default=0.5, help="probability threshold for masks (default 0.5)")
+    s.add_argument("--iou-threshold", type=float, default=0.5, help="IoU for instance matching (default 0.5)")
+    s.add_argument("--boundary-tolerance-nm", type=float, help="CREMI boundary tolerance in nm")
+    s.add_argument("--json", help="also write the results to this JSON file")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("demo", help="run the built-in example end to end")
     s.add_argument("--out", default="emseg-demo", help="output folder (default: ./emseg-demo)")
