@@ -67,3 +67,14 @@ def test_cli_evaluate_writes_json(capsys):
 
 def test_metric_names_are_snake_case():
     assert all(m == m.lower() and " " not in m for m in METRICS)
+
+
+def test_instance_task():
+    gt, pred = _labels()
+    from scipy import ndimage
+
+    gt_inst = ndimage.label(gt == 1)[0].astype(np.uint32)
+    r = evaluate(gt_inst, gt_inst, task="instance")
+    assert r["ap50"] == 1.0 and r["map"] == 1.0 and r["pq"] == 1.0 and r["aji"] == 1.0 and r["fp50"] == 0
+    r2 = evaluate(gt_inst, np.zeros_like(gt_inst), task="instance", metrics="matching,pq")
+    assert r2["tp50"] == 0 and r2["fn50"] == int(gt_inst.max()) and r2["pq"] == 0

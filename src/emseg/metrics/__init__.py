@@ -6,6 +6,8 @@ Comparisons take ``(gt, pred)`` in that order and return named results.
 from .clustering import (AdaptedRand, CremiScore, RandResult, VOI, adapted_rand_error, border_mask,
                          cremi_score, rand_index, variation_of_information)
 from .contingency import Contingency, contingency_table
+from .instance import (AveragePrecision, Matching, PanopticQuality, aggregated_jaccard_index, average_precision,
+                       match_instances, match_instances_thresholds, panoptic_quality)
 from .semantic import SemanticScores, binarize, semantic_scores
 
 __all__ = [
@@ -13,4 +15,6 @@ __all__ = [
     "RandResult", "AdaptedRand", "VOI", "CremiScore", "rand_index", "adapted_rand_error",
     "variation_of_information", "cremi_score", "border_mask",
     "SemanticScores", "semantic_scores", "binarize",
+    "Matching", "AveragePrecision", "PanopticQuality", "match_instances", "match_instances_thresholds",
+    "average_precision", "aggregated_jaccard_index", "panoptic_quality",
 ]
