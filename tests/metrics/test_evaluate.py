@@ -78,3 +78,15 @@ def test_instance_task():
     assert r["ap50"] == 1.0 and r["map"] == 1.0 and r["pq"] == 1.0 and r["aji"] == 1.0 and r["fp50"] == 0
     r2 = evaluate(gt_inst, np.zeros_like(gt_inst), task="instance", metrics="matching,pq")
     assert r2["tp50"] == 0 and r2["fn50"] == int(gt_inst.max()) and r2["pq"] == 0
+
+
+def test_membranes_task_on_isbi(shared_data):
+    """ISBI 2012 labels scored against themselves and against a membrane probability map."""
+    from emseg.io import read_volume
+
+    cells = read_volume(shared_data / "isbi2012/train-labels.tif")[:2]  # 255 = cell, 0 = membrane
+    perfect = evaluate(cells, cells, task="membranes")
+    assert perfect == {"v_rand": 1.0, "v_info": 1.0, "pixel_error": 0.0, "warping_error": 0.0}
+    prob = np.where(cells > 0, 0.2, 0.9).astype(np.float32)  # membrane probability
+    r = evaluate(cells, prob, task="membranes")
+    assert r["v_rand"] == pytest.approx(1.0) and r["pixel_error"] == 0.0

@@ -75,14 +75,14 @@ def evaluate(gt, pred, *, task="semantic", metrics=None, ignore_label=None, thre
         raise ValueError(f"gt and pred must have the same shape; got {tuple(gt.shape)} and {tuple(pred.shape)}")
     out: dict = {}
     semantic = [m for m in names if METRICS[m] == "semantic" and m != "pixel_error"]
-    if semantic or "pixel_error" in names:
+    if semantic or ("pixel_error" in names and task != "membranes"):
         from .semantic import semantic_scores
 
         s = semantic_scores(gt, pred, threshold=threshold).as_dict()
         alias = {"f1": "dice", "jaccard": "iou"}
         for m in semantic:
             out[m] = _finite(s[alias.get(m, m)])
-        if "pixel_error" in names:
+        if "pixel_error" in names and task != "membranes":
             out["pixel_error"] = 1.0 - s["accuracy"]
     label_metrics = [m for m in names if METRICS[m] in ("instance", "neurons")]
     if label_metrics:
@@ -91,7 +91,7 @@ def evaluate(gt, pred, *, task="semantic", metrics=None, ignore_label=None, thre
         ignore = (0,) if ignore_label is None else (ignore_label,)
         for m in label_metrics:
             out.update(_label_metric(m, gt, pred, table, ignore, iou_threshold, voxel_size, boundary_tolerance_nm))
-    membrane = [m for m in names if METRICS[m] == "membranes"]
+    membrane = [m for m in names if METRICS[m] == "membranes" or (m == "pixel_error" and task == "membranes")]
     if membrane:
         out.update(_membrane_metrics(membrane, gt, pred, threshold))
     return out
@@ -133,25 +133,30 @@ def _label_metric(m, gt, pred, table, ignore, iou_threshold, voxel_size, toleran
 
 
 def _membrane_metrics(names, gt, pred, threshold):
+    """ISBI 2012 scores. gt: cell labels or a cell mask (0 = membrane); pred: a label image, a cell
+    mask, or a membrane probability map (float, 1 = membrane), for which V_rand/V_info are the
+    challenge's best over thresholds 0.0–0.9."""
     from . import isbi
 
     gt, pred = np.asarray(gt), np.asarray(pred)
+    gt_labels = isbi.label_cells(gt > 0) if np.unique(gt).size <= 2 else gt
     out = {}
-    if pred.dtype.kind == "f":  # a membrane probability map: the challenge's best over thresholds
-        best = isbi.best_foreground_scores(gt, pred)
-        if "v_rand" in names:
-            out["v_rand"] = best.v_rand
-        if "v_info" in names:
-            out["v_info"] = best.v_info
-        labels = isbi.label_cells(pred, threshold)
+    if pred.dtype.kind == "f":
+        cells = 1.0 - pred  # cell-interior probability, the challenge's convention
+        if "v_rand" in names or "v_info" in names:
+            best = isbi.best_scores_from_probability(gt_labels, pred, membrane_is_high=True)
+            out.update({k: getattr(best, k).score for k in ("v_rand", "v_info") if k in names})
+        cell_mask = cells > threshold
     else:
-        labels = pred
+        cell_mask = pred > 0
+        labels = pred if np.unique(pred).size > 2 else isbi.label_cells(cell_mask)
         if "v_rand" in names:
-            out["v_rand"] = isbi.v_rand(gt, labels).score
+            out["v_rand"] = isbi.v_rand(gt_labels, labels).score
         if "v_info" in names:
-            out["v_info"] = isbi.v_info(gt, labels).score
+            out["v_info"] = isbi.v_info(gt_labels, labels).score
+        cells = cell_mask
     if "pixel_error" in names:
-        out["pixel_error"] = isbi.pixel_error(gt > 0, labels > 0)
+        out["pixel_error"] = isbi.pixel_error(gt > 0, cell_mask)
     if "warping_error" in names:
-        out["warping_error"] = isbi.warping_error(gt > 0, labels > 0).error
+        out["warping_error"] = isbi.warping_error(gt > 0, cells, threshold=threshold).error
     return out
