@@ -4,7 +4,7 @@
    (100×1000×1000 neuron-like ids): adapted Rand error + VOI from emseg's one-pass table, against
    ``skimage.metrics.adapted_rand_error`` + ``variation_of_information`` (two calls, the way
    users call them). Each side runs in a fresh process that loads the two arrays from .npy
-   files; reported: seconds, extra peak memory over the two loaded arrays (VmHWM), the values
+   files; reported: the best of 3 runs and the first run's seconds, extra peak memory over the two loaded arrays (VmHWM), the values
    (which must agree to 1e-9), and the ratios. Goals: ≥ 5× faster (10×), memory ≤ ~2× the arrays.
 2. ``out_of_core``: two 4-gigavoxel uint32 Zarr label volumes evaluated blockwise
    (``emseg evaluate --task neurons``) in a fresh process; goal: peak RSS < 1 GB.
@@ -46,17 +46,25 @@ if p["side"] == "emseg":
 else:
     from skimage.metrics import adapted_rand_error, variation_of_information
 base = hwm_mb()
-t0 = time.perf_counter()  # imports done: compute only, on both sides
-if p["side"] == "emseg":
-    t = contingency_table(gt, pred)
-    are, voi = adapted_rand_error(table=t), variation_of_information(table=t)
-    values = [are.error, are.precision, are.recall, voi.split, voi.merge]
-else:
+
+
+def run():
+    if p["side"] == "emseg":
+        t = contingency_table(gt, pred)
+        are, voi = adapted_rand_error(table=t), variation_of_information(table=t)
+        return [are.error, are.precision, are.recall, voi.split, voi.merge]
     are = adapted_rand_error(gt, pred)
     voi = variation_of_information(gt, pred)
-    values = [float(v) for v in are] + [float(v) for v in voi]
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "arrays_mb": arrays_mb, "extra_peak_mb": hwm_mb() - base,
+    return [float(v) for v in are] + [float(v) for v in voi]
+
+
+times = []
+for _ in range(p["repeats"]):  # imports done before: compute only, on both sides
+    t0 = time.perf_counter()
+    values = run()
+    times.append(time.perf_counter() - t0)
+seconds, first = min(times), times[0]
+print(json.dumps({"seconds": seconds, "first_call_seconds": first, "arrays_mb": arrays_mb, "extra_peak_mb": hwm_mb() - base,
                   "peak_rss_mb": hwm_mb(), "values": values}))
 """
 
@@ -99,10 +107,10 @@ def neuron_like(shape, seed):
     return np.repeat(np.repeat(small, 4, axis=1), 4, axis=2)
 
 
-def compare(name, gt, pred, workdir):
+def compare(name, gt, pred, workdir, repeats=3):
     np.save(workdir / "gt.npy", gt)
     np.save(workdir / "pred.npy", pred)
-    params = {"gt": str(workdir / "gt.npy"), "pred": str(workdir / "pred.npy")}
+    params = {"gt": str(workdir / "gt.npy"), "pred": str(workdir / "pred.npy"), "repeats": repeats}
     log(f"{name}: {gt.shape} {gt.dtype}, {len(np.unique(gt))} gt ids; emseg ...")
     ours = child(CHILD, {**params, "side": "emseg"})
     log(f"{name}: emseg {ours['seconds']:.2f} s; skimage ...")
@@ -112,6 +120,7 @@ def compare(name, gt, pred, workdir):
     return {"shape": list(gt.shape), "dtype": str(gt.dtype), "emseg": ours, "skimage": ref,
             "max_abs_difference": diff, "agree_1e-9": diff < 1e-9,
             "speedup": ref["seconds"] / ours["seconds"],
+            "speedup_first_call": ref["first_call_seconds"] / ours["first_call_seconds"],
             "emseg_extra_memory_over_arrays": ours["extra_peak_mb"] / ours["arrays_mb"],
             "skimage_extra_memory_over_arrays": ref["extra_peak_mb"] / ref["arrays_mb"],
             "goal_speedup": 5, "met": ref["seconds"] / ours["seconds"] >= 5}

@@ -176,7 +176,7 @@ def test_concurrent_writes_to_different_blocks(tmp_path):
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(write, range(0, 16, 4)))
     np.testing.assert_array_equal(open_n5(tmp_path / "t.n5", "a")[...], data)
-    assert not [f for _, _, fs in os.walk(tmp_path / "t.n5") for f in fs if f.endswith(".tmp")]
+    assert not [f for _, _, fs in os.walk(tmp_path / "t.n5") for f in fs if ".emseg-partial-" in f]
 
 
 def test_attrs_round_trip(tmp_path):

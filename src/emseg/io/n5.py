@@ -44,11 +44,11 @@ import os
 import shutil
 import struct
 import threading
-import uuid
 import zlib
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .paths import KeyNotFoundError
 
 __all__ = ["N5Array", "open_n5", "create_n5", "list_n5_datasets", "read_n5_attrs", "write_n5_attrs"]
@@ -146,22 +146,7 @@ def _read_block(path, dtype: np.dtype, ndim: int, kind: str) -> np.ndarray | Non
 def _write_block(path, block: np.ndarray, compression: dict) -> None:
     header = struct.pack(f">HH{block.ndim}I", 0, block.ndim, *block.shape[::-1])
     payload = _compress(np.ascontiguousarray(block, block.dtype.newbyteorder(">")), compression)
-    _atomic_write(path, header + payload)
-
-
-def _atomic_write(path, data: bytes) -> None:
-    """Write to a unique temporary file next to ``path``, then rename it into place."""
-    folder, name = os.path.split(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, header + payload)
 
 
 def _json_default(obj):
@@ -186,7 +171,7 @@ def _read_json(path) -> dict:
 def _update_json(path, attrs: dict) -> None:
     with _ATTRS_LOCK:
         merged = {**_read_json(path), **attrs}
-        _atomic_write(path, json.dumps(merged, indent=2, default=_json_default).encode())
+        write_bytes_atomic(path, json.dumps(merged, indent=2, default=_json_default).encode())
 
 
 def _is_dataset(attrs: dict) -> bool:

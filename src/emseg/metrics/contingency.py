@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import fastremap
 import numpy as np
 
 from ..blockwise import aligned_block_shape, block_slices
@@ -94,8 +95,6 @@ def check_labels(gt, pred, *, names=("gt", "pred")) -> None:
 
 def _pairs(gt_block: np.ndarray, pred_block: np.ndarray):
     """Unique (gt, pred, count) triplets of one in-memory block."""
-    import fastremap
-
     g = np.ascontiguousarray(gt_block).reshape(-1)
     p = np.ascontiguousarray(pred_block).reshape(-1)
     for name, a in (("gt", g), ("pred", p)):
