@@ -120,6 +120,21 @@ def cmd_evaluate(args):
                                                 indent=2) + "\n")
 
 
+def cmd_train(args):
+    from .train import load_config, train
+
+    overrides = list(args.set or [])
+    for name in ("device", "threads", "out_dir", "steps"):
+        value = getattr(args, name)
+        if value is not None:
+            overrides.append(f"{name}={value}")
+    config = load_config(args.config, overrides)
+    result = train(config, progress=not args.no_progress)
+    best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f} at step {result.best_step}"
+    print(f"trained {result.steps} steps in {result.seconds:.0f} s ({result.patches_per_second:.1f} patches/s); "
+          f"best validation {best}; checkpoints: {result.latest}" + (f", {result.best}" if result.best else ""))
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -166,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--boundary-tolerance-nm", type=float, help="CREMI boundary tolerance in nm")
     s.add_argument("--json", help="also write the results to this JSON file")
     s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("train", help="train a network from a YAML config")
+    s.add_argument("config", help="YAML file with TrainConfig keys (see configs/)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--threads", type=int, help="CPU threads for torch")
+    s.add_argument("--steps", type=int)
+    s.add_argument("--out-dir", dest="out_dir")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("demo", help="run the built-in example end to end")
     s.add_argument("--out", default="emseg-demo", help="output folder (default: ./emseg-demo)")

@@ -1,0 +1,157 @@
+"""Training data: volumes with a train/validation split by region, normalisation stored with the
+model, and seeded patch sampling (uniform or foreground-weighted) from any lazy volume."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+__all__ = ["Normalization", "fit_normalization", "TrainVolume", "load_train_volume", "sample_patch",
+           "validation_patches", "split_region"]
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Maps raw intensities linearly so that ``low`` → 0 and ``high`` → 1 (float32).
+
+    Stored in checkpoints, so prediction normalises exactly as training did.
+    """
+
+    mode: str = "percentile"
+    low: float = 0.0
+    high: float = 255.0
+
+    def __call__(self, raw) -> np.ndarray:
+        raw = np.asarray(raw, dtype=np.float32)
+        return (raw - np.float32(self.low)) / np.float32(max(self.high - self.low, 1e-6))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def fit_normalization(raw, mode="percentile", percentiles=(1.0, 99.0), low=None, high=None,
+                      sample_voxels=2**22, seed=0) -> Normalization:
+    """Fit a :class:`Normalization`: ``"percentile"`` (robust, from a random sample of voxels),
+    ``"fixed"`` (``low``/``high`` given, or the dtype's range) or ``"none"`` (identity)."""
+    if mode == "none":
+        return Normalization("none", 0.0, 1.0)
+    if mode == "fixed":
+        if low is None or high is None:
+            info = np.iinfo(raw.dtype) if np.dtype(raw.dtype).kind in "ui" else None
+            low, high = (info.min, info.max) if info else (0.0, 1.0)
+        return Normalization("fixed", float(low), float(high))
+    if mode != "percentile":
+        raise ValueError(f"normalization mode must be 'percentile', 'fixed' or 'none'; got {mode!r}")
+    data = np.asarray(raw[...]) if np.prod(raw.shape) <= sample_voxels else _random_voxels(raw, sample_voxels, seed)
+    lo, hi = np.percentile(data, percentiles)
+    return Normalization("percentile", float(lo), float(hi))
+
+
+def _random_voxels(raw, n, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.integers(0, raw.shape[0], 16)
+    return np.concatenate([np.asarray(raw[int(i)]).ravel() for i in z])[:n]
+
+
+def split_region(shape, val_fraction=0.0, val_roi=None):
+    """Train and validation regions (tuples of slices) of a volume, split along z (axis 0).
+
+    ``val_roi`` such as ``"140:165"`` (z range) wins over ``val_fraction`` (the last part of z).
+    """
+    full = tuple(slice(0, n) for n in shape)
+    if val_roi is not None:
+        z0, z1 = (int(v) for v in str(val_roi).split(":"))
+        if not 0 <= z0 < z1 <= shape[0]:
+            raise ValueError(f"val_roi {val_roi!r} must be a z range inside 0:{shape[0]}")
+        if z0 == 0:
+            return (slice(z1, shape[0]),) + full[1:], (slice(z0, z1),) + full[1:]
+        return (slice(0, z0),) + full[1:], (slice(z0, z1),) + full[1:]
+    if not val_fraction:
+        return full, None
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}")
+    cut = int(round(shape[0] * (1 - val_fraction)))
+    if cut < 1 or cut >= shape[0]:
+        raise ValueError(f"val_fraction {val_fraction} leaves no training or no validation z-section of {shape[0]}")
+    return (slice(0, cut),) + full[1:], (slice(cut, shape[0]),) + full[1:]
+
+
+@dataclass(eq=False)
+class TrainVolume:
+    """One raw/labels pair in memory (or lazy), its training region and foreground coordinates."""
+
+    name: str
+    raw: np.ndarray
+    labels: np.ndarray
+    region: tuple
+    foreground: np.ndarray  # (n, ndim) coordinates of foreground voxels inside the region (a sample)
+
+
+def load_train_volume(raw_path, labels_path, *, region=None, val_fraction=0.0, val_roi=None, in_memory=True,
+                      max_foreground=200_000, seed=0):
+    """Open a raw/labels pair and split it. Returns ``(train TrainVolume, validation TrainVolume or None)``."""
+    from ..io import open_volume
+
+    raw = open_volume(raw_path)
+    labels = open_volume(labels_path)
+    if raw.shape != labels.shape:
+        raise ValueError(f"labels {labels_path} have shape {labels.shape} but raw {raw_path} has {raw.shape}; "
+                         "they must match voxel for voxel")
+    raw_a = raw[...] if in_memory else raw
+    lab_a = labels[...] if in_memory else labels
+    train_roi, val_roi_ = split_region(raw.shape, val_fraction, val_roi)
+    rng = np.random.default_rng(seed)
+
+    def make(roi, name):
+        lab = np.asarray(lab_a[roi])
+        if lab.size == 0:
+            raise ValueError(f"{labels_path}: the {name} region {roi} is empty")
+        fg = np.argwhere(lab > 0)
+        if len(fg) > max_foreground:
+            fg = fg[rng.choice(len(fg), max_foreground, replace=False)]
+        fg = fg + np.array([s.start for s in roi])
+        return TrainVolume(f"{raw_path}[{name}]", raw_a, lab_a, roi, fg)
+
+    train = make(train_roi, "train")
+    if not len(train.foreground):
+        raise ValueError(f"{labels_path}: the training region holds no foreground (all labels are 0); "
+                         "check the labels file and key")
+    return train, (make(val_roi_, "validation") if val_roi_ is not None else None)
+
+
+def _check_patch(vol: TrainVolume, patch_shape):
+    size = [s.stop - s.start for s in vol.region]
+    spatial = size[-len(patch_shape):]
+    if any(p > s for p, s in zip(patch_shape, spatial)):
+        raise ValueError(f"patch_shape {tuple(patch_shape)} is larger than the region {tuple(spatial)} of "
+                         f"{vol.name}; use a patch of at most {tuple(spatial)}")
+
+
+def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5):
+    """Draw one ``(raw, labels)`` patch: a random volume, then a random position inside its region,
+    centred on a random foreground voxel with probability ``foreground_fraction``.
+
+    A 2D ``patch_shape`` on 3D volumes draws a patch from one z-section.
+    """
+    vol = volumes[int(rng.integers(len(volumes)))]
+    _check_patch(vol, patch_shape)
+    ndim = len(vol.region)
+    full = [1] * (ndim - len(patch_shape)) + list(patch_shape)
+    lo = np.array([s.start for s in vol.region])
+    hi = np.array([s.stop for s in vol.region]) - np.array(full)
+    if len(vol.foreground) and rng.random() < foreground_fraction:
+        centre = vol.foreground[int(rng.integers(len(vol.foreground)))]
+        start = np.clip(centre - np.array(full) // 2, lo, hi)
+    else:
+        start = np.array([int(rng.integers(a, b + 1)) for a, b in zip(lo, hi)])
+    roi = tuple(slice(int(s), int(s) + f) for s, f in zip(start, full))
+    raw, lab = np.asarray(vol.raw[roi]), np.asarray(vol.labels[roi])
+    squeeze = tuple(range(ndim - len(patch_shape)))
+    return (raw.squeeze(squeeze), lab.squeeze(squeeze)) if squeeze else (raw, lab)
+
+
+def validation_patches(volume: TrainVolume, patch_shape, n, seed=0):
+    """A fixed, seeded set of ``n`` validation patches (uniform positions in the validation region)."""
+    rng = np.random.default_rng(seed)
+    return [sample_patch([volume], patch_shape, rng, foreground_fraction=0.5) for _ in range(n)]
