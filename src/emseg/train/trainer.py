@@ -190,8 +190,9 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     if config.augment:
         from .augment import Augmenter
 
-        augmenter = Augmenter(voxel_size=voxel_size[-len(config.patch_shape):] if voxel_size else None,
-                              seed=config.seed)
+        # an unknown voxel size is taken as isotropic: every axis may then be flipped and swapped
+        vs = voxel_size[-len(config.patch_shape):] if voxel_size else [1.0] * len(config.patch_shape)
+        augmenter = Augmenter(voxel_size=vs, seed=config.seed)
     val_set = [p for v in val_vols for p in validation_patches(v, config.patch_shape, config.val_patches, config.seed)]
 
     model = build_model(config, voxel_size).to(device)

@@ -1,0 +1,88 @@
+"""Train the Lucchi 2D mitochondria config on this machine and score it on the held-out sections.
+
+Protocol (issue 4): train ``configs/lucchi_mito_2d.yaml`` on z 0–139 of the Lucchi training volume
+(../shared/data/lucchi, Lucchi et al. 2012, EPFL CVLab terms) for at most ``--minutes`` of
+wall time, then predict every held-out section z 140–164 whole (768×1024) with the best
+checkpoint and report the foreground IoU (Jaccard) of the mitochondria class over that 3D block,
+computed by ``emseg.metrics.semantic_scores``. Prints one JSON object; progress to stderr.
+
+Usage: ``python benchmarks/bench_train_lucchi.py [--minutes 30] [--out runs/bench_lucchi] [--set key=value ...]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+
+def predict_sections(model, raw, norm, device):
+    """Sigmoid of the first channel for each 2D section (whole sections, padded to the model's divisor)."""
+    import torch
+
+    div = model.input_divisor
+    out = np.empty(raw.shape, np.float32)
+    with torch.inference_mode():
+        for z in range(raw.shape[0]):
+            img = norm(raw[z])
+            pad = [(0, (-n) % d) for n, d in zip(img.shape, div)]
+            x = torch.from_numpy(np.pad(img, pad, mode="reflect")[None, None]).to(device)
+            prob = torch.sigmoid(model(x)[0, 0]).cpu().numpy()
+            out[z] = prob[: img.shape[0], : img.shape[1]]
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/lucchi_mito_2d.yaml")
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--out", default="runs/bench_lucchi")
+    ap.add_argument("--set", action="append", default=[])
+    args = ap.parse_args()
+
+    import torch
+
+    from emseg.io import read_volume
+    from emseg.metrics import semantic_scores
+    from emseg.models import load_model, read_model_header
+    from emseg.train import load_config, train
+    from emseg.train.data import Normalization
+
+    config = load_config(args.config, [f"max_minutes={args.minutes}", f"out_dir={args.out}", "resume=false",
+                                       *args.set])
+    t0 = time.perf_counter()
+    result = train(config, progress=sys.stderr.isatty())
+    train_s = time.perf_counter() - t0
+    print(f"trained {result.steps} steps in {train_s:.0f} s", file=sys.stderr)
+
+    z0, z1 = (int(v) for v in config.val_roi.split(":"))
+    raw = read_volume(config.raw[0])[z0:z1]
+    gt = read_volume(config.labels[0])[z0:z1] > 0
+    header = read_model_header(result.best)
+    norm = Normalization(**header.extra["normalization"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(result.best, device=device)
+    t1 = time.perf_counter()
+    prob = predict_sections(model, raw, norm, device)
+    predict_s = time.perf_counter() - t1
+    scores = semantic_scores(gt, prob, threshold=0.5)
+    print(json.dumps({
+        "protocol": f"train z 0-{z0 - 1}, evaluate whole sections z {z0}-{z1 - 1} of lucchi/training.tif",
+        "machine": {"device": str(device), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": platform.python_version(), "torch": torch.__version__},
+        "config": config.as_dict(),
+        "train": {"steps": result.steps, "seconds": round(train_s, 1), "patches_per_second": round(result.patches_per_second, 2),
+                  "best_val_patch_iou": result.best_metric, "best_step": result.best_step},
+        "heldout": {"iou": scores.iou, "dice": scores.dice, "precision": scores.precision, "recall": scores.recall,
+                    "predict_seconds": round(predict_s, 1)},
+        "goal_iou": 0.85, "met": scores.iou >= 0.85,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
