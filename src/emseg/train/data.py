@@ -88,9 +88,13 @@ class TrainVolume:
     foreground: np.ndarray  # (n, ndim) coordinates of foreground voxels inside the region (a sample)
 
 
-def load_train_volume(raw_path, labels_path, *, region=None, val_fraction=0.0, val_roi=None, in_memory=True,
+def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, in_memory=None,
                       max_foreground=200_000, seed=0):
-    """Open a raw/labels pair and split it. Returns ``(train TrainVolume, validation TrainVolume or None)``."""
+    """Open a raw/labels pair and split it. Returns ``(train TrainVolume, validation TrainVolume or None)``.
+
+    ``in_memory=None`` reads volumes under 2 GiB into memory and samples larger ones lazily from
+    disk (each patch reads only its chunks).
+    """
     from ..io import open_volume
 
     raw = open_volume(raw_path)
@@ -98,6 +102,8 @@ def load_train_volume(raw_path, labels_path, *, region=None, val_fraction=0.0, v
     if raw.shape != labels.shape:
         raise ValueError(f"labels {labels_path} have shape {labels.shape} but raw {raw_path} has {raw.shape}; "
                          "they must match voxel for voxel")
+    if in_memory is None:
+        in_memory = raw.nbytes + labels.nbytes < 2 * 2**30
     raw_a = raw[...] if in_memory else raw
     lab_a = labels[...] if in_memory else labels
     train_roi, val_roi_ = split_region(raw.shape, val_fraction, val_roi)

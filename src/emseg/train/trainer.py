@@ -225,6 +225,7 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
         rows = [r for r in rows if r and int(r[0]) <= step]
     with open(log_path, "w", newline="") as f:
         csv.writer(f).writerows([["step", "loss", "lr", "val_loss", "val_iou", "seconds"]] + rows)
+    writer = _tensorboard(config.out_dir)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -259,6 +260,11 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
             best, best_step, bad_vals = (score, step, 0) if improved else (best, best_step, bad_vals + 1)
         with open(log_path, "a", newline="") as f:  # the row first: a checkpoint never lacks its log
             csv.writer(f).writerow(row)
+        if writer is not None:
+            writer.add_scalar("loss", loss_value, step)
+            if row[3] != "":
+                writer.add_scalar("val_loss", row[3], step)
+                writer.add_scalar("val_iou", row[4], step)
         if checkpoint:
             if improved:
                 _save(best_path, model, config, norm, voxel_size)
@@ -274,10 +280,21 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
             break
     if bar is not None:
         bar.close()
+    if writer is not None:
+        writer.close()
     seconds = time.perf_counter() - t0
     done = step - start_step
     return TrainResult(step, seconds, best, best_step, latest, best_path if os.path.exists(best_path) else None,
                        done * config.batch_size / max(seconds, 1e-9))
+
+
+def _tensorboard(out_dir):
+    """A TensorBoard writer when the tensorboard package is installed (optional), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(os.path.join(out_dir, "tensorboard"))
 
 
 def _is_mask(labels) -> bool:
