@@ -135,6 +135,20 @@ def cmd_train(args):
           f"best validation {best}; checkpoints: {result.latest}" + (f", {result.best}" if result.best else ""))
 
 
+def cmd_predict(args):
+    from .predict import predict_blockwise
+
+    models = args.model if len(args.model) > 1 else args.model[0]
+    scheduler = args.scheduler or ("local" if args.workers else None)
+    r = predict_blockwise(args.input, models, args.output, block_shape=args.block_shape,
+                          halo="auto" if args.halo == "auto" else tuple(int(v) for v in args.halo.split(",")),
+                          tile_shape=args.tile_shape, tta=args.tta, dtype=args.dtype, device=args.device,
+                          workers=args.workers or args.threads, scheduler=scheduler, overwrite=args.overwrite,
+                          progress=not args.no_progress)
+    print(f"predicted {r.n_computed} of {r.n_blocks} blocks ({r.n_skipped} skipped) in {r.seconds:.1f} s, "
+          f"{r.voxels_per_second / 1e6:.2f} Mvoxel/s -> {args.output}")
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -191,6 +205,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", dest="out_dir")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("predict", help="predict a volume blockwise with a trained model")
+    s.add_argument("input", help="raw volume (any format emseg reads; file.h5:key)")
+    s.add_argument("output", help="output volume, e.g. pred.zarr (channels first, OME-Zarr)")
+    s.add_argument("--model", required=True, action="append", help="checkpoint (.safetensors); repeat for an ensemble")
+    s.add_argument("--block-shape", type=_ints, help="write block z,y,x (default: from the model and chunks)")
+    s.add_argument("--halo", default="auto", help="'auto' (the model's receptive field) or z,y,x")
+    s.add_argument("--tile-shape", type=_ints, help="split blocks into Gaussian-blended tiles of this shape")
+    s.add_argument("--tta", choices=("flips", "d4"), help="test-time augmentation")
+    s.add_argument("--dtype", default="float16", choices=("float16", "float32", "uint8"))
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+    s.add_argument("--workers", type=int, help="start a Dask LocalCluster with N worker processes")
+    s.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("demo", help="run the built-in example end to end")
     s.add_argument("--out", default="emseg-demo", help="output folder (default: ./emseg-demo)")

@@ -1,0 +1,340 @@
+"""Blockwise prediction over volumes of any size: read a block plus its halo, predict, crop, write.
+
+Geometry (one axis)::
+
+    volume   |----------------------------------------------|
+    write    |   block 0   |   block 1   |   block 2   |  3 |   aligned to the output's chunks
+    read          |<-halo->|   block 1   |<-halo->|            clipped at the volume's border
+
+Blocks start at multiples of ``block_shape`` (a multiple of the network's input divisor) and the
+halo is rounded up to the divisor too, so every read region sits on the pooling grid of a
+whole-volume pass: with ``tile_shape=None`` the result equals one forward pass over the whole
+volume. Each finished block is appended to a progress record (fsync'ed) inside or beside the
+output; a run that is killed and started again computes only the missing blocks. Only block
+indices travel to Dask workers; workers open the volumes and load the model themselves, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..blockwise import block_slices
+from .model import as_predictor
+from .tiling import predict_region
+
+__all__ = ["predict_blockwise", "PredictResult", "plan_blocks"]
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    out: object
+    n_blocks: int
+    n_computed: int
+    n_skipped: int
+    seconds: float
+    voxels_per_second: float
+
+
+def _ceil_to(v, d):
+    return -(-int(v) // int(d)) * int(d)
+
+
+def plan_blocks(shape, block_shape, halo):
+    """``[(write_roi, read_roi), ...]`` for a volume of ``shape`` (spatial axes only)."""
+    out = []
+    for write in block_slices(shape, block_shape):
+        read = tuple(slice(max(0, w.start - h), min(n, w.stop + h)) for w, h, n in zip(write, halo, shape))
+        out.append((write, read))
+    return out
+
+
+def _geometry(shape, predictors, block_shape, halo, out_chunks):
+    p = predictors[0]
+    vn, mn = len(shape), p.ndim
+    if mn > vn:
+        raise ValueError(f"a {mn}D model cannot predict a {vn}D volume of shape {shape}")
+    for q in predictors[1:]:
+        if (q.ndim, q.in_channels, q.out_channels) != (p.ndim, p.in_channels, p.out_channels):
+            raise ValueError("ensemble members must share dimensionality and input/output channels")
+    lead = vn - mn  # 1 for a 2D model on a 3D stack (section by section)
+    divisor = (1,) * lead + tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(mn))
+    model_halo = (0,) * lead + tuple(max(q.halo[a] for q in predictors) for a in range(mn))
+    if halo == "auto" or halo is None:
+        halo = model_halo
+    halo = tuple(int(h) for h in (halo if np.ndim(halo) else (halo,) * vn))
+    if len(halo) != vn:
+        raise ValueError(f"halo must have {vn} entries (one per axis of {shape}); got {halo}")
+    halo = tuple(_ceil_to(h, d) for h, d in zip(halo, divisor))
+    if block_shape is None:
+        base = out_chunks or ((1, 512, 512) if lead else (64, 256, 256) if vn == 3 else (1024, 1024))
+        block_shape = tuple(min(_ceil_to(b, d), _ceil_to(n, d)) for b, d, n in zip(base[-vn:], divisor, shape))
+    block_shape = tuple(int(b) for b in block_shape)
+    if len(block_shape) != vn:
+        raise ValueError(f"block_shape must have {vn} entries for a volume of shape {shape}; got {block_shape}")
+    bad = [i for i, (b, d) in enumerate(zip(block_shape, divisor)) if b % d]
+    if bad:
+        fix = tuple(_ceil_to(b, d) for b, d in zip(block_shape, divisor))
+        raise ValueError(f"block_shape {block_shape} is not a multiple of the network's input divisor {divisor}; "
+                         f"use {fix}")
+    if out_chunks:
+        bad = [i for i, (b, c, n) in enumerate(zip(block_shape, out_chunks, shape)) if b % c and b < n]
+        if bad:
+            fix = tuple(_ceil_to(b, np.lcm(c, d)) for b, c, d in zip(block_shape, out_chunks, divisor))
+            raise ValueError(f"block_shape {block_shape} is not aligned to the output's storage chunks {tuple(out_chunks)}; "
+                             f"blocks would share chunks. Use block_shape {fix}")
+    too_small = [i for i, (b, h) in enumerate(zip(block_shape, halo)) if h and b < h and b < shape[i]]
+    if too_small:
+        raise ValueError(f"block_shape {block_shape} is smaller than the halo {halo} along axis "
+                         f"{too_small[0]}; use blocks of at least the halo")
+    return block_shape, halo
+
+
+class _Progress:
+    """Append-only record of finished blocks, with a signature of the run's settings."""
+
+    def __init__(self, path, signature, resume):
+        self.path, self.done = path, set()
+        if os.path.exists(path) and resume:
+            with open(path) as f:
+                lines = f.read().splitlines()
+            head = json.loads(lines[0]) if lines else {}
+            if head.get("signature") != signature:
+                raise ValueError(f"{path}: the output was started with different settings (model, block shape, "
+                                 "halo or TTA); pass overwrite=True or another output")
+            self.done = {int(x) for x in lines[1:] if x.strip().isdigit()}
+        else:
+            with open(path, "w") as f:
+                f.write(json.dumps({"signature": signature}) + "\n")
+        self._f = open(path, "a")
+
+    def mark(self, index):
+        self._f.write(f"{index}\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self):
+        self._f.close()
+
+
+_OPEN: dict = {}
+
+
+def _open_cached(path, mode):
+    from ..io import open_volume
+
+    key = (path, mode, os.getpid())
+    if key not in _OPEN:
+        _OPEN[key] = open_volume(path, mode=mode)
+    return _OPEN[key]
+
+
+def _run_block(spec, index, raw=None, out=None, predictors=None):
+    """Read, predict and write block ``index`` of ``spec`` (a JSON-able plan); returns the index."""
+    raw = raw if raw is not None else _open_cached(spec["raw"], "r")
+    out = out if out is not None else _open_cached(spec["out"], "r+")
+    predictors = predictors or [as_predictor(m, device=spec["device"]) for m in spec["models"]]
+    p = predictors[0]
+    write, read = plan_blocks(spec["shape"], spec["block_shape"], spec["halo"])[index]
+    data = np.asarray(raw[read], dtype=np.float32)
+    norm = spec.get("normalization") or (p.normalization.as_dict() if p.normalization is not None else None)
+    if norm:
+        lo, hi = norm["low"], norm["high"]
+        data = (data - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
+    pred = predict_region([q.fn for q in predictors], data[None], spatial_ndim=p.ndim, divisor=spec["divisor"],
+                          tile_shape=spec["tile_shape"], overlap=spec["overlap"], tta=spec["tta"],
+                          tta_reduce=spec["tta_reduce"], ensemble_reduce=spec["ensemble_reduce"],
+                          batch_size=spec["batch_size"], voxel_size=spec["voxel_size"])
+    crop = (slice(None),) + tuple(slice(w.start - r.start, w.stop - r.start) for w, r in zip(write, read))
+    pred = pred[crop]
+    if np.dtype(out.dtype) == np.uint8:
+        pred = np.clip(np.rint(pred * 255), 0, 255)
+    out[(slice(None),) + write] = pred.astype(out.dtype)
+    return index
+
+
+def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_shape=None, overlap=0.25, tta=None,
+                      tta_reduce="mean", ensemble_reduce="mean", dtype="float16", device="auto", workers=2,
+                      scheduler=None, roi=None, mask=None, normalization=None, batch_size=4, resume=True,
+                      overwrite=False, progress=None) -> PredictResult:
+    """Predict ``raw`` block by block into ``out`` (channels first), never holding more than a few blocks.
+
+    Parameters
+    ----------
+    raw : str or array-like
+        A path any format emseg reads (``file.h5:key``) or an array-like (zyx, or yx).
+    model : str, UNet, callable, or a list of them (an ensemble, combined by ``ensemble_reduce``)
+        Checkpoints are loaded once per process; their normalisation is applied to ``raw``.
+    out : str or array-like
+        A path (a chunked OME-Zarr/N5/HDF5 volume of shape (C, *raw.shape) is created, with chunks
+        equal to the blocks) or an existing writable volume of that shape.
+    block_shape : tuple, optional
+        Write blocks; multiples of the network's input divisor and of ``out``'s chunks.
+    halo : "auto" or int or tuple
+        Context read around each block; "auto" is the network's receptive-field halo.
+    tile_shape : tuple, optional
+        Split each block's read region into overlapping tiles blended with Gaussian weights (for
+        memory); None predicts each read region at once (exact).
+    tta : None, "flips" or "d4"
+        Test-time augmentation, reduced by ``tta_reduce`` ("mean" or "median").
+    dtype : "float16", "float32" or "uint8"
+        Output type; uint8 stores round(255 × p).
+    workers : int
+        Threads (default) or, with ``scheduler="local"``, processes of a Dask ``LocalCluster``.
+    scheduler : None, "local" or "tcp://host:port"
+        Run on a Dask cluster (paths only: workers open the volumes themselves).
+    roi : tuple of slices, optional ; mask : array-like, optional
+        Only blocks intersecting ``roi`` / containing nonzero ``mask`` (any lower resolution,
+        scaled to the volume) are predicted; the rest stay 0.
+    resume : bool
+        Skip blocks recorded as finished by an earlier, interrupted run with the same settings.
+    progress : bool or callable
+        True: a tqdm bar (blocks, voxels/s, ETA); a callable receives each finished block's index.
+    """
+    from ..io import create_volume, open_volume
+
+    t0 = time.perf_counter()
+    models = model if isinstance(model, (list, tuple)) else [model]
+    predictors = [as_predictor(m, device=device) for m in models]
+    raw_path = raw if isinstance(raw, (str, os.PathLike)) else None
+    raw_vol = open_volume(raw_path) if raw_path is not None else raw
+    shape = tuple(int(s) for s in raw_vol.shape)
+    p = predictors[0]
+    if p.in_channels != 1:
+        raise ValueError(f"the model takes {p.in_channels} input channels but {raw_path or 'raw'} is a "
+                         f"single-channel {len(shape)}D volume of shape {shape}")
+    out_path = out if isinstance(out, (str, os.PathLike)) else None
+    out_chunks = None if out_path is not None else tuple(getattr(out, "chunks", None) or ())[1:] or None
+    block_shape, halo = _geometry(shape, predictors, block_shape, halo, out_chunks)
+    vs = getattr(raw_vol, "voxel_size", None) or p.voxel_size
+    if out_path is not None:
+        exists = os.path.exists(str(out_path).split(":")[0]) and resume and not overwrite
+        if exists:
+            out_vol = open_volume(out_path, mode="r+")
+            if out_vol.shape != (p.out_channels,) + shape:
+                raise ValueError(f"{out_path} already holds a volume of shape {out_vol.shape}, not the "
+                                 f"{(p.out_channels,) + shape} this prediction writes; pass overwrite=True")
+        else:
+            out_vol = create_volume(out_path, (p.out_channels,) + shape, dtype, chunks=(p.out_channels,) + block_shape,
+                                    voxel_size=vs, axes="c" + "zyx"[-len(shape):], overwrite=overwrite)
+    else:
+        out_vol = out
+        if tuple(out_vol.shape) != (p.out_channels,) + shape:
+            raise ValueError(f"out has shape {tuple(out_vol.shape)}; expected {(p.out_channels,) + shape} "
+                             "(channels first)")
+    spec = {"raw": str(raw_path) if raw_path else None, "out": str(out_path) if out_path else None,
+            "models": [m if isinstance(m, str) else os.fspath(m) if hasattr(m, "__fspath__") else None for m in models],
+            "device": device, "shape": shape, "block_shape": block_shape, "halo": halo,
+            "divisor": tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(p.ndim)),
+            "tile_shape": tile_shape, "overlap": overlap, "tta": tta, "tta_reduce": tta_reduce,
+            "ensemble_reduce": ensemble_reduce, "batch_size": batch_size,
+            "voxel_size": tuple(vs[-p.ndim:]) if vs else None,
+            "normalization": normalization.as_dict() if hasattr(normalization, "as_dict") else normalization}
+    blocks = plan_blocks(shape, block_shape, halo)
+    todo = [i for i, (w, _) in enumerate(blocks) if _wanted(w, shape, roi, mask)]
+    signature = hashlib.sha256(json.dumps({k: spec[k] for k in ("models", "shape", "block_shape", "halo", "tile_shape",
+                                                                  "tta", "normalization")}, default=str).encode()).hexdigest()
+    record = _progress_path(out_path)
+    prog = _Progress(record, signature, resume) if record else None
+    done_before = prog.done if prog else set()
+    pending = [i for i in todo if i not in done_before]
+    bar = _bar(progress, len(todo), len(todo) - len(pending))
+    try:
+        if scheduler is None:
+            _run_threads(spec, pending, raw_vol, out_vol, predictors, workers, prog, bar)
+        else:
+            _run_dask(spec, pending, scheduler, workers, prog, bar)
+    finally:
+        if prog:
+            prog.close()
+        if bar is not None and hasattr(bar, "close"):
+            bar.close()
+    seconds = time.perf_counter() - t0
+    voxels = sum(int(np.prod([s.stop - s.start for s in blocks[i][0]])) for i in pending)
+    return PredictResult(out_vol, len(blocks), len(pending), len(blocks) - len(todo), seconds, voxels / max(seconds, 1e-9))
+
+
+def _progress_path(out_path):
+    if out_path is None:
+        return None
+    from ..io.paths import split_key
+
+    path, key = split_key(out_path)
+    if os.path.isdir(path):
+        return os.path.join(path, f".emseg-progress-{(key or 'root').replace('/', '_')}.jsonl")
+    return f"{path}.{(key or 'root').replace('/', '_')}.emseg-progress.jsonl"
+
+
+def _wanted(write, shape, roi, mask):
+    if roi is not None and any(w.stop <= r.start or w.start >= r.stop for w, r in zip(write, roi)):
+        return False
+    if mask is not None:
+        scale = [m / n for m, n in zip(mask.shape, shape)]
+        low = tuple(slice(int(w.start * s), max(int(w.start * s) + 1, int(np.ceil(w.stop * s))))
+                    for w, s in zip(write, scale))
+        return bool(np.asarray(mask[low]).any())
+    return True
+
+
+def _bar(progress, total, initial):
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, initial=initial, unit="block", desc="predict")
+    return progress if callable(progress) else None
+
+
+def _tick(bar, index):
+    if bar is None:
+        return
+    if hasattr(bar, "update"):
+        bar.update(1)
+    else:
+        bar(index)
+
+
+def _run_threads(spec, pending, raw, out, predictors, workers, prog, bar):
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    with ThreadPoolExecutor(max(1, int(workers or 1))) as pool:
+        futures = [pool.submit(_run_block, spec, i, raw, out, predictors) for i in pending]
+        for fut in as_completed(futures):
+            i = fut.result()
+            if prog:
+                prog.mark(i)
+            _tick(bar, i)
+
+
+def _run_dask(spec, pending, scheduler, workers, prog, bar):
+    if spec["raw"] is None or spec["out"] is None or None in spec["models"]:
+        raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=max(1, int(workers or 1)), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout="3s")
+        except OSError as e:
+            raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r} ({e}); is it running?") from None
+    try:
+        futures = client.map(_run_block, [spec] * len(pending), pending, pure=False)
+        for fut in as_completed(futures):
+            i = fut.result()
+            if prog:
+                prog.mark(i)
+            _tick(bar, i)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

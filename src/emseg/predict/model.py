@@ -1,0 +1,95 @@
+"""Models for prediction: a checkpoint path, a torch module or any numpy callable, seen as one
+function plus the geometry prediction needs (dimensionality, channels, halo, input divisor)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Predictor", "as_predictor"]
+
+
+@dataclass
+class Predictor:
+    """``fn`` maps (N, C_in, *spatial) float32 → (N, C_out, *spatial); the rest describes it."""
+
+    fn: Callable
+    ndim: int
+    in_channels: int
+    out_channels: int
+    halo: tuple
+    divisor: tuple
+    normalization: object = None
+    voxel_size: tuple | None = None
+    info: dict = field(default_factory=dict)
+
+
+_CACHE: dict = {}
+
+
+def _torch_fn(model, device, sigmoid):
+    import torch
+
+    model = model.to(device).eval()
+
+    def fn(x):
+        with torch.inference_mode():
+            y = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
+            if sigmoid:
+                y = torch.sigmoid(y)
+            return y.float().cpu().numpy()
+
+    return fn
+
+
+def _device(name):
+    import torch
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor:
+    """Wrap ``model``: a checkpoint path (loaded once per process and cached), a Predictor, a torch
+    module with ``ndim``/``halo``/``input_divisor`` (emseg's UNet), or a numpy callable with
+    attributes ``ndim``, ``in_channels``, ``out_channels`` and optionally ``halo``/``divisor``.
+    Checkpoint outputs go through a sigmoid (probabilities) unless ``sigmoid=False``."""
+    if isinstance(model, Predictor):
+        return model
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        import os
+
+        path = os.fspath(model)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"model {path}: no such checkpoint file")
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, str(device), sigmoid)
+        if cache and key in _CACHE:
+            return _CACHE[key]
+        from ..models import load_model, read_model_header
+        from ..train.data import Normalization
+
+        header = read_model_header(path)
+        net = load_model(path)
+        norm = header.extra.get("normalization")
+        pred = Predictor(_torch_fn(net, _device(device), sigmoid), net.ndim, net.in_channels, net.out_channels,
+                         tuple(net.halo), tuple(net.input_divisor), Normalization(**norm) if norm else None,
+                         tuple(header.extra["voxel_size"]) if header.extra.get("voxel_size") else None,
+                         {"path": path, **header.extra})
+        if cache:
+            _CACHE[key] = pred
+        return pred
+    if hasattr(model, "state_dict") and hasattr(model, "input_divisor"):
+        return Predictor(_torch_fn(model, _device(device), sigmoid), model.ndim, model.in_channels,
+                         model.out_channels, tuple(model.halo), tuple(model.input_divisor))
+    if callable(model) and hasattr(model, "ndim"):
+        nd = int(model.ndim)
+        return Predictor(model, nd, int(getattr(model, "in_channels", 1)), int(getattr(model, "out_channels", 1)),
+                         tuple(getattr(model, "halo", (0,) * nd)), tuple(getattr(model, "divisor", (1,) * nd)))
+    raise TypeError(f"model must be a checkpoint path, an emseg UNet or a callable with an ndim attribute; "
+                    f"got {type(model).__name__}")
