@@ -159,3 +159,18 @@ def test_cli_predict(capsys):
     with open_volume("pred.zarr") as vol:
         assert vol.shape == (1, 4, 64, 64) and vol.axes == "czyx" and vol.dtype == np.float16
     assert main(["predict", "raw.h5:raw", "p2.zarr", "--model", "nope.safetensors"]) == 2
+
+
+def test_multi_slice_2_5d_model():
+    """A 2D model with 3 input channels sees sections z-1, z, z+1; here it sums them."""
+
+    class SumNeighbours:
+        ndim, in_channels, out_channels, halo, divisor = 2, 3, 1, (1, 1), (1, 1)
+
+        def __call__(self, x):
+            return x.sum(axis=1, keepdims=True)
+
+    raw = np.random.default_rng(6).random((9, 20, 20)).astype(np.float32)
+    predict_blockwise(raw, SumNeighbours(), "s.zarr", block_shape=(2, 20, 20), dtype="float32")
+    padded = np.concatenate([raw[:1], raw, raw[-1:]])
+    np.testing.assert_allclose(read_volume("s.zarr")[0], padded[:-2] + padded[1:-1] + padded[2:], rtol=1e-6)

@@ -66,7 +66,8 @@ def _geometry(shape, predictors, block_shape, halo, out_chunks):
             raise ValueError("ensemble members must share dimensionality and input/output channels")
     lead = vn - mn  # 1 for a 2D model on a 3D stack (section by section)
     divisor = (1,) * lead + tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(mn))
-    model_halo = (0,) * lead + tuple(max(q.halo[a] for q in predictors) for a in range(mn))
+    context = (p.in_channels - 1) // 2 if lead else 0  # 2.5D: neighbouring sections as channels
+    model_halo = (context,) * lead + tuple(max(q.halo[a] for q in predictors) for a in range(mn))
     if halo == "auto" or halo is None:
         halo = model_halo
     halo = tuple(int(h) for h in (halo if np.ndim(halo) else (halo,) * vn))
@@ -148,7 +149,14 @@ def _run_block(spec, index, raw=None, out=None, predictors=None):
     if norm:
         lo, hi = norm["low"], norm["high"]
         data = (data - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
-    pred = predict_region([q.fn for q in predictors], data[None], spatial_ndim=p.ndim, divisor=spec["divisor"],
+    k = (p.in_channels - 1) // 2
+    if k and data.ndim == 3 and p.ndim == 2:  # 2.5D: section z gets sections z-k..z+k as channels
+        idx = np.clip(np.arange(data.shape[0])[None] + np.arange(-k, k + 1)[:, None], 0, data.shape[0] - 1)
+        data = data[idx]  # (2k+1, Z, Y, X); sections beyond the read region repeat its edge (inner
+        # block borders have a z-halo of k sections, so only the volume's own ends are repeated)
+    else:
+        data = data[None]
+    pred = predict_region([q.fn for q in predictors], data, spatial_ndim=p.ndim, divisor=spec["divisor"],
                           tile_shape=spec["tile_shape"], overlap=spec["overlap"], tta=spec["tta"],
                           tta_reduce=spec["tta_reduce"], ensemble_reduce=spec["ensemble_reduce"],
                           batch_size=spec["batch_size"], voxel_size=spec["voxel_size"])
@@ -207,7 +215,8 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
     raw_vol = open_volume(raw_path) if raw_path is not None else raw
     shape = tuple(int(s) for s in raw_vol.shape)
     p = predictors[0]
-    if p.in_channels != 1:
+    multi_slice = p.ndim == 2 and len(shape) == 3 and p.in_channels % 2 == 1
+    if p.in_channels != 1 and not multi_slice:
         raise ValueError(f"the model takes {p.in_channels} input channels but {raw_path or 'raw'} is a "
                          f"single-channel {len(shape)}D volume of shape {shape}")
     out_path = out if isinstance(out, (str, os.PathLike)) else None
