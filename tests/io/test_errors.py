@@ -143,3 +143,20 @@ def test_failed_write_leaves_nothing():
     from emseg.io import list_datasets
 
     assert list_datasets("keep.h5") == ["raw"]
+
+
+def test_failed_overwrite_keeps_the_old_data():
+    class Exploding:
+        shape, dtype, chunks = (4, 8, 8), np.dtype(np.uint8), None
+
+        def __getitem__(self, key):
+            raise RuntimeError("disk on fire")
+
+    old = np.full((4, 8, 8), 7, np.uint8)
+    for path in ("keep.h5:raw", "keep.zarr:raw", "keep.n5:raw", "keep.tif"):
+        write_volume(path, old)
+        with pytest.raises(RuntimeError):
+            write_volume(path, Exploding(), overwrite=True)
+        from emseg.io import read_volume
+
+        np.testing.assert_array_equal(read_volume(path), old)

@@ -193,30 +193,36 @@ def create_volume(path, shape, dtype, chunks=None, voxel_size=None, *, key=None,
     return create_n5_volume(path, key, shape, dtype, chunks, meta, compression)
 
 
-def _remove_existing(path, key, fmt, overwrite):
-    """Refuse (or, with overwrite, delete) what already stands at ``path``/``key``."""
+def _remove_existing(path, key, fmt, overwrite, delete=True):
+    """Refuse (or, with overwrite, delete) what already stands at ``path``/``key``.
+
+    ``delete=False`` only checks, so a write can fail early without touching the old data.
+    """
     if key is None or fmt not in CONTAINERS:
         if os.path.exists(path):
             if not overwrite:
                 raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            if delete:
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
         return
     if not os.path.exists(path):
         return
     if fmt == "hdf5":
         import h5py
 
-        with h5py.File(path, "a") as f:
+        with h5py.File(path, "a" if delete else "r") as f:
             if key in f:
                 if not overwrite:
                     raise FileExistsError(f"{path} already holds {key!r}; pass overwrite=True to replace it")
-                del f[key]
+                if delete:
+                    del f[key]
     else:
         node = os.path.join(path, key)
         if os.path.exists(node):
             if not overwrite:
                 raise FileExistsError(f"{path} already holds {key!r}; pass overwrite=True to replace it")
-            shutil.rmtree(node)
+            if delete:
+                shutil.rmtree(node)
 
 
 @contextlib.contextmanager
@@ -233,7 +239,7 @@ def _atomic_target(path, key, fmt, overwrite):
     if in_container:
         parent, _, name = key.rpartition("/")
         tmp_path, tmp_key = path, f"{parent + '/' if parent else ''}{tag}{name}"
-        _remove_existing(path, key, fmt, overwrite)  # fail before writing anything
+        _remove_existing(path, key, fmt, overwrite, delete=False)  # fail before writing anything
     else:
         head, tail = os.path.split(os.path.abspath(path))
         tmp_path, tmp_key = os.path.join(head, f"{tag}{tail}"), key  # keeps the suffix
