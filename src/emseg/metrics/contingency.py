@@ -45,18 +45,17 @@ class Contingency:
 
     def without_gt(self, labels) -> "Contingency":
         """The table with the voxels whose gt label is in ``labels`` removed (e.g. ``(0,)``)."""
-        labels = np.asarray(list(labels) if not np.isscalar(labels) else [labels])
-        if labels.size == 0:
-            return self
-        keep = ~np.isin(self.gt_ids, labels.astype(self.gt_ids.dtype, copy=False))
-        return Contingency(self.gt_ids[keep], self.pred_ids[keep], self.counts[keep])
+        return self._without(self.gt_ids, labels)
 
     def without_pred(self, labels) -> "Contingency":
         """The table with the voxels whose pred label is in ``labels`` removed."""
+        return self._without(self.pred_ids, labels)
+
+    def _without(self, ids, labels) -> "Contingency":
         labels = np.asarray(list(labels) if not np.isscalar(labels) else [labels])
         if labels.size == 0:
             return self
-        keep = ~np.isin(self.pred_ids, labels.astype(self.pred_ids.dtype, copy=False))
+        keep = ~np.isin(ids, labels.astype(ids.dtype, copy=False))
         return Contingency(self.gt_ids[keep], self.pred_ids[keep], self.counts[keep])
 
     def dense_indices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
