@@ -65,13 +65,14 @@ def case(name, model, raw, block_shape, threads):
 
     torch.set_num_threads(threads)
     pred = as_predictor(model)
-    log(f"{name}: raw {raw.shape}, block {block_shape}, halo {pred.halo}")
+    log(f"{name}: raw {raw.shape}, halo {pred.halo}")
     with tempfile.TemporaryDirectory() as d:
         predict_blockwise(raw[: max(1, raw.shape[0] // 8)], model, f"{d}/warm.zarr", block_shape=block_shape,
                           workers=1)  # warm-up: allocator, threads
         t = time.perf_counter()
         r = predict_blockwise(raw, model, f"{d}/out.zarr", block_shape=block_shape, workers=1, dtype="float16")
         emseg_s = time.perf_counter() - t
+        block_shape = r.out.chunks[1:]  # the automatic choice
     # bare forward on the same read regions, in memory, no IO/cast/write
     blocks = plan_blocks(raw.shape, r.out.chunks[1:], _halo(raw, pred, r))
     inputs = [np.asarray(raw[read], np.float32)[None] for _, read in blocks]
@@ -82,6 +83,7 @@ def case(name, model, raw, block_shape, threads):
     # MONAI sliding window with the read-region size as window
     from monai.inferers import sliding_window_inference
 
+    # MONAI's window: the same size as emseg's read region (block + 2 halo), cut to the volume
     window = tuple(min(n, b + 2 * h) for n, b, h in zip(raw.shape[-pred.ndim:], block_shape[-pred.ndim:],
                                                           pred.halo))
     window = tuple(-(-w // d) * d for w, d in zip(window, pred.divisor))
@@ -160,11 +162,9 @@ def main():
     result = {"machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": args.threads},
               "matmul_peak_gflops": matmul_peak()}
     m2 = UNet.light2d().eval()
-    result["model_2d"] = case("2d light", m2, rng.random((8, 1024, 1024)).astype(np.float32), (1, 512, 512),
-                              args.threads)
+    result["model_2d"] = case("2d light", m2, rng.random((8, 1024, 1024)).astype(np.float32), None, args.threads)
     m3 = UNet.for_voxel_size((30, 6, 6), depth=3, features=16).eval()
-    result["model_3d"] = case("3d anisotropic", m3, rng.random((48, 384, 384)).astype(np.float32), (16, 128, 128),
-                              args.threads)
+    result["model_3d"] = case("3d anisotropic", m3, rng.random((48, 384, 384)).astype(np.float32), None, args.threads)
     for k in ("model_2d", "model_3d"):
         result[k]["fraction_of_matmul_peak"] = result[k]["gflops_achieved"] / result["matmul_peak_gflops"]
     if args.big_gvox:

@@ -174,3 +174,32 @@ def test_multi_slice_2_5d_model():
     predict_blockwise(raw, SumNeighbours(), "s.zarr", block_shape=(2, 20, 20), dtype="float32")
     padded = np.concatenate([raw[:1], raw, raw[-1:]])
     np.testing.assert_allclose(read_volume("s.zarr")[0], padded[:-2] + padded[1:-1] + padded[2:], rtol=1e-6)
+
+
+def test_trained_model_blockwise_equals_whole_volume(tmp_path):
+    """A model trained by emseg (a few steps on synthetic EM) predicts blockwise exactly as in one pass."""
+    from emseg.data.synthetic import synthetic_em
+    from emseg.models import load_model
+    from emseg.train import load_config, train
+
+    em = synthetic_em((8, 96, 96), seed=7)
+    write_volume(tmp_path / "em.h5:raw", em.raw, voxel_size=em.voxel_size)
+    write_volume(tmp_path / "em.h5:mito", em.mito, voxel_size=em.voxel_size)
+    result = train(load_config(raw=[f"{tmp_path}/em.h5:raw"], labels=[f"{tmp_path}/em.h5:mito"], val_roi="6:8",
+                               patch_shape=[32, 32], batch_size=2, model={"features": 4, "depth": 2}, steps=6,
+                               val_every=3, val_patches=1, threads=1, device="cpu", out_dir=str(tmp_path / "run")))
+    predict_blockwise(f"{tmp_path}/em.h5:raw", result.best, "pred.zarr", block_shape=(2, 32, 32), dtype="float32")
+    model = load_model(result.best)
+    from emseg.models import read_model_header
+    from emseg.train.data import Normalization
+
+    norm = Normalization(**read_model_header(result.best).extra["normalization"])
+    whole = _whole(model, norm(em.raw))
+    np.testing.assert_allclose(read_volume("pred.zarr")[0], whole, atol=1e-3)
+
+
+def test_volume_smaller_than_one_block():
+    raw = np.random.default_rng(8).random((3, 10, 12)).astype(np.float32)
+    r = predict_blockwise(raw, Double(3, divisor=4), "small.zarr", block_shape=(8, 16, 16), dtype="float32")
+    assert r.n_blocks == 1
+    np.testing.assert_array_equal(read_volume("small.zarr")[0], 2 * raw)

@@ -74,9 +74,11 @@ def _geometry(shape, predictors, block_shape, halo, out_chunks):
     if len(halo) != vn:
         raise ValueError(f"halo must have {vn} entries (one per axis of {shape}); got {halo}")
     halo = tuple(_ceil_to(h, d) for h, d in zip(halo, divisor))
-    if block_shape is None:
-        base = out_chunks or ((1, 512, 512) if lead else (64, 256, 256) if vn == 3 else (1024, 1024))
-        block_shape = tuple(min(_ceil_to(b, d), _ceil_to(n, d)) for b, d, n in zip(base[-vn:], divisor, shape))
+    if block_shape is None:  # big enough that the halo is a small part of what is computed
+        base = (1, 1024, 1024) if lead else (64, 256, 256) if vn == 3 else (2048, 2048)
+        align = [np.lcm(d, c) for d, c in zip(divisor, out_chunks or divisor)]
+        block_shape = tuple(min(_ceil_to(max(b, 4 * h), a), _ceil_to(n, a))
+                            for b, h, a, n in zip(base[-vn:], halo, align, shape))
     block_shape = tuple(int(b) for b in block_shape)
     if len(block_shape) != vn:
         raise ValueError(f"block_shape must have {vn} entries for a volume of shape {shape}; got {block_shape}")
