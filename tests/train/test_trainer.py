@@ -99,3 +99,20 @@ def test_config_errors(tiny_data, tmp_path):
                           out_dir=str(tmp_path / "o")))
     with pytest.raises(ValueError, match="patch_shape .* is larger than the region"):
         train(_config(tiny_data, tmp_path / "big", patch_shape=[128, 128]))
+
+
+def test_cli_train_with_yaml_and_set(tiny_data, tmp_path, capsys):
+    from emseg.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"raw: ['{tiny_data}:raw']\nlabels: ['{tiny_data}:mito']\nval_roi: '10:12'\n"
+                   "patch_shape: [32, 32]\nbatch_size: 2\nmodel: {features: 4, depth: 2}\nval_patches: 2\n")
+    assert main(["train", str(cfg), "--set", "steps=4", "--set", "val_every=2", "--set", "target=bc",
+                 "--device", "cpu", "--threads", "1", "--out-dir", str(tmp_path / "cli"), "--no-progress"]) == 0
+    assert "trained 4 steps" in capsys.readouterr().out
+    from emseg.models import read_model_header
+
+    header = read_model_header(str(tmp_path / "cli" / "latest.safetensors"))
+    assert header.init_args["out_channels"] == 2 and header.extra["config"]["target"] == "bc"
+    assert main(["train", str(cfg), "--set", "bogus=1"]) == 2
+    assert "valid keys" in capsys.readouterr().err
