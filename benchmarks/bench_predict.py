@@ -152,6 +152,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--big-gvox", type=float, default=0.0)
+    ap.add_argument("--only-big", action="store_true", help="skip the 2D/3D model comparisons")
     args = ap.parse_args()
     import torch
 
@@ -161,6 +162,10 @@ def main():
     rng = np.random.default_rng(0)
     result = {"machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": args.threads},
               "matmul_peak_gflops": matmul_peak()}
+    if args.only_big:
+        result["big_zarr"] = big(args.big_gvox or 2.0, args.threads)
+        print(json.dumps(result, indent=1))
+        return
     m2 = UNet.light2d().eval()
     result["model_2d"] = case("2d light", m2, rng.random((8, 1024, 1024)).astype(np.float32), None, args.threads)
     m3 = UNet.for_voxel_size((30, 6, 6), depth=3, features=16).eval()
