@@ -257,18 +257,19 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
     done_before = prog.done if prog else set()
     pending = [i for i in todo if i not in done_before]
     bar = _bar(progress, len(todo), len(todo) - len(pending))
+    sizes = {i: int(np.prod([s.stop - s.start for s in blocks[i][0]])) for i in pending}
     try:
         if scheduler is None:
-            _run_threads(spec, pending, raw_vol, out_vol, predictors, workers, prog, bar)
+            _run_threads(spec, pending, raw_vol, out_vol, predictors, workers, prog, bar, sizes)
         else:
-            _run_dask(spec, pending, scheduler, workers, prog, bar)
+            _run_dask(spec, pending, scheduler, workers, prog, bar, sizes)
     finally:
         if prog:
             prog.close()
         if bar is not None and hasattr(bar, "close"):
             bar.close()
     seconds = time.perf_counter() - t0
-    voxels = sum(int(np.prod([s.stop - s.start for s in blocks[i][0]])) for i in pending)
+    voxels = sum(sizes.values())
     return PredictResult(out_vol, len(blocks), len(pending), len(blocks) - len(todo), seconds, voxels / max(seconds, 1e-9))
 
 
@@ -298,20 +299,25 @@ def _bar(progress, total, initial):
     if progress is True:
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, initial=initial, unit="block", desc="predict")
+        bar = tqdm(total=total, initial=initial, unit="block", desc="predict")
+        bar.voxels, bar.started = 0, time.perf_counter()
+        return bar
     return progress if callable(progress) else None
 
 
-def _tick(bar, index):
+def _tick(bar, index, voxels=0):
     if bar is None:
         return
     if hasattr(bar, "update"):
+        bar.voxels += voxels
+        rate = bar.voxels / max(time.perf_counter() - bar.started, 1e-9)
+        bar.set_postfix_str(f"{rate / 1e6:.2f} Mvoxel/s", refresh=False)
         bar.update(1)
     else:
         bar(index)
 
 
-def _run_threads(spec, pending, raw, out, predictors, workers, prog, bar):
+def _run_threads(spec, pending, raw, out, predictors, workers, prog, bar, sizes):
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(max(1, int(workers or 1))) as pool:
@@ -320,10 +326,10 @@ def _run_threads(spec, pending, raw, out, predictors, workers, prog, bar):
             i = fut.result()
             if prog:
                 prog.mark(i)
-            _tick(bar, i)
+            _tick(bar, i, sizes[i])
 
 
-def _run_dask(spec, pending, scheduler, workers, prog, bar):
+def _run_dask(spec, pending, scheduler, workers, prog, bar, sizes):
     if spec["raw"] is None or spec["out"] is None or None in spec["models"]:
         raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
     from distributed import Client, LocalCluster, as_completed
@@ -344,7 +350,7 @@ def _run_dask(spec, pending, scheduler, workers, prog, bar):
             i = fut.result()
             if prog:
                 prog.mark(i)
-            _tick(bar, i)
+            _tick(bar, i, sizes[i])
     finally:
         client.close()
         if cluster is not None:
