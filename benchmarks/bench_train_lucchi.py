@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--out", default="runs/bench_lucchi")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--tta", choices=("flips", "d4"), help="test-time augmentation at evaluation (emseg.predict)")
     args = ap.parse_args()
 
     import torch
@@ -68,7 +69,16 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(result.best, device=device)
     t1 = time.perf_counter()
-    prob = predict_sections(model, raw, norm, device)
+    if args.tta:
+        import tempfile
+
+        from emseg.predict import predict_blockwise
+
+        with tempfile.TemporaryDirectory() as d:
+            r = predict_blockwise(raw, result.best, f"{d}/p.zarr", tta=args.tta, dtype="float32", device=str(device))
+            prob = np.asarray(r.out[0])
+    else:
+        prob = predict_sections(model, raw, norm, device)
     predict_s = time.perf_counter() - t1
     scores = semantic_scores(gt, prob, threshold=0.5)
     print(json.dumps({
@@ -78,7 +88,7 @@ def main():
         "config": config.as_dict(),
         "train": {"steps": result.steps, "seconds": round(train_s, 1), "patches_per_second": round(result.patches_per_second, 2),
                   "best_val_patch_iou": result.best_metric, "best_step": result.best_step},
-        "heldout": {"iou": scores.iou, "dice": scores.dice, "precision": scores.precision, "recall": scores.recall,
+        "heldout": {"tta": args.tta, "iou": scores.iou, "dice": scores.dice, "precision": scores.precision, "recall": scores.recall,
                     "predict_seconds": round(predict_s, 1)},
         "goal_iou": 0.85, "met": scores.iou >= 0.85,
     }, indent=1))

@@ -128,10 +128,12 @@ def _save(path, model, config, norm, voxel_size, extra_state=None):
         os.replace(state_tmp, path + ".state")
 
 
-def _schedule(step, config):
+def _schedule(step, config, total=None):
+    """Linear warm-up, then cosine decay to 0 at ``total`` steps (default ``config.steps``)."""
+    total = total or config.steps
     if step < config.warmup_steps:
         return (step + 1) / max(1, config.warmup_steps)
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -197,7 +199,10 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
 
     model = build_model(config, voxel_size).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, config))
+    # With max_minutes, the cosine decay ends when the time does: the step budget is re-estimated
+    # from the measured speed as training goes (such runs resume exactly only up to that estimate).
+    budget = {"total": config.steps}
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, config, budget["total"]))
     use_amp = bool(config.amp and device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     latest = os.path.join(config.out_dir, "latest.safetensors")
@@ -249,7 +254,11 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
         step += 1
         loss_value = loss.item()
         row = [step, loss_value, sched.get_last_lr()[0], "", "", round(time.perf_counter() - t0, 2)]
-        stop = config.max_minutes is not None and time.perf_counter() - t0 > 60 * config.max_minutes
+        elapsed = time.perf_counter() - t0
+        stop = config.max_minutes is not None and elapsed > 60 * config.max_minutes
+        if config.max_minutes is not None and step - start_step >= 20:
+            per_step = elapsed / (step - start_step)
+            budget["total"] = min(config.steps, step + max(1, int((60 * config.max_minutes - elapsed) / per_step)))
         checkpoint = step % config.val_every == 0 or step == config.steps or stop
         improved = False
         if checkpoint and val_set:
