@@ -16,25 +16,10 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 
 import numpy as np
-
-
-def predict_sections(model, raw, norm, device):
-    """Sigmoid of the first channel for each 2D section (whole sections, padded to the model's divisor)."""
-    import torch
-
-    div = model.input_divisor
-    out = np.empty(raw.shape, np.float32)
-    with torch.inference_mode():
-        for z in range(raw.shape[0]):
-            img = norm(raw[z])
-            pad = [(0, (-n) % d) for n, d in zip(img.shape, div)]
-            x = torch.from_numpy(np.pad(img, pad, mode="reflect")[None, None]).to(device)
-            prob = torch.sigmoid(model(x)[0, 0]).cpu().numpy()
-            out[z] = prob[: img.shape[0], : img.shape[1]]
-    return out
 
 
 def main():
@@ -50,9 +35,8 @@ def main():
 
     from emseg.io import read_volume
     from emseg.metrics import semantic_scores
-    from emseg.models import load_model, read_model_header
+    from emseg.predict import predict_blockwise
     from emseg.train import load_config, train
-    from emseg.train.data import Normalization
 
     config = load_config(args.config, [f"max_minutes={args.minutes}", f"out_dir={args.out}", "resume=false",
                                        *args.set])
@@ -64,26 +48,16 @@ def main():
     z0, z1 = (int(v) for v in config.val_roi.split(":"))
     raw = read_volume(config.raw[0])[z0:z1]
     gt = read_volume(config.labels[0])[z0:z1] > 0
-    header = read_model_header(result.best)
-    norm = Normalization(**header.extra["normalization"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(result.best, device=device)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     t1 = time.perf_counter()
-    if args.tta:
-        import tempfile
-
-        from emseg.predict import predict_blockwise
-
-        with tempfile.TemporaryDirectory() as d:
-            r = predict_blockwise(raw, result.best, f"{d}/p.zarr", tta=args.tta, dtype="float32", device=str(device))
-            prob = np.asarray(r.out[0])
-    else:
-        prob = predict_sections(model, raw, norm, device)
+    with tempfile.TemporaryDirectory() as d:  # the same blockwise path users run (exact, automatic halo)
+        r = predict_blockwise(raw, result.best, f"{d}/p.zarr", tta=args.tta, dtype="float32", device=device)
+        prob = np.asarray(r.out[0])
     predict_s = time.perf_counter() - t1
     scores = semantic_scores(gt, prob, threshold=0.5)
     print(json.dumps({
         "protocol": f"train z 0-{z0 - 1}, evaluate whole sections z {z0}-{z1 - 1} of lucchi/training.tif",
-        "machine": {"device": str(device), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "machine": {"device": device, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": platform.python_version(), "torch": torch.__version__},
         "config": config.as_dict(),
         "train": {"steps": result.steps, "seconds": round(train_s, 1), "patches_per_second": round(result.patches_per_second, 2),

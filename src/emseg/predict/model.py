@@ -44,7 +44,8 @@ def _torch_fn(model, device, sigmoid):
     return fn
 
 
-def _device(name):
+def torch_device(name):
+    """The torch device for "auto", "cpu", "cuda" or "cuda:N"; a clear error when CUDA is asked for but absent."""
     import torch
 
     if name in (None, "auto"):
@@ -77,7 +78,7 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
         header = read_model_header(path)
         net = load_model(path)
         norm = header.extra.get("normalization")
-        pred = Predictor(_torch_fn(net, _device(device), sigmoid), net.ndim, net.in_channels, net.out_channels,
+        pred = Predictor(_torch_fn(net, torch_device(device), sigmoid), net.ndim, net.in_channels, net.out_channels,
                          tuple(net.halo), tuple(net.input_divisor), Normalization(**norm) if norm else None,
                          tuple(header.extra["voxel_size"]) if header.extra.get("voxel_size") else None,
                          {"path": path, **header.extra})
@@ -85,7 +86,7 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
             _CACHE[key] = pred
         return pred
     if hasattr(model, "state_dict") and hasattr(model, "input_divisor"):
-        return Predictor(_torch_fn(model, _device(device), sigmoid), model.ndim, model.in_channels,
+        return Predictor(_torch_fn(model, torch_device(device), sigmoid), model.ndim, model.in_channels,
                          model.out_channels, tuple(model.halo), tuple(model.input_divisor))
     if callable(model) and hasattr(model, "ndim"):
         nd = int(model.ndim)

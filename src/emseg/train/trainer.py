@@ -87,16 +87,6 @@ def build_model(config: TrainConfig, voxel_size):
     return UNet(ndim=ndim, **common, **kwargs)
 
 
-def _device(name):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for but no CUDA device is available; use device=cpu")
-    return torch.device(name)
-
-
 def _batch(volumes, config, rng, norm, augmenter, voxel_size, from_mask):
     raws, targets, masks = [], [], []
     for _ in range(config.batch_size):
@@ -176,7 +166,9 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    device = _device(config.device)
+    from ..predict.model import torch_device
+
+    device = torch_device(config.device)
     os.makedirs(config.out_dir, exist_ok=True)
 
     train_vols, val_vols = [], []
