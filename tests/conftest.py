@@ -24,3 +24,12 @@ def rng():
 def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def same_partition(a, b) -> bool:
+    """Two labelings with the same background and the same objects, up to a permutation of ids."""
+    a, b = np.asarray(a).ravel().astype(np.int64), np.asarray(b).ravel().astype(np.int64)
+    if ((a == 0) != (b == 0)).any():
+        return False
+    pairs = np.unique(np.stack([a, b], 1), axis=0)
+    return len(np.unique(pairs[:, 0])) == len(pairs) == len(np.unique(pairs[:, 1]))

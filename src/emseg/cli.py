@@ -149,6 +149,47 @@ def cmd_predict(args):
           f"{r.voxels_per_second / 1e6:.2f} Mvoxel/s -> {args.output}")
 
 
+def _params(items):
+    """``key=value`` pairs; values parsed as YAML scalars (numbers, true/false, null, lists)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--param expects key=value; got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _execution(args):
+    return dict(workers=args.workers or args.threads, scheduler=args.scheduler or ("local" if args.workers else None),
+                overwrite=args.overwrite, progress=not args.no_progress)
+
+
+def cmd_segment(args):
+    from .instances import segment_volume
+
+    pr, sr = segment_volume(args.input, args.output, args.model, task=args.task, method=args.method,
+                            params=_params(args.param), min_size=args.min_size, z_filter=args.z_filter,
+                            probabilities=args.keep_probabilities, block_shape=args.block_shape, tta=args.tta,
+                            device=args.device, **_execution(args))
+    print(f"predicted {pr.n_computed} of {pr.n_blocks} blocks in {pr.seconds:.1f} s; {sr.n_objects} objects "
+          f"in {sr.seconds:.1f} s -> {args.output}")
+
+
+def cmd_postprocess(args):
+    from .instances import segment_blockwise
+
+    offsets = json.loads(args.offsets) if args.offsets else None
+    r = segment_blockwise(args.input, args.output, args.method, _params(args.param), offsets=offsets,
+                          block_shape=args.block_shape,
+                          halo="auto" if args.halo == "auto" else tuple(int(v) for v in args.halo.split(",")),
+                          z_filter=args.z_filter or 0, min_size=args.min_size or 0, **_execution(args))
+    print(f"{r.n_objects} objects from {r.n_blocks} blocks in {r.seconds:.1f} s "
+          f"({r.voxels_per_second / 1e6:.2f} Mvoxel/s) -> {args.output}")
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -222,6 +263,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_predict)
+
+    from .instances.methods import METHODS, TASKS
+
+    def execution(s):
+        s.add_argument("--block-shape", type=_ints, help="block z,y,x (also the output's chunks)")
+        s.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
+        s.add_argument("--workers", type=int, help="start a Dask LocalCluster with N worker processes")
+        s.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
+        s.add_argument("--min-size", type=int, help="remove objects with fewer voxels (whole-volume count)")
+        s.add_argument("--z-filter", type=int, help="median of the prediction over N sections first (odd N)")
+        s.add_argument("--param", action="append", metavar="KEY=VALUE", help="a method parameter (repeatable)")
+        s.add_argument("--overwrite", action="store_true")
+        s.add_argument("--no-progress", action="store_true")
+
+    s = sub.add_parser("segment", help="raw EM -> instances: blockwise prediction and post-processing, resumable")
+    s.add_argument("input", help="raw volume (any format emseg reads; file.h5:key)")
+    s.add_argument("output", help="label volume to write, e.g. cells.zarr (OME-Zarr) or out.n5:seg")
+    s.add_argument("--model", required=True, help="checkpoint (.safetensors)")
+    s.add_argument("--task", choices=tuple(TASKS), help="kind of object: sets the size filter and defaults")
+    s.add_argument("--method", choices=tuple(METHODS), help="post-processing (default: from the model's target)")
+    s.add_argument("--keep-probabilities", metavar="PATH", help="also keep the prediction at PATH")
+    s.add_argument("--tta", choices=("flips", "d4"), help="test-time augmentation")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    execution(s)
+    s.set_defaults(func=cmd_segment)
+
+    s = sub.add_parser("postprocess", help="prediction -> instances, blockwise with global ids, resumable",
+                       description="Methods: " + "; ".join(f"{k}: {v['doc']}" for k, v in METHODS.items()))
+    s.add_argument("input", help="channels-first prediction (e.g. from emseg predict)")
+    s.add_argument("output", help="label volume to write")
+    s.add_argument("--method", required=True, choices=tuple(METHODS))
+    s.add_argument("--offsets", help="affinity offsets as JSON, e.g. '[[-1,0,0],[0,-1,0],[0,0,-1]]'")
+    s.add_argument("--halo", default="auto", help="'auto' (the method's default) or z,y,x")
+    execution(s)
+    s.set_defaults(func=cmd_postprocess)
 
     s = sub.add_parser("demo", help="run the built-in example end to end")
     s.add_argument("--out", default="emseg-demo", help="output folder (default: ./emseg-demo)")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..blockwise import block_slices
+from ..execute import BlockRecord, open_cached, record_path, run_blocks
 from .model import as_predictor
 from .tiling import predict_region
 
@@ -100,49 +101,10 @@ def _geometry(shape, predictors, block_shape, halo, out_chunks):
     return block_shape, halo
 
 
-class _Progress:
-    """Append-only record of finished blocks, with a signature of the run's settings."""
-
-    def __init__(self, path, signature, resume):
-        self.path, self.done = path, set()
-        if os.path.exists(path) and resume:
-            with open(path) as f:
-                lines = f.read().splitlines()
-            head = json.loads(lines[0]) if lines else {}
-            if head.get("signature") != signature:
-                raise ValueError(f"{path}: the output was started with different settings (model, block shape, "
-                                 "halo or TTA); pass overwrite=True or another output")
-            self.done = {int(x) for x in lines[1:] if x.strip().isdigit()}
-        else:
-            with open(path, "w") as f:
-                f.write(json.dumps({"signature": signature}) + "\n")
-        self._f = open(path, "a")
-
-    def mark(self, index):
-        self._f.write(f"{index}\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self):
-        self._f.close()
-
-
-_OPEN: dict = {}
-
-
-def _open_cached(path, mode):
-    from ..io import open_volume
-
-    key = (path, mode, os.getpid())
-    if key not in _OPEN:
-        _OPEN[key] = open_volume(path, mode=mode)
-    return _OPEN[key]
-
-
 def _run_block(spec, index, raw=None, out=None, predictors=None):
     """Read, predict and write block ``index`` of ``spec`` (a JSON-able plan); returns the index."""
-    raw = raw if raw is not None else _open_cached(spec["raw"], "r")
-    out = out if out is not None else _open_cached(spec["out"], "r+")
+    raw = raw if raw is not None else open_cached(spec["raw"], "r")
+    out = out if out is not None else open_cached(spec["out"], "r+")
     predictors = predictors or [as_predictor(m, device=spec["device"]) for m in spec["models"]]
     p = predictors[0]
     write, read = plan_blocks(spec["shape"], spec["block_shape"], spec["halo"])[index]
@@ -252,36 +214,21 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
     todo = [i for i, (w, _) in enumerate(blocks) if _wanted(w, shape, roi, mask)]
     signature = hashlib.sha256(json.dumps({k: spec[k] for k in ("models", "shape", "block_shape", "halo", "tile_shape",
                                                                   "tta", "normalization")}, default=str).encode()).hexdigest()
-    record = _progress_path(out_path)
-    prog = _Progress(record, signature, resume) if record else None
+    prog = BlockRecord(record_path(out_path), signature, resume) if out_path is not None else None
     done_before = prog.done if prog else set()
     pending = [i for i in todo if i not in done_before]
-    bar = _bar(progress, len(todo), len(todo) - len(pending))
     sizes = {i: int(np.prod([s.stop - s.start for s in blocks[i][0]])) for i in pending}
+    if scheduler is not None and (spec["raw"] is None or spec["out"] is None or None in spec["models"]):
+        raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
     try:
-        if scheduler is None:
-            _run_threads(spec, pending, raw_vol, out_vol, predictors, workers, prog, bar, sizes)
-        else:
-            _run_dask(spec, pending, scheduler, workers, prog, bar, sizes)
+        run_blocks(_run_block, spec, pending, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
+                   workers=workers, scheduler=scheduler, record=prog, progress=progress, sizes=sizes, desc="predict")
     finally:
         if prog:
             prog.close()
-        if bar is not None and hasattr(bar, "close"):
-            bar.close()
     seconds = time.perf_counter() - t0
     voxels = sum(sizes.values())
     return PredictResult(out_vol, len(blocks), len(pending), len(blocks) - len(todo), seconds, voxels / max(seconds, 1e-9))
-
-
-def _progress_path(out_path):
-    if out_path is None:
-        return None
-    from ..io.paths import split_key
-
-    path, key = split_key(out_path)
-    if os.path.isdir(path):
-        return os.path.join(path, f".emseg-progress-{(key or 'root').replace('/', '_')}.jsonl")
-    return f"{path}.{(key or 'root').replace('/', '_')}.emseg-progress.jsonl"
 
 
 def _wanted(write, shape, roi, mask):
@@ -293,65 +240,3 @@ def _wanted(write, shape, roi, mask):
                     for w, s in zip(write, scale))
         return bool(np.asarray(mask[low]).any())
     return True
-
-
-def _bar(progress, total, initial):
-    if progress is True:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=initial, unit="block", desc="predict")
-        bar.voxels, bar.started = 0, time.perf_counter()
-        return bar
-    return progress if callable(progress) else None
-
-
-def _tick(bar, index, voxels=0):
-    if bar is None:
-        return
-    if hasattr(bar, "update"):
-        bar.voxels += voxels
-        rate = bar.voxels / max(time.perf_counter() - bar.started, 1e-9)
-        bar.set_postfix_str(f"{rate / 1e6:.2f} Mvoxel/s", refresh=False)
-        bar.update(1)
-    else:
-        bar(index)
-
-
-def _run_threads(spec, pending, raw, out, predictors, workers, prog, bar, sizes):
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
-    with ThreadPoolExecutor(max(1, int(workers or 1))) as pool:
-        futures = [pool.submit(_run_block, spec, i, raw, out, predictors) for i in pending]
-        for fut in as_completed(futures):
-            i = fut.result()
-            if prog:
-                prog.mark(i)
-            _tick(bar, i, sizes[i])
-
-
-def _run_dask(spec, pending, scheduler, workers, prog, bar, sizes):
-    if spec["raw"] is None or spec["out"] is None or None in spec["models"]:
-        raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
-    from distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if scheduler == "local":
-        cluster = LocalCluster(n_workers=max(1, int(workers or 1)), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(scheduler, timeout="3s")
-        except OSError as e:
-            raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r} ({e}); is it running?") from None
-    try:
-        futures = client.map(_run_block, [spec] * len(pending), pending, pure=False)
-        for fut in as_completed(futures):
-            i = fut.result()
-            if prog:
-                prog.mark(i)
-            _tick(bar, i, sizes[i])
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

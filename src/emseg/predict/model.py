@@ -37,8 +37,12 @@ def _torch_fn(model, device, sigmoid):
     def fn(x):
         with torch.inference_mode():
             y = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
-            if sigmoid:
+            if sigmoid is True:
                 y = torch.sigmoid(y)
+            elif sigmoid:  # some channels are probabilities, the others regressed values in [0, 1] (BCD distance)
+                probs = torch.sigmoid(y[:, list(sigmoid)])
+                y = y.clamp(0, 1)
+                y[:, list(sigmoid)] = probs
             return y.float().cpu().numpy()
 
     return fn
@@ -59,7 +63,9 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
     """Wrap ``model``: a checkpoint path (loaded once per process and cached), a Predictor, a torch
     module with ``ndim``/``halo``/``input_divisor`` (emseg's UNet), or a numpy callable with
     attributes ``ndim``, ``in_channels``, ``out_channels`` and optionally ``halo``/``divisor``.
-    Checkpoint outputs go through a sigmoid (probabilities) unless ``sigmoid=False``."""
+    Checkpoint outputs go through a sigmoid (probabilities) unless ``sigmoid=False``; a tuple of
+    channels applies it to those only and clips the others to [0, 1] (BCD checkpoints do this for
+    their regressed distance channel by themselves)."""
     if isinstance(model, Predictor):
         return model
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
@@ -78,6 +84,9 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
         header = read_model_header(path)
         net = load_model(path)
         norm = header.extra.get("normalization")
+        if sigmoid is True and header.extra.get("target") == "bcd" and \
+                (header.extra.get("config") or {}).get("loss") != "mse":
+            sigmoid = (0, 1)  # foreground and contour; the distance channel was regressed (MSE), clipped to [0, 1]
         pred = Predictor(_torch_fn(net, torch_device(device), sigmoid), net.ndim, net.in_channels, net.out_channels,
                          tuple(net.halo), tuple(net.input_divisor), Normalization(**norm) if norm else None,
                          tuple(header.extra["voxel_size"]) if header.extra.get("voxel_size") else None,

@@ -1,0 +1,83 @@
+"""Raw EM → instances in one call: blockwise prediction, then blockwise post-processing (``emseg segment``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from .methods import METHODS, TASKS
+
+__all__ = ["method_for_model", "segment_volume"]
+
+
+def method_for_model(info, task=None):
+    """The post-processing a checkpoint's training target calls for, and its task defaults.
+
+    Returns ``(method, params, offsets, min_size)``: binary masks → "cc", BC → "bc", BCD → "bcd",
+    boundary maps → "watershed", affinities → "mws" when they include long-range offsets, else
+    "agglomerate". ``task`` (one of :data:`TASKS`) adds its size filter and settings.
+    """
+    target = (info or {}).get("target")
+    offsets = (info or {}).get("offsets") if target == "affinities" else None
+    if target == "affinities":
+        method = "mws" if any(max(abs(v) for v in o) > 1 for o in offsets) else "agglomerate"
+    else:
+        method = {"binary": "cc", "bc": "bc", "bcd": "bcd", "boundary": "watershed"}.get(target)
+    t = TASKS.get(task, {}) if task else {}
+    if task and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if method is None:
+        method = t.get("method")
+    if method is None:
+        raise ValueError(f"the model's target {target!r} does not say how to make instances; pass a method "
+                         f"({', '.join(METHODS)}) or a task ({', '.join(TASKS)})")
+    params = {k: v for k, v in t.get("params", {}).items() if k in METHODS[method]["params"]}
+    return method, params, offsets, int(t.get("min_size", 0))
+
+
+def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_size=None, z_filter=None,
+                   probabilities=None, block_shape=None, tta=None, device="auto", workers=2, scheduler=None,
+                   resume=True, overwrite=False, progress=None):
+    """Predict ``raw`` with ``model`` and turn the prediction into instances, both blockwise and resumable.
+
+    Parameters
+    ----------
+    raw, model :
+        As in :func:`emseg.predict.predict_blockwise`.
+    out : str
+        The label volume to write (e.g. ``cells.zarr``; any chunked format emseg writes).
+    task : "mito", "nuclei", "neurons" or "membranes", optional
+        Size filter and settings for that kind of object (see :data:`TASKS`).
+    method, params, min_size, z_filter :
+        Override the post-processing (default: from the model's training target and ``task``).
+    probabilities : str, optional
+        Keep the prediction here; by default it goes to ``OUT.emseg-prob.zarr`` and is removed when done.
+
+    Returns
+    -------
+    (PredictResult, SegmentResult)
+    """
+    from ..predict import predict_blockwise
+    from ..predict.model import as_predictor
+    from .blockwise import segment_blockwise
+
+    p = as_predictor(model if not isinstance(model, (list, tuple)) else model[0], device=device)
+    auto_method, auto_params, offsets, auto_min = method_for_model(p.info, task)
+    if method is not None and method != auto_method:
+        auto_params = {}
+    method = method or auto_method
+    params = {**auto_params, **(params or {})}
+    if METHODS[method]["channels"] is None and not offsets:
+        raise ValueError(f"method {method!r} needs the affinity offsets, which the model does not record")
+    keep = probabilities is not None
+    prob_path = probabilities or f"{out}.emseg-prob.zarr"
+    pr = predict_blockwise(raw, model, prob_path, block_shape=block_shape, tta=tta, device=device, workers=workers,
+                           scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress, dtype="float16")
+    t = TASKS.get(task, {}) if task else {}
+    sr = segment_blockwise(prob_path, out, method, params, offsets=offsets,
+                           z_filter=t.get("z_filter", 0) if z_filter is None else z_filter,
+                           min_size=auto_min if min_size is None else min_size, workers=workers,
+                           scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress)
+    if not keep:
+        shutil.rmtree(prob_path, ignore_errors=True) if os.path.isdir(prob_path) else None
+    return pr, sr
