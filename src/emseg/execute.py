@@ -77,12 +77,16 @@ def open_cached(path, mode="r"):
     return _OPEN[key]
 
 
-def run_blocks(fn, spec, pending, *, local=None, workers=2, scheduler=None, record=None, progress=None,
+def run_blocks(fn, spec, pending, *, local=None, stages=None, workers=2, scheduler=None, record=None, progress=None,
                sizes=None, desc="blocks"):
     """Run ``fn(spec, i, **local)`` for every ``i`` in ``pending``; mark each finished block in ``record``.
 
     Parameters
     ----------
+    stages : (read, compute, write), optional
+        On local threads, ``fn`` split into ``read(spec, i) -> data``, ``compute(spec, i, data) -> result``
+        and ``write(spec, i, result) -> i``: each of the ``workers`` compute streams then reads its next
+        block and writes its previous one in the background while it computes (I/O overlapped with compute).
     workers : int
         Threads, or the processes of a Dask ``LocalCluster`` when ``scheduler="local"``.
     scheduler : None, "local" or "tcp://host:port"
@@ -95,7 +99,9 @@ def run_blocks(fn, spec, pending, *, local=None, workers=2, scheduler=None, reco
                len(record.done) if record else 0, desc)
     sizes = sizes or {}
     try:
-        if scheduler is None:
+        if scheduler is None and stages is not None:
+            _run_pipelined(stages, spec, pending, workers, record, bar, sizes)
+        elif scheduler is None:
             _run_threads(fn, spec, pending, local or {}, workers, record, bar, sizes)
         else:
             _run_dask(fn, spec, pending, scheduler, workers, record, bar, sizes)
@@ -149,6 +155,45 @@ def _run_threads(fn, spec, pending, local, workers, record, bar, sizes):
             for fut in futures:
                 fut.cancel()
             raise
+
+
+def _run_pipelined(stages, spec, pending, workers, record, bar, sizes):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    read, compute, write = stages
+    lock = threading.Lock()
+
+    def finished(future):
+        index = future.result()
+        with lock:
+            _done(index, record, bar, sizes)
+
+    def stream(indices):
+        if not indices:
+            return
+        with ThreadPoolExecutor(2) as io:  # one read ahead, one write behind
+            ahead = io.submit(read, spec, indices[0])
+            behind = None
+            for k, index in enumerate(indices):
+                data = ahead.result()
+                if k + 1 < len(indices):
+                    ahead = io.submit(read, spec, indices[k + 1])
+                result = compute(spec, index, data)
+                del data
+                if behind is not None:
+                    finished(behind)
+                behind = io.submit(write, spec, index, result)
+                del result
+            finished(behind)
+
+    n = max(1, min(int(workers or 1), len(pending)))
+    if n == 1:
+        stream(list(pending))
+        return
+    with ThreadPoolExecutor(n) as pool:
+        for fut in [pool.submit(stream, list(pending[s::n])) for s in range(n)]:
+            fut.result()
 
 
 def _run_dask(fn, spec, pending, scheduler, workers, record, bar, sizes):

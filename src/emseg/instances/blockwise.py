@@ -15,9 +15,10 @@ Matching at a face between blocks A and B:
   ``ndmeasure.label``; the result equals connected components of the whole volume up to a
   permutation of ids.
 * the watershed methods: A segmented the slab ``halo`` voxels either side of the face (its own side
-  and, with its halo, B's), and so did B. Ids ``a`` and ``b`` are joined when B's side confirms it
-  (A's ``a`` covers at least ``stitch_overlap`` of ``b`` there) and so does A's side (``b`` covers
-  ``a``): one block's mistake in its halo, where it lacks context, is not propagated.
+  and, with its halo, B's), and so did B. Ids ``a`` and ``b`` are joined when on both sides of the
+  face one of them lies mostly (``stitch_overlap``) inside the other: a block that split an object
+  for lack of context is corrected by its neighbour, and one block's merge in its halo, not
+  confirmed on its own side, is not propagated.
 
 Memory: a few blocks of voxels per worker; what grows with the volume is only the table of ids.
 """
@@ -416,41 +417,38 @@ def _face_pairs_cc(lower, upper, write, axis, shape, connectivity):
     return np.concatenate(found) if found else np.zeros((0, 2), np.uint64)
 
 
-def _best_match(keys, partners, min_fraction):
-    """For each nonzero id in ``keys``: the nonzero partner id covering most of its voxels, if at least ``min_fraction``."""
-    m = keys != 0
-    keys, partners = keys[m], partners[m]
-    if not len(keys):
-        return {}
-    ids, size = np.unique(keys, return_counts=True)
-    both = partners != 0
+def _contained_pairs(x, y, min_fraction):
+    """Pairs ``(x_id, y_id)`` (both nonzero) whose overlap covers ``min_fraction`` of the smaller of the two there."""
+    both = (x != 0) & (y != 0)
     if not both.any():
-        return {}
-    pairs, n = np.unique(np.stack([keys[both], partners[both]], 1), axis=0, return_counts=True)
-    order = np.lexsort((-n, pairs[:, 0]))  # per key: largest overlap first
-    pairs, n = pairs[order], n[order]
-    first = np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]
-    pairs, n = pairs[first], n[first]
-    ok = n >= min_fraction * size[np.searchsorted(ids, pairs[:, 0])]
-    return dict(zip(pairs[ok, 0].tolist(), pairs[ok, 1].tolist()))
+        return np.zeros((0, 2), np.uint64)
+    pairs, n = np.unique(np.stack([x[both], y[both]], 1), axis=0, return_counts=True)
+    ix, sx = np.unique(x[x != 0], return_counts=True)
+    iy, sy = np.unique(y[y != 0], return_counts=True)
+    smaller = np.minimum(sx[np.searchsorted(ix, pairs[:, 0])], sy[np.searchsorted(iy, pairs[:, 1])])
+    return pairs[n >= min_fraction * smaller]
 
 
 def _face_pairs_overlap(a_slab, b_slab, axis, halo, min_fraction):
-    """Ids of A and B joined across a face, seen consistently from both sides.
+    """Ids of A and B joined across a face: both sides of it must see them as (mostly) one object.
 
     ``a_slab``/``b_slab``: A's and B's labels of the slab ``halo`` voxels either side of the face.
-    On B's side, B's id ``b`` must be covered (``min_fraction``) by A's id ``a``; on A's side, ``a``
-    must be covered by ``b``. A block that merged two objects in its halo, where it lacked context,
-    cannot chain-merge them: the other side does not confirm.
+    On each side, one block's labels are its own (with full context) and the other's are its halo.
+    ``a`` and ``b`` are joined when, on A's side and on B's side, one of them lies mostly
+    (``min_fraction``) inside the other. A block that lacked context and split an object is
+    corrected by the other (several ids may join one); a block that merged two objects in its halo
+    is not confirmed on its own side, so it cannot chain-merge them.
     """
     if a_slab.shape != b_slab.shape:
         raise RuntimeError(f"face slabs differ in shape: {a_slab.shape} vs {b_slab.shape}")
     a_side = (slice(None),) * axis + (slice(0, halo),)
     b_side = (slice(None),) * axis + (slice(halo, None),)
-    a_of_b = _best_match(b_slab[b_side].ravel(), a_slab[b_side].ravel(), min_fraction)
-    b_of_a = _best_match(a_slab[a_side].ravel(), b_slab[a_side].ravel(), min_fraction)
-    pairs = [(a, b) for b, a in a_of_b.items() if b_of_a.get(a) == b]
-    return np.array(pairs, np.uint64).reshape(-1, 2)
+    on_a = _contained_pairs(a_slab[a_side].ravel(), b_slab[a_side].ravel(), min_fraction)
+    on_b = _contained_pairs(a_slab[b_side].ravel(), b_slab[b_side].ravel(), min_fraction)
+    if not len(on_a) or not len(on_b):
+        return np.zeros((0, 2), np.uint64)
+    rows, n = np.unique(np.concatenate([on_a, on_b]), axis=0, return_counts=True)
+    return rows[n == 2]
 
 
 _TABLES: dict = {}

@@ -22,6 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -101,35 +102,47 @@ def _geometry(shape, predictors, block_shape, halo, out_chunks):
     return block_shape, halo
 
 
-def _run_block(spec, index, raw=None, out=None, predictors=None):
-    """Read, predict and write block ``index`` of ``spec`` (a JSON-able plan); returns the index."""
+def _read(spec, index, raw=None):
+    """Stage 1 of block ``index``: read its region plus halo, normalise, build the network input."""
     raw = raw if raw is not None else open_cached(spec["raw"], "r")
-    out = out if out is not None else open_cached(spec["out"], "r+")
-    predictors = predictors or [as_predictor(m, device=spec["device"]) for m in spec["models"]]
-    p = predictors[0]
     write, read = plan_blocks(spec["shape"], spec["block_shape"], spec["halo"])[index]
     data = np.asarray(raw[read], dtype=np.float32)
-    norm = spec.get("normalization") or (p.normalization.as_dict() if p.normalization is not None else None)
+    norm = spec["normalization"]
     if norm:
         lo, hi = norm["low"], norm["high"]
         data = (data - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
-    k = (p.in_channels - 1) // 2
-    if k and data.ndim == 3 and p.ndim == 2:  # 2.5D: section z gets sections z-k..z+k as channels
+    k = spec["context"]
+    if k and data.ndim == 3 and spec["ndim"] == 2:  # 2.5D: section z gets sections z-k..z+k as channels
         idx = np.clip(np.arange(data.shape[0])[None] + np.arange(-k, k + 1)[:, None], 0, data.shape[0] - 1)
-        data = data[idx]  # (2k+1, Z, Y, X); sections beyond the read region repeat its edge (inner
+        return data[idx]  # (2k+1, Z, Y, X); sections beyond the read region repeat its edge (inner
         # block borders have a z-halo of k sections, so only the volume's own ends are repeated)
-    else:
-        data = data[None]
-    pred = predict_region([q.fn for q in predictors], data, spatial_ndim=p.ndim, divisor=spec["divisor"],
+    return data[None]
+
+
+def _compute(spec, index, data, predictors=None):
+    """Stage 2: the network (with TTA/ensemble) on the read region, cropped to the write region."""
+    predictors = predictors or [as_predictor(m, device=spec["device"]) for m in spec["models"]]
+    pred = predict_region([q.fn for q in predictors], data, spatial_ndim=spec["ndim"], divisor=spec["divisor"],
                           tile_shape=spec["tile_shape"], overlap=spec["overlap"], tta=spec["tta"],
                           tta_reduce=spec["tta_reduce"], ensemble_reduce=spec["ensemble_reduce"],
                           batch_size=spec["batch_size"], voxel_size=spec["voxel_size"])
-    crop = (slice(None),) + tuple(slice(w.start - r.start, w.stop - r.start) for w, r in zip(write, read))
-    pred = pred[crop]
+    write, read = plan_blocks(spec["shape"], spec["block_shape"], spec["halo"])[index]
+    return pred[(slice(None),) + tuple(slice(w.start - r.start, w.stop - r.start) for w, r in zip(write, read))]
+
+
+def _write(spec, index, pred, out=None):
+    """Stage 3: cast and write the block (whole storage chunks: a block is written entirely or not at all)."""
+    out = out if out is not None else open_cached(spec["out"], "r+")
+    write, _ = plan_blocks(spec["shape"], spec["block_shape"], spec["halo"])[index]
     if np.dtype(out.dtype) == np.uint8:
         pred = np.clip(np.rint(pred * 255), 0, 255)
     out[(slice(None),) + write] = pred.astype(out.dtype)
     return index
+
+
+def _run_block(spec, index, raw=None, out=None, predictors=None):
+    """Read, predict and write block ``index`` of ``spec`` (a JSON-able plan); returns the index."""
+    return _write(spec, index, _compute(spec, index, _read(spec, index, raw), predictors), out)
 
 
 def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_shape=None, overlap=0.25, tta=None,
@@ -209,7 +222,10 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
             "tile_shape": tile_shape, "overlap": overlap, "tta": tta, "tta_reduce": tta_reduce,
             "ensemble_reduce": ensemble_reduce, "batch_size": batch_size,
             "voxel_size": tuple(vs[-p.ndim:]) if vs else None,
-            "normalization": normalization.as_dict() if hasattr(normalization, "as_dict") else normalization}
+            "normalization": normalization.as_dict() if hasattr(normalization, "as_dict") else normalization,
+            "ndim": p.ndim, "context": (p.in_channels - 1) // 2}
+    if spec["normalization"] is None and p.normalization is not None:
+        spec["normalization"] = p.normalization.as_dict()
     blocks = plan_blocks(shape, block_shape, halo)
     todo = [i for i, (w, _) in enumerate(blocks) if _wanted(w, shape, roi, mask)]
     signature = hashlib.sha256(json.dumps({k: spec[k] for k in ("models", "shape", "block_shape", "halo", "tile_shape",
@@ -222,7 +238,8 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
         raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
     try:
         run_blocks(_run_block, spec, pending, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
-                   workers=workers, scheduler=scheduler, record=prog, progress=progress, sizes=sizes, desc="predict")
+                   stages=(partial(_read, raw=raw_vol), partial(_compute, predictors=predictors),
+                           partial(_write, out=out_vol)), workers=workers, scheduler=scheduler, record=prog, progress=progress, sizes=sizes, desc="predict")
     finally:
         if prog:
             prog.close()
