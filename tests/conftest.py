@@ -33,3 +33,20 @@ def same_partition(a, b) -> bool:
         return False
     pairs = np.unique(np.stack([a, b], 1), axis=0)
     return len(np.unique(pairs[:, 0])) == len(pairs) == len(np.unique(pairs[:, 1]))
+
+
+def kill_when_recorded(code, record, n_lines, timeout=60):
+    """Run ``code`` in a fresh Python, SIGKILL it once ``record`` has ``n_lines`` lines (header included);
+    return the number of blocks the record holds then."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + timeout
+    while time.time() < deadline and (not os.path.exists(record) or len(open(record).read().splitlines()) < n_lines):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(open(record).read().splitlines()) - 1

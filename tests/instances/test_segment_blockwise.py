@@ -2,15 +2,11 @@
 cut objects for the watershed family on real volumes; resumable; clear errors."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import cc3d
 import numpy as np
 import pytest
-from conftest import same_partition
+from conftest import kill_when_recorded, same_partition
 from scipy import ndimage as ndi
 
 from emseg.instances import segment, segment_blockwise
@@ -53,6 +49,14 @@ def test_blockwise_cc_min_size_counts_whole_objects(rng):
     got = segment_blockwise(prob[None], "s.zarr", "cc", block_shape=(8, 16, 16), min_size=100).out
     got = np.asarray(got[...])
     assert got.max() == 1 and (got > 0).sum() == 960
+
+
+def test_blockwise_z_filter_reads_the_extra_sections(rng):
+    prob = smooth_random(rng, (30, 40, 40), sigma=(0.3, 1.5, 1.5))
+    ref = segment(prob[None], "cc", z_filter=5)
+    got = segment_blockwise(prob[None], "zf.zarr", "cc", block_shape=(8, 16, 16), z_filter=5).out
+    assert ref.max() > 3 and same_partition(ref, np.asarray(got[...]))
+    assert not same_partition(segment(prob[None], "cc"), ref)  # the filter did change the result
 
 
 def test_blockwise_cc_dask_local_cluster_equals_threads(rng):
@@ -158,14 +162,7 @@ def test_killed_segment_resumes():
             "def slow(*a, **k):\n    time.sleep(0.3)\n    return orig(*a, **k)\n"
             "b._segment_block = slow\n"
             "b.segment_blockwise('p.zarr', 'out.zarr', 'watershed', block_shape=(16, 32, 32), halo=(4, 8, 8), workers=1)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    record = "out.zarr.emseg-scratch/segment.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not os.path.exists(record) or len(open(record).read().splitlines()) < 4):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(open(record).read().splitlines()) - 1
+    done = kill_when_recorded(code, "out.zarr.emseg-scratch/segment.jsonl", 4)
     assert 0 < done < 8, done
     segment_blockwise("p.zarr", "out.zarr", "watershed", block_shape=(16, 32, 32), halo=(4, 8, 8))
     np.testing.assert_array_equal(read_volume("out.zarr"), read_volume("ref.zarr"))

@@ -1,14 +1,9 @@
 """Blockwise prediction: exact stand-in results, equality with a whole-volume forward pass, Dask
 equals threads, kill-and-resume, and clear errors."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import numpy as np
 import pytest
+from conftest import kill_when_recorded
 
 from emseg.io import open_volume, read_volume, write_volume
 from emseg.predict import predict_blockwise
@@ -111,14 +106,7 @@ def test_killed_prediction_resumes(tmp_path):
             "def slow(*a, **k):\n    time.sleep(0.2)\n    return orig(*a, **k)\n"
             "b._run_block = slow\n"
             "b.predict_blockwise('raw.zarr', 'm.safetensors', 'out.zarr', block_shape=(4, 32, 32), dtype='float32', workers=1)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    record = "out.zarr/.emseg-progress-root.jsonl"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not os.path.exists(record) or len(open(record).read().splitlines()) < 5):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = len(open(record).read().splitlines()) - 1
+    done = kill_when_recorded(code, "out.zarr/.emseg-progress-root.jsonl", 5)
     assert 0 < done < 32, done
     r = predict_blockwise("raw.zarr", "m.safetensors", "out.zarr", block_shape=(4, 32, 32), dtype="float32")
     assert r.n_computed == 32 - done

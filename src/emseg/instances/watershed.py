@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .components import check_probability, remove_small_objects
-from .relabel import relabel_sequential, smallest_uint
+from .relabel import smallest_uint
 
 __all__ = ["seeded_watershed", "bc_watershed", "bcd_watershed", "boundary_watershed"]
 

@@ -29,21 +29,28 @@ class Predictor:
 _CACHE: dict = {}
 
 
-def _torch_fn(model, device, sigmoid):
+def _torch_fn(model, device, sigmoid, copy=False):
+    import copy as _copy
+
     import torch
 
-    model = model.to(device).eval()
+    from ..train.trainer import memory_format
+
+    fmt = memory_format(model.ndim) if getattr(model, "ndim", None) in (2, 3) else torch.contiguous_format
+    if copy:  # a module the caller owns: leave its device and memory layout alone
+        model = _copy.deepcopy(model)
+    model = model.to(device).eval().to(memory_format=fmt)  # channels-last: ~2x faster convolutions on CPU
 
     def fn(x):
         with torch.inference_mode():
-            y = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device))
+            y = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device).contiguous(memory_format=fmt))
             if sigmoid is True:
                 y = torch.sigmoid(y)
             elif sigmoid:  # some channels are probabilities, the others regressed values in [0, 1] (BCD distance)
                 probs = torch.sigmoid(y[:, list(sigmoid)])
                 y = y.clamp(0, 1)
                 y[:, list(sigmoid)] = probs
-            return y.float().cpu().numpy()
+            return np.ascontiguousarray(y.float().cpu().numpy())
 
     return fn
 
@@ -95,7 +102,7 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
             _CACHE[key] = pred
         return pred
     if hasattr(model, "state_dict") and hasattr(model, "input_divisor"):
-        return Predictor(_torch_fn(model, torch_device(device), sigmoid), model.ndim, model.in_channels,
+        return Predictor(_torch_fn(model, torch_device(device), sigmoid, copy=True), model.ndim, model.in_channels,
                          model.out_channels, tuple(model.halo), tuple(model.input_divisor))
     if callable(model) and hasattr(model, "ndim"):
         nd = int(model.ndim)

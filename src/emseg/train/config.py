@@ -20,8 +20,9 @@ class TrainConfig:
     ISBI-style membrane labels), ``patch_shape`` (2 numbers: a 2D model on sections; 3: 3D).
     Model: ``model`` holds UNet keyword arguments (``preset: light2d`` for the small 2D net).
     Optimisation: AdamW with ``lr``, ``weight_decay``, linear warm-up then cosine decay over
-    ``steps``; mixed precision on CUDA when ``amp``. Run: ``out_dir`` gets ``latest``/``best``
-    checkpoints and ``log.csv``; ``resume`` continues exactly where ``latest`` stopped.
+    ``steps``; mixed precision when ``amp`` (float16 on CUDA, bfloat16 on CPUs that compute it
+    natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints and ``log.csv``; ``resume``
+    continues exactly where ``latest`` stopped.
     """
 
     raw: tuple = ()

@@ -127,6 +127,23 @@ def _schedule(step, config, total=None):
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def memory_format(ndim):
+    """channels-last for 2D/3D convolutions (NHWC/NDHWC): the fast layout of oneDNN and cuDNN."""
+    import torch
+
+    return torch.channels_last if ndim == 2 else torch.channels_last_3d
+
+
+def cpu_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (otherwise autocast to bfloat16 would be slower)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def _validate(model, patches, config, norm, voxel_size, device, from_mask):
     import torch
 
@@ -139,7 +156,7 @@ def _validate(model, patches, config, norm, voxel_size, device, from_mask):
         for raw, lab in patches:
             target, mask = make_target(np.asarray(lab), config, voxel_size, from_mask)
             x = torch.from_numpy(norm(raw)[None, None]).to(device)
-            out = model(x)
+            out = model(x.contiguous(memory_format=memory_format(x.ndim - 2)))
             t, m = torch.from_numpy(target[None]).to(device), torch.from_numpy(mask[None]).to(device)
             losses.append(float(segmentation_loss(out, t, loss=config.loss, mask=m, channels=_loss_channels(config))))
             pred = (torch.sigmoid(out[0, 0]) > 0.5).cpu().numpy()
@@ -190,13 +207,17 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     val_set = [p for v in val_vols for p in validation_patches(v, config.patch_shape, config.val_patches, config.seed)]
 
     model = build_model(config, voxel_size).to(device)
+    fmt = memory_format(model.ndim)
+    model = model.to(memory_format=fmt)  # oneDNN/cuDNN run NHWC convolutions about 2x faster on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     # With max_minutes, the cosine decay ends when the time does: the step budget is re-estimated
     # from the measured speed as training goes (such runs resume exactly only up to that estimate).
     budget = {"total": config.steps}
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, config, budget["total"]))
-    use_amp = bool(config.amp and device.type == "cuda")
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # mixed precision: float16 + loss scaling on CUDA; bfloat16 on CPUs with native support (AVX512-BF16/AMX)
+    use_amp = bool(config.amp and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16())))
+    amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
     latest = os.path.join(config.out_dir, "latest.safetensors")
     best_path = os.path.join(config.out_dir, "best.safetensors")
     step, best, best_step, bad_vals = 0, None, None, 0
@@ -234,7 +255,8 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
         rng = np.random.default_rng([config.seed, step])
         raw, target, mask = _batch(train_vols, config, rng, norm, augmenter, voxel_size, from_mask)
         x, t, m = (torch.from_numpy(a).to(device) for a in (raw, target, mask))
-        with torch.autocast(device.type, enabled=use_amp):
+        x = x.contiguous(memory_format=fmt)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             out = model(x)
         loss = segmentation_loss(out.float(), t, loss=config.loss, mask=m, pos_weight=config.pos_weight,
                                  channels=_loss_channels(config))
