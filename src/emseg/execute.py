@@ -44,6 +44,12 @@ class BlockRecord:
         self._f.flush()
         os.fsync(self._f.fileno())
 
+    def note(self, text):
+        """A durable line that is not a block index (e.g. that the whole run completed)."""
+        self._f.write(f"{text}\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
     def close(self):
         self._f.close()
 

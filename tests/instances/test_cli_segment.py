@@ -19,7 +19,7 @@ def _model(path, target="binary", **extra):
     save_model(UNet(ndim=3, features=4, depth=2, norm="batch").eval(), path, extra={"target": target, **extra})
 
 
-def test_cli_segment_runs_prediction_and_components(capsys):
+def test_cli_segment_runs_prediction_and_components(capsys, monkeypatch):
     _model("m.safetensors")
     write_volume("raw.zarr", np.random.default_rng(2).random((32, 64, 48)).astype(np.float32))
     argv = ["segment", "raw.zarr", "cells.zarr", "--model", "m.safetensors", "--block-shape", "24,32,32",
@@ -34,7 +34,15 @@ def test_cli_segment_runs_prediction_and_components(capsys):
     from conftest import same_partition
 
     assert same_partition(connected_components(prob, 0.5), labels)
+    import emseg.instances.blockwise as b
+
+    def fail(*a, **k):
+        raise AssertionError("a finished run recomputed a block")
+
+    monkeypatch.setattr(b, "_segment_block", fail)
+    monkeypatch.setattr(b, "_relabel_block", fail)
     assert main(argv) == 0  # finished: a second run resumes with nothing left to do
+    assert "predicted 0 of 8 blocks" in capsys.readouterr().out
     np.testing.assert_array_equal(read_volume("cells.zarr"), labels)
 
 

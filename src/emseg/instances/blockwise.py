@@ -104,9 +104,8 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     pred_path = pred if isinstance(pred, (str, os.PathLike)) else None
     pred_vol = open_volume(pred_path) if pred_path is not None else pred
     channels_first = not (METHODS[method]["channels"] == 1 and len(pred_vol.shape) in (2, 3))
-    shape = tuple(int(s) for s in pred_vol.shape[1:] if channels_first) or tuple(int(s) for s in pred_vol.shape)
+    shape = tuple(int(s) for s in (pred_vol.shape[1:] if channels_first else pred_vol.shape))
     if channels_first:
-        shape = tuple(int(s) for s in pred_vol.shape[1:])
         need = METHODS[method]["channels"] or len(offsets)
         if len(shape) not in (2, 3) or pred_vol.shape[0] < need:
             raise ValueError(f"{pred_path or 'pred'}: method {method!r} needs a channels-first (C, [z,] y, x) "
@@ -131,6 +130,10 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     final_record = record_path(out_path, "segment") if out_path is not None else None
     if out_path is not None:
         _check_existing(out_path, final_record, signature, resume, overwrite, shape)
+        finished = _finished(final_record) if resume and not overwrite else None
+        if finished is not None:  # this very run already completed: nothing to do
+            return SegmentResult(open_volume(out_path), finished, len(block_slices(shape, block_shape)),
+                                 time.perf_counter() - t0, 0.0)
     if scratch is None:
         scratch = f"{out_path}.emseg-scratch" if out_path is not None else tempfile.mkdtemp(prefix="emseg-segment-")
     if overwrite and os.path.exists(scratch):
@@ -178,6 +181,8 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
         pending = [i for i in range(len(blocks)) if not done or i not in done.done]
         run_blocks(_relabel_block, spec, pending, local=dict(frag=frag, out=out_vol), workers=workers,
                    scheduler=scheduler, record=done, progress=progress, sizes=sizes, desc="relabel")
+        if done is not None:
+            done.note(f"complete {n_objects}")
     finally:
         if done is not None:
             done.close()
@@ -207,6 +212,15 @@ def _geometry(shape, method, block_shape, halo, offsets):
         raise ValueError(f"block_shape {block_shape} is smaller than the halo {halo} along axis {small[0]}; "
                          f"use blocks of at least the halo, e.g. {tuple(max(b, h) for b, h in zip(block_shape, halo))}")
     return block_shape, halo
+
+
+def _finished(record):
+    """The object count of a completed run recorded in ``record``, or None."""
+    if record is None or not os.path.exists(record):
+        return None
+    with open(record) as f:
+        last = [line for line in f.read().splitlines() if line.startswith("complete ")]
+    return int(last[-1].split()[1]) if last else None
 
 
 def _exists(path):
