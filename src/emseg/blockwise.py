@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["block_slices", "aligned_block_shape", "iter_planes"]
+__all__ = ["block_slices", "block_at", "aligned_block_shape", "iter_planes"]
 
 
 def block_slices(shape, block_shape) -> list[tuple[slice, ...]]:
@@ -33,6 +33,19 @@ def block_slices(shape, block_shape) -> list[tuple[slice, ...]]:
     ranges = [range(0, int(n), int(b)) for n, b in zip(shape, block_shape)]
     return [tuple(slice(s, min(s + int(b), int(n))) for s, b, n in zip(starts, block_shape, shape))
             for starts in itertools.product(*ranges)]
+
+
+def block_at(shape, block_shape, index) -> tuple[slice, ...]:
+    """Block number ``index`` of :func:`block_slices`, without listing the others.
+
+    Examples
+    --------
+    >>> block_at((5, 4), (2, 4), 2) == block_slices((5, 4), (2, 4))[2]
+    True
+    """
+    grid = [-(-int(n) // int(b)) for n, b in zip(shape, block_shape)]
+    pos = np.unravel_index(int(index), grid)
+    return tuple(slice(int(p) * int(b), min((int(p) + 1) * int(b), int(n))) for p, b, n in zip(pos, block_shape, shape))
 
 
 def aligned_block_shape(shape, chunks, itemsize, max_bytes=64 * 2**20) -> tuple[int, ...]:

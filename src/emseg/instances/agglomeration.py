@@ -15,6 +15,7 @@ import threading
 
 import numpy as np
 
+from .components import check_unit_range
 from .relabel import relabel_sequential
 
 __all__ = ["agglomerate", "nearest_affinities"]
@@ -55,9 +56,7 @@ def check_affinities(affinities, offsets):
     if bad:
         raise ValueError(f"offsets must have {affinities.ndim - 1} entries each; got {bad[0]}")
     if affinities.dtype != np.uint8:
-        lo, hi = float(np.min(affinities)), float(np.max(affinities))
-        if not (0.0 <= lo and hi <= 1.0):
-            raise ValueError(f"affinities must hold values in [0, 1]; found values in [{lo:g}, {hi:g}]")
+        check_unit_range(affinities, "affinities", "affinity values")
 
 
 def agglomerate(affinities, offsets=_NEAREST, *, threshold=0.5, fragments=None,

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blockwise import block_slices
+from ..blockwise import block_at, block_slices
 from ..execute import BlockRecord, open_cached, record_path, run_blocks
 from .methods import METHODS, _as_float, method_params, segment_block
 from .relabel import smallest_uint
@@ -161,7 +161,7 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     finally:
         frag_record.close()
 
-    n_objects = _stitch(spec, blocks, frag)
+    n_objects = _stitch(spec, blocks)
 
     out_vol = out
     if out_path is not None:
@@ -261,7 +261,7 @@ def _segment_block(spec, index, pred=None, frag=None):
     pred = pred if pred is not None else open_cached(spec["pred"])
     frag = frag if frag is not None else open_cached(spec["fragments"], "r+")
     shape, halo, zf = spec["shape"], spec["halo"], spec["zf"]
-    write = block_slices(shape, spec["block_shape"])[index]
+    write = block_at(shape, spec["block_shape"], index)
     ext = tuple(slice(max(0, w.start - h), min(n, w.stop + h)) for w, h, n in zip(write, halo, shape))
     read = list(ext)
     if zf:
@@ -303,7 +303,7 @@ def _save_npz(path, arrays):
     os.replace(tmp, path)
 
 
-def _stitch(spec, blocks, frag):
+def _stitch(spec, blocks):
     """Pass 2: join ids across faces, drop small objects, write the table global id -> final id."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -482,7 +482,7 @@ def _relabel_block(spec, index, frag=None, out=None):
     frag = frag if frag is not None else open_cached(spec["fragments"])
     out = out if out is not None else open_cached(spec["out"], "r+")
     nodes, final = _table(spec["table"])
-    write = block_slices(spec["shape"], spec["block_shape"])[index]
+    write = block_at(spec["shape"], spec["block_shape"], index)
     ids = np.asarray(frag[write]).astype(np.uint64, copy=False)
     res = np.zeros(ids.shape, np.uint64)
     m = ids != 0

@@ -6,9 +6,17 @@ import numpy as np
 
 from .relabel import relabel_sequential, smallest_uint
 
-__all__ = ["check_probability", "connected_components", "remove_small_objects", "fill_holes"]
+__all__ = ["check_unit_range", "check_probability", "connected_components", "remove_small_objects", "fill_holes"]
 
 _CONNECTIVITY = {2: (4, 8), 3: (6, 18, 26)}
+
+
+def check_unit_range(array, name, what="values"):
+    """Raise ValueError unless every value of ``array`` is in [0, 1] (NaN is not)."""
+    lo, hi = (float(np.min(array)), float(np.max(array))) if np.size(array) else (0.0, 0.0)
+    if not (0.0 <= lo and hi <= 1.0):  # NaN fails both comparisons
+        raise ValueError(f"{name} must hold {what} in [0, 1]; found values in [{lo:g}, {hi:g}]"
+                         + (" (pass probabilities, not logits or 0/255 masks of another type)" if what == "values" else ""))
 
 
 def check_probability(prob, name="probability"):
@@ -18,10 +26,7 @@ def check_probability(prob, name="probability"):
         return prob
     if prob.dtype == np.uint8 and prob.max(initial=0) > 1:  # emseg's quantised predictions: round(255 p)
         return prob.astype(np.float32) / 255
-    lo, hi = (float(prob.min()), float(prob.max())) if prob.size else (0.0, 0.0)
-    if not (0.0 <= lo and hi <= 1.0):  # NaN fails both comparisons
-        raise ValueError(f"{name} must hold values in [0, 1]; found values in [{lo:g}, {hi:g}] "
-                         "(pass probabilities, not logits or 0/255 masks of another type)")
+    check_unit_range(prob, name)
     return prob
 
 

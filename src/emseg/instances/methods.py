@@ -81,15 +81,13 @@ def segment(pred, method, params=None, *, offsets=None, z_filter=0, min_size=0) 
 
 
 def _as_float(pred, name):
+    from .components import check_unit_range
+
     pred = np.asarray(pred)
     if pred.dtype == np.uint8:  # emseg's quantised probabilities, round(255 p)
         return pred.astype(np.float32) / np.float32(255)
-    if pred.dtype == bool:
-        return pred.astype(np.float32)
     pred = pred.astype(np.float32, copy=False)
-    lo, hi = (float(pred.min()), float(pred.max())) if pred.size else (0.0, 0.0)
-    if not (0.0 <= lo and hi <= 1.0):
-        raise ValueError(f"{name} must hold probabilities in [0, 1]; found values in [{lo:g}, {hi:g}]")
+    check_unit_range(pred, name, "probabilities")
     return pred
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 from .methods import METHODS, TASKS
@@ -23,9 +22,9 @@ def method_for_model(info, task=None):
         method = "mws" if any(max(abs(v) for v in o) > 1 for o in offsets) else "agglomerate"
     else:
         method = {"binary": "cc", "bc": "bc", "bcd": "bcd", "boundary": "watershed"}.get(target)
-    t = TASKS.get(task, {}) if task else {}
     if task and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    t = TASKS.get(task, {})
     if method is None:
         method = t.get("method")
     if method is None:
@@ -73,11 +72,11 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
     prob_path = probabilities or f"{out}.emseg-prob.zarr"
     pr = predict_blockwise(raw, model, prob_path, block_shape=block_shape, tta=tta, device=device, workers=workers,
                            scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress, dtype="float16")
-    t = TASKS.get(task, {}) if task else {}
+    t = TASKS.get(task, {})
     sr = segment_blockwise(prob_path, out, method, params, offsets=offsets,
                            z_filter=t.get("z_filter", 0) if z_filter is None else z_filter,
                            min_size=auto_min if min_size is None else min_size, workers=workers,
                            scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress)
     if not keep:
-        shutil.rmtree(prob_path, ignore_errors=True) if os.path.isdir(prob_path) else None
+        shutil.rmtree(prob_path, ignore_errors=True)
     return pr, sr

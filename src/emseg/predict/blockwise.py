@@ -26,7 +26,7 @@ from functools import partial
 
 import numpy as np
 
-from ..blockwise import block_slices
+from ..blockwise import block_at, block_slices
 from ..execute import BlockRecord, open_cached, record_path, run_blocks
 from .model import as_predictor
 from .tiling import predict_region
@@ -51,11 +51,17 @@ def _ceil_to(v, d):
 
 def plan_blocks(shape, block_shape, halo):
     """``[(write_roi, read_roi), ...]`` for a volume of ``shape`` (spatial axes only)."""
-    out = []
-    for write in block_slices(shape, block_shape):
-        read = tuple(slice(max(0, w.start - h), min(n, w.stop + h)) for w, h, n in zip(write, halo, shape))
-        out.append((write, read))
-    return out
+    return [(w, _read_roi(w, halo, shape)) for w in block_slices(shape, block_shape)]
+
+
+def _read_roi(write, halo, shape):
+    return tuple(slice(max(0, w.start - h), min(n, w.stop + h)) for w, h, n in zip(write, halo, shape))
+
+
+def _block(spec, index):
+    """``(write_roi, read_roi)`` of block ``index`` alone (the stages run once per block: no full plan)."""
+    write = block_at(spec["shape"], spec["block_shape"], index)
+    return write, _read_roi(write, spec["halo"], spec["shape"])
 
 
 def _geometry(shape, predictors, block_shape, halo, out_chunks):
@@ -105,7 +111,7 @@ def _geometry(shape, predictors, block_shape, halo, out_chunks):
 def _read(spec, index, raw=None):
     """Stage 1 of block ``index``: read its region plus halo, normalise, build the network input."""
     raw = raw if raw is not None else open_cached(spec["raw"], "r")
-    write, read = plan_blocks(spec["shape"], spec["block_shape"], spec["halo"])[index]
+    _, read = _block(spec, index)
     data = np.asarray(raw[read], dtype=np.float32)
     norm = spec["normalization"]
     if norm:
@@ -126,14 +132,14 @@ def _compute(spec, index, data, predictors=None):
                           tile_shape=spec["tile_shape"], overlap=spec["overlap"], tta=spec["tta"],
                           tta_reduce=spec["tta_reduce"], ensemble_reduce=spec["ensemble_reduce"],
                           batch_size=spec["batch_size"], voxel_size=spec["voxel_size"])
-    write, read = plan_blocks(spec["shape"], spec["block_shape"], spec["halo"])[index]
+    write, read = _block(spec, index)
     return pred[(slice(None),) + tuple(slice(w.start - r.start, w.stop - r.start) for w, r in zip(write, read))]
 
 
 def _write(spec, index, pred, out=None):
     """Stage 3: cast and write the block (whole storage chunks: a block is written entirely or not at all)."""
     out = out if out is not None else open_cached(spec["out"], "r+")
-    write, _ = plan_blocks(spec["shape"], spec["block_shape"], spec["halo"])[index]
+    write = block_at(spec["shape"], spec["block_shape"], index)
     if np.dtype(out.dtype) == np.uint8:
         pred = np.clip(np.rint(pred * 255), 0, 255)
     out[(slice(None),) + write] = pred.astype(out.dtype)
@@ -239,7 +245,8 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
     try:
         run_blocks(_run_block, spec, pending, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
                    stages=(partial(_read, raw=raw_vol), partial(_compute, predictors=predictors),
-                           partial(_write, out=out_vol)), workers=workers, scheduler=scheduler, record=prog, progress=progress, sizes=sizes, desc="predict")
+                           partial(_write, out=out_vol)),
+                   workers=workers, scheduler=scheduler, record=prog, progress=progress, sizes=sizes, desc="predict")
     finally:
         if prog:
             prog.close()

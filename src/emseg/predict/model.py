@@ -8,6 +8,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..runtime import memory_format, torch_device
+
 __all__ = ["Predictor", "as_predictor"]
 
 
@@ -34,7 +36,6 @@ def _torch_fn(model, device, sigmoid, copy=False):
 
     import torch
 
-    from ..train.trainer import memory_format
 
     fmt = memory_format(model.ndim) if getattr(model, "ndim", None) in (2, 3) else torch.contiguous_format
     if copy:  # a module the caller owns: leave its device and memory layout alone
@@ -53,17 +54,6 @@ def _torch_fn(model, device, sigmoid, copy=False):
             return np.ascontiguousarray(y.float().cpu().numpy())
 
     return fn
-
-
-def torch_device(name):
-    """The torch device for "auto", "cpu", "cuda" or "cuda:N"; a clear error when CUDA is asked for but absent."""
-    import torch
-
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for but no CUDA device is available; use --device cpu")
-    return torch.device(name)
 
 
 def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..runtime import cpu_bf16, memory_format, torch_device
 from .config import TrainConfig
 from .data import fit_normalization, load_train_volume, sample_patch, validation_patches
 
@@ -127,23 +128,6 @@ def _schedule(step, config, total=None):
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def memory_format(ndim):
-    """channels-last for 2D/3D convolutions (NHWC/NDHWC): the fast layout of oneDNN and cuDNN."""
-    import torch
-
-    return torch.channels_last if ndim == 2 else torch.channels_last_3d
-
-
-def cpu_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (otherwise autocast to bfloat16 would be slower)."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def _validate(model, patches, config, norm, voxel_size, device, from_mask):
     import torch
 
@@ -183,8 +167,6 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     torch.manual_seed(config.seed)
     if config.threads:
         torch.set_num_threads(int(config.threads))
-    from ..predict.model import torch_device
-
     device = torch_device(config.device)
     os.makedirs(config.out_dir, exist_ok=True)
 
