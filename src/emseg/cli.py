@@ -190,10 +190,47 @@ def cmd_postprocess(args):
           f"({r.voxels_per_second / 1e6:.2f} Mvoxel/s) -> {args.output}")
 
 
+def cmd_models(args):
+    import os
+
+    from .zoo import model_card, model_names, model_path
+
+    if args.action == "list":
+        if args.name:
+            raise ValueError("emseg models list takes no name; use emseg models info NAME")
+        rows = [("name", "for", "trained on", "input voxel (nm)", "held-out result", "size")]
+        for name in model_names():
+            c = model_card(name)
+            vs = c.get("input_voxel_size_nm")
+            rows.append((name, c["summary"], c["training"]["data_short"], "x".join(f"{v:g}" for v in vs) if vs else "?",
+                         c.get("headline", "not measured"), _human(os.path.getsize(model_path(name)))))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        return
+    if not args.name:
+        raise ValueError(f"emseg models info needs a model name: {', '.join(model_names())}")
+    card = model_card(args.name)
+    if args.json:
+        print(json.dumps({**card, "path": model_path(args.name)}, indent=2))
+        return
+    print(f"{args.name}: {card['summary']}")
+    for key in ("purpose", "task", "modality", "target", "input_voxel_size_nm", "architecture", "license",
+                "limitations"):
+        if key in card:
+            print(f"  {key:20s} {card[key]}")
+    print(f"  {'weights':20s} {model_path(args.name)}")
+    for section in ("training", "postprocess", "metrics"):
+        if card.get(section):
+            print(f"{section}:")
+            for k, v in card[section].items():
+                print(f"  {k:20s} {json.dumps(v) if isinstance(v, (dict, list)) else v}")
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
-    run_demo(args.out, shape=args.shape, seed=args.seed)
+    run_demo(args.out, shape=args.shape, seed=args.seed, steps=args.steps, minutes=args.minutes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("predict", help="predict a volume blockwise with a trained model")
     s.add_argument("input", help="raw volume (any format emseg reads; file.h5:key)")
     s.add_argument("output", help="output volume, e.g. pred.zarr (channels first, OME-Zarr)")
-    s.add_argument("--model", required=True, action="append", help="checkpoint (.safetensors); repeat for an ensemble")
+    s.add_argument("--model", required=True, action="append",
+                   help="a shipped model's name or a checkpoint (.safetensors); repeat for an ensemble")
     s.add_argument("--block-shape", type=_ints, help="write block z,y,x (default: from the model and chunks)")
     s.add_argument("--halo", default="auto", help="'auto' (the model's receptive field) or z,y,x")
     s.add_argument("--tile-shape", type=_ints, help="split blocks into Gaussian-blended tiles of this shape")
@@ -280,11 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("segment", help="raw EM -> instances: blockwise prediction and post-processing, resumable")
     s.add_argument("input", help="raw volume (any format emseg reads; file.h5:key)")
     s.add_argument("output", help="label volume to write, e.g. cells.zarr (OME-Zarr) or out.n5:seg")
-    s.add_argument("--model", required=True, help="checkpoint (.safetensors)")
+    s.add_argument("--model", required=True, help="a shipped model's name (emseg models list) or a checkpoint")
     s.add_argument("--task", choices=tuple(TASKS), help="kind of object: sets the size filter and defaults")
     s.add_argument("--method", choices=tuple(METHODS), help="post-processing (default: from the model's target)")
     s.add_argument("--keep-probabilities", metavar="PATH", help="also keep the prediction at PATH")
-    s.add_argument("--tta", choices=("flips", "d4"), help="test-time augmentation")
+    s.add_argument("--tta", choices=("flips", "d4", "none"),
+                   help="test-time augmentation (default: a shipped model's card, else none)")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     execution(s)
     s.set_defaults(func=cmd_segment)
@@ -299,10 +338,18 @@ def build_parser() -> argparse.ArgumentParser:
     execution(s)
     s.set_defaults(func=cmd_postprocess)
 
-    s = sub.add_parser("demo", help="run the built-in example end to end")
+    s = sub.add_parser("models", help="the shipped models: list them, or show one's model card")
+    s.add_argument("action", choices=("list", "info"))
+    s.add_argument("name", nargs="?", help="model name (for info)")
+    s.add_argument("--json", action="store_true", help="print the model card as JSON")
+    s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("demo", help="the built-in example: synthesize, train, segment blockwise, evaluate, report")
     s.add_argument("--out", default="emseg-demo", help="output folder (default: ./emseg-demo)")
     s.add_argument("--shape", type=_ints, default=(32, 256, 256), help="synthetic volume shape z,y,x")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=int, default=700, help="training steps (default 700, about a minute on 2 cores)")
+    s.add_argument("--minutes", type=float, default=3.0, help="stop training after this many minutes (default 3)")
     s.set_defaults(func=cmd_demo)
     return p
 

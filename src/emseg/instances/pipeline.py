@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 from .methods import METHODS, TASKS
 
 __all__ = ["method_for_model", "segment_volume"]
+
+log = logging.getLogger(__name__)
 
 
 def method_for_model(info, task=None):
@@ -14,10 +17,15 @@ def method_for_model(info, task=None):
 
     Returns ``(method, params, offsets, min_size)``: binary masks → "cc", BC → "bc", BCD → "bcd",
     boundary maps → "watershed", affinities → "mws" when they include long-range offsets, else
-    "agglomerate". ``task`` (one of :data:`TASKS`) adds its size filter and settings.
+    "agglomerate". ``task`` (one of :data:`TASKS`) adds its size filter and settings. A shipped
+    model (``info["card"]``) brings its card's post-processing when no ``task`` is given.
     """
-    target = (info or {}).get("target")
-    offsets = (info or {}).get("offsets") if target == "affinities" else None
+    info = info or {}
+    target = info.get("target")
+    offsets = info.get("offsets") if target == "affinities" else None
+    post = (info.get("card") or {}).get("postprocess")
+    if post and task is None:
+        return post["method"], dict(post.get("params", {})), offsets, int(post.get("min_size", 0))
     if target == "affinities":
         method = "mws" if any(max(abs(v) for v in o) > 1 for o in offsets) else "agglomerate"
     else:
@@ -34,6 +42,25 @@ def method_for_model(info, task=None):
     return method, params, offsets, int(t.get("min_size", 0))
 
 
+def _check_voxel_size(raw, p):
+    """Warn when a shipped model meets data at another pixel size than it was trained on (it then sees
+    objects at another scale; resample first, e.g. with ``emseg convert``)."""
+    want = (p.info.get("card") or {}).get("input_voxel_size_nm")
+    if not want or not isinstance(raw, str):
+        return
+    from ..io import open_volume
+
+    with open_volume(raw) as vol:
+        have = vol.voxel_size
+    if have is None:
+        return
+    axes = slice(-p.ndim, None)  # a 2D model only cares about the in-plane size
+    if any(abs(h / w - 1) > 0.3 for h, w in zip(have[axes], want[axes])):
+        log.warning("%s has voxel size %s nm; model %s was trained at %s nm: expect worse results unless "
+                    "the data is resampled", raw, "x".join(f"{v:g}" for v in have), p.info["card"]["name"],
+                    "x".join(f"{v:g}" for v in want))
+
+
 def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_size=None, z_filter=None,
                    probabilities=None, block_shape=None, tta=None, device="auto", workers=2, scheduler=None,
                    resume=True, overwrite=False, progress=None):
@@ -47,8 +74,9 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
         The label volume to write (e.g. ``cells.zarr``; any chunked format emseg writes).
     task : "mito", "nuclei", "neurons" or "membranes", optional
         Size filter and settings for that kind of object (see :data:`TASKS`).
-    method, params, min_size, z_filter :
-        Override the post-processing (default: from the model's training target and ``task``).
+    method, params, min_size, z_filter, tta :
+        Override the post-processing (default: a shipped model's card, else from the model's
+        training target and ``task``).
     probabilities : str, optional
         Keep the prediction here; by default it goes to ``OUT.emseg-prob.zarr`` and is removed when done.
 
@@ -68,6 +96,10 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
     params = {**auto_params, **(params or {})}
     if METHODS[method]["channels"] is None and not offsets:
         raise ValueError(f"method {method!r} needs the affinity offsets, which the model does not record")
+    _check_voxel_size(raw, p)
+    post = (p.info.get("card") or {}).get("postprocess") or {} if task is None else {}
+    tta = post.get("tta") if tta is None else (None if tta in (False, "none") else tta)
+    z_filter = post.get("z_filter") if z_filter is None else z_filter
     keep = probabilities is not None
     prob_path = probabilities or f"{out}.emseg-prob.zarr"
     pr = predict_blockwise(raw, model, prob_path, block_shape=block_shape, tta=tta, device=device, workers=workers,

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..blockwise import block_at, block_slices
 from ..execute import BlockRecord, open_cached, record_path, run_blocks
+from ..zoo import resolve_model
 from .model import as_predictor
 from .tiling import predict_region
 
@@ -222,7 +223,8 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
             raise ValueError(f"out has shape {tuple(out_vol.shape)}; expected {(p.out_channels,) + shape} "
                              "(channels first)")
     spec = {"raw": str(raw_path) if raw_path else None, "out": str(out_path) if out_path else None,
-            "models": [m if isinstance(m, str) else os.fspath(m) if hasattr(m, "__fspath__") else None for m in models],
+            "models": [resolve_model(m)[0] if isinstance(m, str) else os.fspath(m) if hasattr(m, "__fspath__") else None
+                       for m in models],  # a shipped model's name travels as its checkpoint's path
             "device": device, "shape": shape, "block_shape": block_shape, "halo": halo,
             "divisor": tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(p.ndim)),
             "tile_shape": tile_shape, "overlap": overlap, "tta": tta, "tta_reduce": tta_reduce,

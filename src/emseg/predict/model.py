@@ -57,8 +57,9 @@ def _torch_fn(model, device, sigmoid, copy=False):
 
 
 def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor:
-    """Wrap ``model``: a checkpoint path (loaded once per process and cached), a Predictor, a torch
-    module with ``ndim``/``halo``/``input_divisor`` (emseg's UNet), or a numpy callable with
+    """Wrap ``model``: a checkpoint path or a shipped model's name (``emseg.zoo``; loaded once per
+    process and cached), a Predictor, a torch module with ``ndim``/``halo``/``input_divisor``
+    (emseg's UNet), or a numpy callable with
     attributes ``ndim``, ``in_channels``, ``out_channels`` and optionally ``halo``/``divisor``.
     Checkpoint outputs go through a sigmoid (probabilities) unless ``sigmoid=False``; a tuple of
     channels applies it to those only and clips the others to [0, 1] (BCD checkpoints do this for
@@ -68,11 +69,17 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         import os
 
+        from ..zoo import resolve_model
+
+        model, card = resolve_model(model)
         path = os.fspath(model)
         if not os.path.exists(path):
-            raise FileNotFoundError(f"model {path}: no such checkpoint file")
+            from ..zoo import model_names
+
+            raise FileNotFoundError(f"model {path}: no such checkpoint file, nor a shipped model "
+                                    f"({', '.join(model_names())})")
         st = os.stat(path)
-        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, str(device), sigmoid)
+        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, str(device), sigmoid, card is not None)
         if cache and key in _CACHE:
             return _CACHE[key]
         from ..models import load_model, read_model_header
@@ -87,7 +94,7 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
         pred = Predictor(_torch_fn(net, torch_device(device), sigmoid), net.ndim, net.in_channels, net.out_channels,
                          tuple(net.halo), tuple(net.input_divisor), Normalization(**norm) if norm else None,
                          tuple(header.extra["voxel_size"]) if header.extra.get("voxel_size") else None,
-                         {"path": path, **header.extra})
+                         {"path": path, **header.extra, **({"card": card} if card else {})})
         if cache:
             _CACHE[key] = pred
         return pred
