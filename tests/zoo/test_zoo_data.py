@@ -24,9 +24,9 @@ def _crop(path, roi):
 
 @pytest.mark.parametrize("name, raw, gt, roi, min_iou", [
     ("mito-fibsem", "lucchi/training.tif", "lucchi/training_groundtruth.tif",
-     np.s_[140:150, :, 512:], 0.85),
+     np.s_[140:150, :, 512:], 0.85),  # 0.90 when written
     ("mito-sbem", "cdeep3m_mito/validation/images", "cdeep3m_mito/validation/labels",
-     np.s_[0:6, :512, :512], 0.35),
+     np.s_[0:6, :512, :512], 0.6),  # 0.72 when written (a crop with few myelin sheaths)
 ])
 def test_mito_models_on_held_out_data(shared_data, name, raw, gt, roi, min_iou):
     from emseg.metrics import semantic_scores
