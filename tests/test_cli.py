@@ -79,7 +79,9 @@ class _no_raise:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_convert_leaves_no_output(sig, tmp_path):
     """Kill a conversion halfway: nothing at the output path, nothing that looks complete."""
-    write_volume("big.h5:raw", np.random.default_rng(0).integers(0, 255, (64, 512, 512), dtype=np.uint8),
+    # big enough that the conversion takes seconds after its partial output appears (64 slices finished
+    # within the 0.5 s below on a fast, idle machine, and the interrupt came too late)
+    write_volume("big.h5:raw", np.random.default_rng(0).integers(0, 255, (256, 512, 512), dtype=np.uint8),
                  chunks=(8, 512, 512), compression=None)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "emseg", "convert", "big.h5:raw", "out.zarr", "--chunks",
@@ -88,7 +90,7 @@ def test_interrupted_convert_leaves_no_output(sig, tmp_path):
     deadline = time.time() + 60
     while time.time() < deadline and not any(".emseg-partial-" in n for n in os.listdir(".")):
         time.sleep(0.05)
-    time.sleep(0.5)
+    time.sleep(0.3)
     assert proc.poll() is None, "conversion finished before it could be interrupted"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -101,4 +103,4 @@ def test_interrupted_convert_leaves_no_output(sig, tmp_path):
     subprocess.run([sys.executable, "-m", "emseg", "convert", "big.h5:raw", "out.zarr", "--no-progress"],
                    check=True)
     with open_volume("out.zarr") as vol:
-        assert vol.shape == (64, 512, 512)
+        assert vol.shape == (256, 512, 512)
