@@ -79,14 +79,18 @@ class _no_raise:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_convert_leaves_no_output(sig, tmp_path):
     """Kill a conversion halfway: nothing at the output path, nothing that looks complete."""
+    print("SIGINT in the test process:", signal.getsignal(signal.SIGINT))
     # big enough that the conversion takes seconds after its partial output appears (64 slices finished
     # within the 0.5 s below on a fast, idle machine, and the interrupt came too late)
     write_volume("big.h5:raw", np.random.default_rng(0).integers(0, 255, (256, 512, 512), dtype=np.uint8),
                  chunks=(8, 512, 512), compression=None)
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # a child inherits an ignored SIGINT (Python then installs no KeyboardInterrupt handler), and the test
+    # process may have it ignored by then: give the child the default disposition, as in a shell
     proc = subprocess.Popen([sys.executable, "-m", "emseg", "convert", "big.h5:raw", "out.zarr", "--chunks",
                              "1,64,64", "--max-block-mb", "1", "--compression", "zlib"],
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and not any(".emseg-partial-" in n for n in os.listdir(".")):
         time.sleep(0.05)
