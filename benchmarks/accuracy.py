@@ -275,6 +275,7 @@ def main():
 
     import torch
 
+    from emseg.io.atomic import write_text_atomic
     from emseg.zoo import ZOO_DIR, model_card
 
     machine = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}"
@@ -314,11 +315,8 @@ def main():
     merged = {k: v for k, v in {**existing, **results}.items() if k in DATASETS}
     report = {"machine": machine, "date": time.strftime("%Y-%m-%d"), "published": PUBLISHED, "results": merged}
     os.makedirs(args.out, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(report, f, indent=1, default=float)
-    os.replace(path + ".tmp", path)
-    with open(args.markdown, "w") as f:
-        f.write(markdown({k: merged[k] for k in DATASETS if k in merged}, machine))
+    write_text_atomic(path, json.dumps(report, indent=1, default=float))
+    write_text_atomic(args.markdown, markdown({k: merged[k] for k in DATASETS if k in merged}, machine))
     if args.update_cards:
         for name, r in results.items():
             path = os.path.join(ZOO_DIR, f"{name}.json")
@@ -332,10 +330,7 @@ def main():
             card["headline"] = (f"IoU {m['foreground_iou']:.3f}, AP50 {m['ap50']:.2f}" if "ap50" in m else
                                 f"V_rand {m['v_rand']:.3f}" if "v_rand" in m else
                                 f"VOI {m['voi']:.2f} (split {m['voi_split']:.2f}, merge {m['voi_merge']:.2f})")
-            with open(path + ".tmp", "w") as f:
-                json.dump(card, f, indent=1)
-                f.write("\n")
-            os.replace(path + ".tmp", path)
+            write_text_atomic(path, json.dumps(card, indent=1) + "\n")
     print(json.dumps(report, default=float))
 
 

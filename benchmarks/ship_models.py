@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import platform
-import shutil
 
 
 def main():
@@ -27,6 +26,7 @@ def main():
 
     import torch
 
+    from emseg.io.atomic import write_bytes_atomic, write_text_atomic
     from emseg.models import load_model, read_model_header
     from emseg.zoo import ZOO_DIR
 
@@ -44,10 +44,10 @@ def main():
         times = [float(r["seconds"]) for r in rows]  # elapsed time restarts when a run is resumed
         seconds = sum(t for t, nxt in zip(times, times[1:] + [0.0]) if nxt < t)
         dst = os.path.join(ZOO_DIR, f"{name}.safetensors")
-        shutil.copyfile(ckpt, dst + ".tmp")
-        os.replace(dst + ".tmp", dst)
-        with open(dst, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        with open(ckpt, "rb") as f:
+            data = f.read()
+        write_bytes_atomic(dst, data)
+        digest = hashlib.sha256(data).hexdigest()
         with open(card_path) as f:
             card = json.load(f)
         card["training"].update({
@@ -57,15 +57,12 @@ def main():
             "machine": f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, no GPU",
             "final_loss": round(sum(float(r["loss"]) for r in rows[-50:]) / len(rows[-50:]), 4),
         })
-        card["weights"] = {"file": f"{name}.safetensors", "sha256": digest, "bytes": os.path.getsize(dst),
+        card["weights"] = {"file": f"{name}.safetensors", "sha256": digest, "bytes": len(data),
                            "parameters": sum(p.numel() for p in net.parameters()),
                            "normalization": header.extra.get("normalization")}
         if header.extra.get("target") == "affinities":
             card["offsets"] = header.extra["offsets"]
-        with open(card_path + ".tmp", "w") as f:
-            json.dump(card, f, indent=1)
-            f.write("\n")
-        os.replace(card_path + ".tmp", card_path)
+        write_text_atomic(card_path, json.dumps(card, indent=1) + "\n")
         print(json.dumps({"name": name, **card["training"], **card["weights"]}))
 
 

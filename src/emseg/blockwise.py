@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-__all__ = ["block_slices", "block_at", "aligned_block_shape", "iter_planes"]
+__all__ = ["block_slices", "block_at", "grow_roi", "aligned_block_shape", "iter_planes"]
 
 
 def block_slices(shape, block_shape) -> list[tuple[slice, ...]]:
@@ -46,6 +46,17 @@ def block_at(shape, block_shape, index) -> tuple[slice, ...]:
     grid = [-(-int(n) // int(b)) for n, b in zip(shape, block_shape)]
     pos = np.unravel_index(int(index), grid)
     return tuple(slice(int(p) * int(b), min((int(p) + 1) * int(b), int(n))) for p, b, n in zip(pos, block_shape, shape))
+
+
+def grow_roi(roi, halo, shape) -> tuple[slice, ...]:
+    """``roi`` grown by ``halo`` voxels on each side, clipped to a volume of ``shape``.
+
+    Examples
+    --------
+    >>> grow_roi((slice(0, 4), slice(6, 8)), (2, 2), (10, 9))
+    (slice(0, 6, None), slice(4, 9, None))
+    """
+    return tuple(slice(max(0, r.start - h), min(int(n), r.stop + h)) for r, h, n in zip(roi, halo, shape))
 
 
 def aligned_block_shape(shape, chunks, itemsize, max_bytes=64 * 2**20) -> tuple[int, ...]:

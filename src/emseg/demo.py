@@ -64,7 +64,7 @@ def _segment(paths, checkpoint, out, echo):
                             probabilities=prob_path, min_size=50, overwrite=True, progress=False)
     echo(f"[3/5] segmented the test volume blockwise ({pr.n_blocks} blocks): prediction {pr.seconds:.1f} s, "
          f"instances {sr.seconds:.1f} s, {sr.n_objects} mitochondria -> {seg_path}")
-    return seg_path, prob_path, pr.seconds + sr.seconds
+    return seg_path, prob_path
 
 
 def _evaluate(gt, seg, prob):
@@ -149,13 +149,11 @@ img{{width:280px;image-rendering:pixelated}} figcaption{{font-size:12px}} td{{pa
 <p>emseg {html.escape(summary["emseg"])}; full numbers in report.json.</p>
 </body></html>
 """
+    from .io.atomic import write_text_atomic
+
     path = os.path.join(out, "report.html")
-    with open(path + ".tmp", "w") as f:
-        f.write(page)
-    os.replace(path + ".tmp", path)
-    with open(os.path.join(out, "report.json.tmp"), "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(os.path.join(out, "report.json.tmp"), os.path.join(out, "report.json"))
+    write_text_atomic(path, page)
+    write_text_atomic(os.path.join(out, "report.json"), json.dumps(summary, indent=1))
     return path
 
 
@@ -190,7 +188,7 @@ def run_demo(out="emseg-demo", *, shape=(32, 256, 256), seed=0, steps=700, minut
     seconds["synthesize"], t = time.perf_counter() - t, time.perf_counter()
     r = _train(paths, out, int(steps), minutes, seed, echo)
     seconds["train"], t = time.perf_counter() - t, time.perf_counter()
-    seg_path, prob_path, _ = _segment(paths, r.latest, out, echo)
+    seg_path, prob_path = _segment(paths, r.latest, out, echo)
     seconds["segment (blockwise)"], t = time.perf_counter() - t, time.perf_counter()
     raw, gt = read_volume(f"{paths['test']}:raw"), read_volume(f"{paths['test']}:labels/mito")
     seg, prob = read_volume(seg_path), read_volume(prob_path).astype(np.float32)

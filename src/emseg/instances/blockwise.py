@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blockwise import block_at, block_slices
+from ..blockwise import block_at, block_slices, grow_roi
 from ..execute import BlockRecord, open_cached, record_path, run_blocks
 from .methods import METHODS, _as_float, method_params, segment_block
 from .relabel import smallest_uint
@@ -262,7 +262,7 @@ def _segment_block(spec, index, pred=None, frag=None):
     frag = frag if frag is not None else open_cached(spec["fragments"], "r+")
     shape, halo, zf = spec["shape"], spec["halo"], spec["zf"]
     write = block_at(shape, spec["block_shape"], index)
-    ext = tuple(slice(max(0, w.start - h), min(n, w.stop + h)) for w, h, n in zip(write, halo, shape))
+    ext = grow_roi(write, halo, shape)
     read = list(ext)
     if zf:
         read[0] = slice(max(0, ext[0].start - zf), min(shape[0], ext[0].stop + zf))

@@ -26,7 +26,7 @@ from functools import partial
 
 import numpy as np
 
-from ..blockwise import block_at, block_slices
+from ..blockwise import block_at, block_slices, grow_roi
 from ..execute import BlockRecord, open_cached, record_path, run_blocks
 from ..zoo import resolve_model
 from .model import as_predictor
@@ -52,17 +52,13 @@ def _ceil_to(v, d):
 
 def plan_blocks(shape, block_shape, halo):
     """``[(write_roi, read_roi), ...]`` for a volume of ``shape`` (spatial axes only)."""
-    return [(w, _read_roi(w, halo, shape)) for w in block_slices(shape, block_shape)]
-
-
-def _read_roi(write, halo, shape):
-    return tuple(slice(max(0, w.start - h), min(n, w.stop + h)) for w, h, n in zip(write, halo, shape))
+    return [(w, grow_roi(w, halo, shape)) for w in block_slices(shape, block_shape)]
 
 
 def _block(spec, index):
     """``(write_roi, read_roi)`` of block ``index`` alone (the stages run once per block: no full plan)."""
     write = block_at(spec["shape"], spec["block_shape"], index)
-    return write, _read_roi(write, spec["halo"], spec["shape"])
+    return write, grow_roi(write, spec["halo"], spec["shape"])
 
 
 def _geometry(shape, predictors, block_shape, halo, out_chunks):

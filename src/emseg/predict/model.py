@@ -36,7 +36,6 @@ def _torch_fn(model, device, sigmoid, copy=False):
 
     import torch
 
-
     fmt = memory_format(model.ndim) if getattr(model, "ndim", None) in (2, 3) else torch.contiguous_format
     if copy:  # a module the caller owns: leave its device and memory layout alone
         model = _copy.deepcopy(model)
@@ -59,8 +58,8 @@ def _torch_fn(model, device, sigmoid, copy=False):
 def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor:
     """Wrap ``model``: a checkpoint path or a shipped model's name (``emseg.zoo``; loaded once per
     process and cached), a Predictor, a torch module with ``ndim``/``halo``/``input_divisor``
-    (emseg's UNet), or a numpy callable with
-    attributes ``ndim``, ``in_channels``, ``out_channels`` and optionally ``halo``/``divisor``.
+    (emseg's UNet), or a numpy callable with attributes ``ndim``, ``in_channels``,
+    ``out_channels`` and optionally ``halo``/``divisor``.
     Checkpoint outputs go through a sigmoid (probabilities) unless ``sigmoid=False``; a tuple of
     channels applies it to those only and clips the others to [0, 1] (BCD checkpoints do this for
     their regressed distance channel by themselves)."""
