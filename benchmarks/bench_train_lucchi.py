@@ -45,7 +45,7 @@ def main():
     from emseg.predict import predict_blockwise
     from emseg.train import load_config, train
 
-    config = load_config(args.config, [f"max_minutes={args.minutes}", f"out_dir={args.out}", "resume=false",
+    config = load_config(args.config, [f"max_minutes={args.minutes}", f"out_dir={args.out}", "overwrite=true",
                                        *args.set])
     t0 = time.perf_counter()
     if args.model:

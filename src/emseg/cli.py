@@ -24,6 +24,16 @@ def _ints(text):
     return values
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+    return value
+
+
 def _voxel_size(text):
     from .io.meta import parse_voxel_size
 
@@ -96,10 +106,15 @@ def _is_ome_image(path, ome_multiscales):
 def cmd_convert(args):
     from .io import convert_volume
 
-    convert_volume(args.input, args.output, chunks=args.chunks, voxel_size=args.voxel_size, format=args.format,
-                   compression=args.compression, zarr_format=args.zarr_format, overwrite=args.overwrite,
-                   progress=not args.no_progress, max_block_bytes=args.max_block_mb * 2**20)
-    print(f"wrote {args.output}")
+    try:
+        written = convert_volume(args.input, args.output, chunks=args.chunks, voxel_size=args.voxel_size, format=args.format,
+                       compression=args.compression, zarr_format=args.zarr_format, overwrite=args.overwrite,
+                       progress=not args.no_progress, max_block_bytes=int(args.max_block_mb * 2**20))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"interrupted; nothing was written at {args.output} (the partial conversion "
+                                "was removed)") from None
+    print(f"wrote {args.output}" if written else
+          f"{args.output} already holds the finished result of this very conversion; nothing to do")
 
 
 def cmd_evaluate(args):
@@ -128,14 +143,30 @@ def cmd_train(args):
         value = getattr(args, name)
         if value is not None:
             overrides.append(f"{name}={value}")
+    if args.overwrite:
+        overrides.append("overwrite=true")
     config = load_config(args.config, overrides)
     result = train(config, progress=not args.no_progress)
     best = "n/a" if result.best_metric is None else f"{result.best_metric:.4f} at step {result.best_step}"
-    print(f"trained {result.steps} steps in {result.seconds:.0f} s ({result.patches_per_second:.1f} patches/s); "
+    if result.start_step and result.start_step >= result.steps:
+        print(f"{config.out_dir} already holds this run, finished at step {result.steps}; nothing to do "
+              f"(--steps N trains it longer, --overwrite starts over); best validation {best}")
+        return
+    resumed = f" (resumed at step {result.start_step})" if result.start_step else ""
+    print(f"trained {result.steps} steps{resumed} in {result.seconds:.0f} s "
+          f"({result.patches_per_second:.1f} patches/s); "
           f"best validation {best}; checkpoints: {result.latest}" + (f", {result.best}" if result.best else ""))
 
 
+def _check_output(path):
+    """Refuse a bad output path or dataset key at once, before models and data are loaded."""
+    from .io.output import Output
+
+    Output(path, signature={})
+
+
 def cmd_predict(args):
+    _check_output(args.output)
     from .predict import predict_blockwise
 
     models = args.model if len(args.model) > 1 else args.model[0]
@@ -145,6 +176,10 @@ def cmd_predict(args):
                           tile_shape=args.tile_shape, tta=args.tta, dtype=args.dtype, device=args.device,
                           workers=args.workers or args.threads, scheduler=scheduler, overwrite=args.overwrite,
                           progress=not args.no_progress)
+    if r.complete_before:
+        print(f"{args.output} already holds the finished result of this very run; nothing to do "
+              "(--overwrite computes it again)")
+        return
     print(f"predicted {r.n_computed} of {r.n_blocks} blocks ({r.n_skipped} skipped) in {r.seconds:.1f} s, "
           f"{r.voxels_per_second / 1e6:.2f} Mvoxel/s -> {args.output}")
 
@@ -168,24 +203,43 @@ def _execution(args):
 
 
 def cmd_segment(args):
+    _check_output(args.output)
     from .instances import segment_volume
 
     pr, sr = segment_volume(args.input, args.output, args.model, task=args.task, method=args.method,
                             params=_params(args.param), min_size=args.min_size, z_filter=args.z_filter,
                             probabilities=args.keep_probabilities, block_shape=args.block_shape, tta=args.tta,
                             device=args.device, **_execution(args))
+    if sr.complete_before:
+        print(f"{args.output} already holds the finished result of this very run ({sr.n_objects} objects); "
+              "nothing to do (--overwrite computes it again)")
+        return
     print(f"predicted {pr.n_computed} of {pr.n_blocks} blocks in {pr.seconds:.1f} s; {sr.n_objects} objects "
           f"in {sr.seconds:.1f} s -> {args.output}")
 
 
 def cmd_postprocess(args):
+    _check_output(args.output)
     from .instances import segment_blockwise
+    from .io import open_volume
+    from .probabilities import check_probability_source
 
-    offsets = json.loads(args.offsets) if args.offsets else None
+    with open_volume(args.input) as vol:
+        check_probability_source(vol, args.input, fix="postprocess takes the output of emseg predict: run emseg "
+                                 "predict or emseg segment")
+    try:
+        offsets = json.loads(args.offsets) if args.offsets else None
+    except ValueError as e:
+        raise ValueError(f"--offsets must be JSON like '[[-1,0,0],[0,-1,0],[0,0,-1]]'; got {args.offsets!r} ({e})") \
+            from None
     r = segment_blockwise(args.input, args.output, args.method, _params(args.param), offsets=offsets,
                           block_shape=args.block_shape,
                           halo="auto" if args.halo == "auto" else tuple(int(v) for v in args.halo.split(",")),
                           z_filter=args.z_filter or 0, min_size=args.min_size or 0, **_execution(args))
+    if r.complete_before:
+        print(f"{args.output} already holds the finished result of this very run ({r.n_objects} objects); "
+              "nothing to do (--overwrite computes it again)")
+        return
     print(f"{r.n_objects} objects from {r.n_blocks} blocks in {r.seconds:.1f} s "
           f"({r.voxels_per_second / 1e6:.2f} Mvoxel/s) -> {args.output}")
 
@@ -239,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="emseg", description="Deep-learning segmentation of electron microscopy.")
     p.add_argument("--version", action="version", version=f"emseg {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -258,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--zarr-format", type=int, default=2, choices=(2, 3),
                    help="Zarr v2 with OME-NGFF 0.4 (default) or v3 with OME-NGFF 0.5")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    s.add_argument("--max-block-mb", type=int, default=64, help="memory per block (MiB)")
+    s.add_argument("--max-block-mb", type=_positive_float, default=64, help="memory per block (MiB)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     s.set_defaults(func=cmd_convert)
 
@@ -281,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, help="CPU threads for torch")
     s.add_argument("--steps", type=int)
     s.add_argument("--out-dir", dest="out_dir")
+    s.add_argument("--overwrite", action="store_true",
+                   help="delete the trainer's files in the out_dir (checkpoints, log, run.json) and start over")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=cmd_train)
 
@@ -354,19 +411,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _message(e: BaseException) -> str:
+    """One line for an exception: its text (a KeyError's without quotes), else its type, never empty."""
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {e.strerror or text}"
+    text = " ".join(text.split())  # one line
+    known = (ValueError, TypeError, KeyError, OSError)
+    if not text or not isinstance(e, known) or type(e).__module__ not in ("builtins", "emseg") and \
+            not type(e).__module__.startswith("emseg."):
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     if getattr(args, "compression", None) == "none":
         args.compression = None
     try:
         args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, TypeError, KeyError, PermissionError) as e:
-        print(f"emseg {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"emseg {args.command}: interrupted; nothing partial was left at the output", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        if args.debug:
+            raise
+        text = str(e) or "interrupted"
+        print(f"emseg {args.command}: {text}", file=sys.stderr)
         return 130
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"emseg {args.command}: error: out of memory; use smaller blocks (--block-shape) or tiles "
+              "(--tile-shape), or fewer threads", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - every failure ends in one line; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"emseg {args.command}: error: {_message(e)}", file=sys.stderr)
+        return 2
     return 0
 
 

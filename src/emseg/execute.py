@@ -10,64 +10,81 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
-__all__ = ["BlockRecord", "record_path", "run_blocks", "open_cached"]
+__all__ = ["BlockRecord", "Interrupted", "read_record_head", "run_blocks", "open_cached", "connect"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT (Ctrl-C) after finishing the blocks in flight; says what is on disk."""
+
+    def __init__(self, done, total, where=None):
+        self.done, self.total, self.where = done, total, where
+        super().__init__(self.message())
+
+    def message(self):
+        where = f"; the incomplete output is at {self.where}" if self.where else ""
+        return (f"interrupted after {self.done} of {self.total} blocks{where}; "
+                "run the same command again to resume")
+
+
+def read_record_head(path) -> dict | None:
+    """The first line of a run record (its signature), or None when missing or unreadable."""
+    try:
+        with open(path) as f:
+            head = json.loads(f.readline() or "null")
+    except (OSError, ValueError):
+        return None
+    return head if isinstance(head, dict) else None
 
 
 class BlockRecord:
-    """Append-only, fsync'ed record of finished blocks, headed by a signature of the run's settings.
+    """Append-only, fsync'ed record of finished blocks, headed by the run's signature (a JSON dict).
 
     A run started again with the same signature skips the recorded blocks; a different signature
-    is refused (the output was started with other settings).
+    is refused naming the fields that differ (:func:`emseg.runs.check_same_run`). A line cut short
+    by a kill is ignored (that block is simply computed again).
     """
 
-    def __init__(self, path, signature, resume=True, what="the output"):
+    def __init__(self, path, signature, resume=True, what="the output", resumable=True):
         self.path, self.done = path, set()
         if os.path.exists(path) and resume:
+            from .runs import check_same_run
+
             with open(path) as f:
                 lines = f.read().splitlines()
-            head = json.loads(lines[0]) if lines else {}
-            if head.get("signature") != signature:
-                raise ValueError(f"{path}: {what} was started with different settings; pass overwrite=True "
-                                 "or another output")
+            head = read_record_head(path) or {}
+            check_same_run(head.get("signature"), signature, what)
             self.done = {int(x) for x in lines[1:] if x.strip().isdigit()}
         else:
-            with open(path, "w") as f:
-                f.write(json.dumps({"signature": signature}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
+            from .io.atomic import write_text_atomic
+
+            write_text_atomic(path, json.dumps({"signature": signature, "resumable": resumable}) + "\n")
         self._f = open(path, "a")
+        self._lock = threading.Lock()
 
     def mark(self, index):
-        self._f.write(f"{index}\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        from . import faults
+
+        faults.point("block-written")
+        with self._lock:
+            self._f.write(f"{index}\n")
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self.done.add(int(index))
+        faults.point("block-recorded")
 
     def note(self, text):
         """A durable line that is not a block index (e.g. that the whole run completed)."""
-        self._f.write(f"{text}\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        with self._lock:
+            self._f.write(f"{text}\n")
+            self._f.flush()
+            os.fsync(self._f.fileno())
 
     def close(self):
-        self._f.close()
-
-
-def record_path(out_path, stage="progress"):
-    """Where the record of ``out_path`` (``file.ext:key`` allowed) lives: inside a directory store
-    (Zarr, N5; existing or not yet created), else beside it."""
-    from .io.paths import detect_format, split_key
-
-    path, key = split_key(str(out_path))
-    name = (key or "root").replace("/", "_")
-    try:
-        directory = detect_format(path, None, for_writing=True) in ("zarr", "n5")
-    except ValueError:
-        directory = False
-    if os.path.isdir(path) or directory:
-        return os.path.join(path, f".emseg-{stage}-{name}.jsonl")
-    return f"{path}.{name}.emseg-{stage}.jsonl"
+        if not self._f.closed:
+            self._f.close()
 
 
 _OPEN: dict = {}
@@ -84,7 +101,7 @@ def open_cached(path, mode="r"):
 
 
 def run_blocks(fn, spec, pending, *, local=None, stages=None, workers=2, scheduler=None, record=None, progress=None,
-               sizes=None, desc="blocks"):
+               sizes=None, desc="blocks", stop=None, where=None):
     """Run ``fn(spec, i, **local)`` for every ``i`` in ``pending``; mark each finished block in ``record``.
 
     Parameters
@@ -100,20 +117,89 @@ def run_blocks(fn, spec, pending, *, local=None, stages=None, workers=2, schedul
         loaded models); otherwise ``fn(spec, i)`` runs on Dask workers and must open what it needs.
     progress : bool or callable
         True shows a tqdm bar (blocks, voxels/s when ``sizes`` is given, ETA); a callable gets each index.
+    stop : threading.Event, optional
+        Set on SIGINT (Ctrl-C): no new block starts, the blocks in flight are finished and recorded.
+        Pass its ``is_set`` to long computations so they can stop early too.
+    where : str, optional
+        The incomplete output, named in the :class:`Interrupted` message.
+
+    Raises
+    ------
+    Interrupted
+        On SIGINT, once the blocks in flight are done: how many blocks are finished, and where.
     """
-    bar = _bar(progress, len(pending) + (len(record.done) if record else 0),
-               len(record.done) if record else 0, desc)
+    workers = int(workers or 1)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1; got {workers}")
+    stop = stop if stop is not None else threading.Event()
+    before = len(record.done) if record else 0
+    total = len(pending) + before
+    bar = _bar(progress, total, before, desc)
     sizes = sizes or {}
+    finished = [0]
+
+    def count(index):
+        finished[0] += 1
+        _done(index, record, bar, sizes)
+
     try:
         if scheduler is None and stages is not None:
-            _run_pipelined(stages, spec, pending, workers, record, bar, sizes)
+            _run_pipelined(stages, spec, pending, workers, count, stop)
         elif scheduler is None:
-            _run_threads(fn, spec, pending, local or {}, workers, record, bar, sizes)
+            _run_threads(fn, spec, pending, local or {}, workers, count, stop)
         else:
-            _run_dask(fn, spec, pending, scheduler, workers, record, bar, sizes)
+            _run_dask(fn, spec, pending, scheduler, workers, count)
+    except KeyboardInterrupt:
+        stop.set()
+        raise Interrupted(before + finished[0], total, where) from None
     finally:
         if bar is not None and hasattr(bar, "close"):
             bar.close()
+
+
+def probe_scheduler(scheduler, timeout=5.0) -> str:
+    """Check within ``timeout`` seconds that a Dask scheduler answers at ``scheduler``; return its address.
+
+    A closed port, an unknown host or a port that does not speak Dask's protocol ends in a
+    ValueError instead of a hang (a Dask client alone waits forever on a silent port).
+    """
+    import asyncio
+
+    from distributed.comm import connect as comm_connect
+
+    address = str(scheduler) if "://" in str(scheduler) else f"tcp://{scheduler}"
+
+    async def probe():
+        comm = await comm_connect(address, timeout=timeout)
+        await comm.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(probe(), timeout))
+    except (OSError, asyncio.TimeoutError, ValueError, TypeError) as e:
+        why = "no answer as a Dask scheduler" if isinstance(e, asyncio.TimeoutError) else str(e) or type(e).__name__
+        raise ValueError(f"cannot reach a Dask scheduler at {scheduler!r} within {timeout:g} s ({why}); "
+                         "is the scheduler running, and is this its address (tcp://host:8786)?") from None
+    return address
+
+
+def connect(scheduler, workers=1, timeout=10.0):
+    """A Dask client: a new ``LocalCluster`` for ``"local"``, else the scheduler at ``tcp://host:port``.
+
+    The address is probed with a Dask handshake first, within ``timeout`` seconds overall, so a
+    port that is closed or does not speak Dask fails fast with a message instead of hanging.
+    Returns ``(client, cluster or None)``.
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=max(1, int(workers or 1)), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        return Client(cluster), cluster
+    address = probe_scheduler(scheduler, timeout / 2)
+    try:
+        return Client(address, timeout=f"{timeout / 2:g}s"), None
+    except (OSError, TimeoutError) as e:
+        raise ValueError(f"cannot connect to the Dask scheduler at {scheduler!r} ({e})") from None
 
 
 def _bar(progress, total, initial, desc):
@@ -145,26 +231,54 @@ def _done(index, record, bar, sizes):
     _tick(bar, index, sizes.get(index, 0))
 
 
-def _run_threads(fn, spec, pending, local, workers, record, bar, sizes):
+def _run_threads(fn, spec, pending, local, workers, count, stop):
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    if int(workers or 1) <= 1:  # serial: easy to debug, exceptions with their own traceback
+    if workers <= 1:  # serial: easy to debug, exceptions with their own traceback
         for i in pending:
-            _done(fn(spec, i, **local), record, bar, sizes)
+            if stop.is_set():
+                raise KeyboardInterrupt
+            count(fn(spec, i, **local))
         return
-    with ThreadPoolExecutor(int(workers)) as pool:
-        futures = [pool.submit(fn, spec, i, **local) for i in pending]
-        try:
-            for fut in as_completed(futures):
-                _done(fut.result(), record, bar, sizes)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    pool = ThreadPoolExecutor(workers)
+    futures, counted = [], set()
+
+    def guarded(i):
+        if stop.is_set():
+            return None
+        return fn(spec, i, **local)
+
+    try:
+        futures = [pool.submit(guarded, i) for i in pending]
+        for fut in as_completed(futures):
+            index = fut.result()
+            counted.add(fut)
+            if index is not None:
+                count(index)
+    except BaseException:
+        stop.set()
+        for fut in futures:
+            fut.cancel()
+        _drain([f for f in futures if f not in counted], count)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
-def _run_pipelined(stages, spec, pending, workers, record, bar, sizes):
-    import threading
+def _drain(futures, count):
+    """After an interruption: wait for the blocks in flight and record those that finished."""
+    from concurrent.futures import wait
+
+    try:
+        wait(futures)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting (unrecorded blocks are recomputed on resume)
+        return
+    for fut in futures:
+        if fut.done() and not fut.cancelled() and fut.exception() is None and fut.result() is not None:
+            count(fut.result())
+
+
+def _run_pipelined(stages, spec, pending, workers, count, stop):
     from concurrent.futures import ThreadPoolExecutor
 
     read, compute, write = stages
@@ -173,7 +287,7 @@ def _run_pipelined(stages, spec, pending, workers, record, bar, sizes):
     def finished(future):
         index = future.result()
         with lock:
-            _done(index, record, bar, sizes)
+            count(index)
 
     def stream(indices):
         if not indices:
@@ -181,44 +295,55 @@ def _run_pipelined(stages, spec, pending, workers, record, bar, sizes):
         with ThreadPoolExecutor(2) as io:  # one read ahead, one write behind
             ahead = io.submit(read, spec, indices[0])
             behind = None
-            for k, index in enumerate(indices):
-                data = ahead.result()
-                if k + 1 < len(indices):
-                    ahead = io.submit(read, spec, indices[k + 1])
-                result = compute(spec, index, data)
-                del data
+            try:
+                for k, index in enumerate(indices):
+                    if stop.is_set():
+                        break
+                    data = ahead.result()
+                    if k + 1 < len(indices) and not stop.is_set():
+                        ahead = io.submit(read, spec, indices[k + 1])
+                    result = compute(spec, index, data)
+                    del data
+                    if behind is not None:
+                        finished(behind)
+                    behind = io.submit(write, spec, index, result)
+                    del result
+            finally:
                 if behind is not None:
                     finished(behind)
-                behind = io.submit(write, spec, index, result)
-                del result
-            finished(behind)
 
-    n = max(1, min(int(workers or 1), len(pending)))
-    if n == 1:
-        stream(list(pending))
-        return
-    with ThreadPoolExecutor(n) as pool:
-        for fut in [pool.submit(stream, list(pending[s::n])) for s in range(n)]:
+    n = max(1, min(workers, len(pending)))
+    pool = ThreadPoolExecutor(n)
+    futures = [pool.submit(stream, list(pending[s::n])) for s in range(n)]
+    try:
+        for fut in futures:
             fut.result()
+    except BaseException:
+        stop.set()
+        from concurrent.futures import wait
 
-
-def _run_dask(fn, spec, pending, scheduler, workers, record, bar, sizes):
-    from distributed import Client, LocalCluster, as_completed
-
-    cluster = None
-    if scheduler == "local":
-        cluster = LocalCluster(n_workers=max(1, int(workers or 1)), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    else:
         try:
-            client = Client(scheduler, timeout="3s")
-        except OSError as e:
-            raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r} ({e}); is it running?") from None
+            wait(futures)
+        except KeyboardInterrupt:
+            pass
+        raise
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_dask(fn, spec, pending, scheduler, workers, count):
+    from distributed import as_completed
+
+    client, cluster = connect(scheduler, workers)
+    futures = []
     try:
         futures = client.map(fn, [spec] * len(pending), pending, pure=False)
         for fut in as_completed(futures):
-            _done(fut.result(), record, bar, sizes)
+            count(fut.result())
+    except BaseException:
+        if futures:
+            client.cancel(futures)
+        raise
     finally:
         client.close()
         if cluster is not None:

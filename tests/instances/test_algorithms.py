@@ -42,9 +42,9 @@ def test_connected_components_2d_and_dtype(rng, conn):
 def test_connected_components_errors():
     with pytest.raises(ValueError, match="connectivity 8 is not valid in 3D; use one of"):
         connected_components(np.zeros((3, 3, 3)), connectivity=8)
-    with pytest.raises(ValueError, match=r"values in \[0, 1\]; found values in \[-2, 3\]"):
+    with pytest.raises(ValueError, match=r"prob must hold probabilities in \[0, 1\]; found values in \[-2, 3\]"):
         connected_components(np.array([[-2.0, 3.0]]))
-    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"prob must hold probabilities in \[0, 1\].*\(1 NaN\)"):
         connected_components(np.array([[np.nan, 0.5]]))
 
 
@@ -127,3 +127,79 @@ def test_segment_dispatch_and_parameters():
         segment(p, "cc", {"sigma": 1})
     with pytest.raises(ValueError, match="pass their offsets"):
         segment(np.zeros((3, 4, 4, 4), np.float32), "agglomerate")
+
+
+def _two_squares(dtype, high):
+    m = np.zeros((1, 2, 12, 12), dtype)
+    m[0, :, 1:5, 1:5] = m[0, :, 7:11, 7:11] = high
+    return m
+
+
+def test_one_rule_for_uint8_across_the_instance_functions():
+    """connected_components takes masks/labels (nonzero); segment() takes probabilities (uint8 = 255 p)."""
+    mask01 = _two_squares(np.uint8, 1)
+    assert connected_components(mask01[0]).max() == 2  # a 0/1 mask: nonzero is foreground
+    with pytest.raises(ValueError, match="pred is a uint8 volume holding only 0 and 1.*store the mask as bool or as "
+                                         "0/255"):
+        segment(mask01, "cc")  # not 0 objects in silence
+    with pytest.raises(ValueError, match="foreground is a uint8 volume holding only 0 and 1"):
+        bc_watershed(mask01[0], np.zeros_like(mask01[0]))
+    with pytest.raises(ValueError, match=r"threshold=0.5 applies to probability maps, but prob is a uint8 mask"):
+        connected_components(mask01[0], 0.5)
+    mask255, boolean = _two_squares(np.uint8, 255), _two_squares(bool, True)
+    for pred in (mask255, boolean, mask255 / np.float32(255)):
+        assert segment(pred, "cc").max() == 2
+        assert same_partition(segment(pred, "cc")[0], connected_components(mask255[0, 0] > 0))
+    quantised = np.rint(ndi.gaussian_filter(mask255[0].astype(np.float32) / 255, 1) * 255).astype(np.uint8)[None]
+    assert np.array_equal(segment(quantised, "watershed", {"sigma": 0}),
+                          segment(quantised / np.float32(255), "watershed", {"sigma": 0}))
+    with pytest.raises(ValueError, match=r"pred holds integer values \(dtype uint16, e.g. a label volume\)"):
+        segment(mask255.astype(np.uint16), "cc")
+
+
+def test_agglomerate_reads_uint8_affinities_by_the_rule():
+    affs = np.full((3, 2, 8, 8), 0.9, np.float32)
+    affs[2, :, :, 4] = 0.2
+    q = np.rint(affs * 255).astype(np.uint8)
+    assert np.array_equal(agglomerate(affs), agglomerate(q))
+    with pytest.raises(ValueError, match=r"affinities holds integer values \(dtype int32"):
+        agglomerate(q.astype(np.int32))
+    with pytest.raises(ValueError, match=r"threshold=2 must be an affinity in \[0, 1\]"):
+        agglomerate(affs, threshold=2)
+
+
+@pytest.mark.parametrize("method,params,message", [
+    ("cc", {"threshold": 5}, r"cc parameter threshold=5 is out of range: must be a probability in \[0, 1\)"),
+    ("cc", {"threshold": 1.0}, r"cc parameter threshold=1.0 is out of range"),
+    ("cc", {"threshold": "high"}, r"cc parameter threshold='high': must be a probability in \[0, 1\)"),
+    ("cc", {"connectivity": 5}, r"cc parameter connectivity=5: must be None .* 4 or 8 in 2D, or 6, 18 or 26 in 3D"),
+    ("cc", {"channel": -1}, r"cc parameter channel=-1: must be a channel index"),
+    ("watershed", {"threshold": 0}, r"watershed parameter threshold=0 is out of range: must be a probability in "
+                                    r"\(0, 1\]"),
+    ("watershed", {"sigma": -1}, r"watershed parameter sigma=-1 is out of range: must be a number >= 0"),
+    ("watershed", {"min_seed_size": 2.5}, r"watershed parameter min_seed_size=2.5: must be an integer >= 0"),
+    ("watershed", {"seeds": "maxima"}, r"watershed parameter seeds='maxima': must be 'threshold' or 'distance'"),
+    ("watershed", {"max_distance": 0}, r"watershed parameter max_distance=0 is out of range: must be a number > 0"),
+    ("watershed", {"per_section": "yes"}, r"watershed parameter per_section='yes': must be true or false"),
+    ("bc", {"seed_threshold": 1}, r"bc parameter seed_threshold=1 is out of range: must be a probability in \[0, 1\)"),
+    ("bc", {"contour_threshold": 0}, r"bc parameter contour_threshold=0 is out of range"),
+    ("bcd", {"distance_threshold": 2}, r"bcd parameter distance_threshold=2 is out of range: must be a number in "
+                                       r"\[-1, 1\)"),
+    ("agglomerate", {"threshold": -0.1}, r"agglomerate parameter threshold=-0.1 is out of range"),
+    ("mws", {"strides": [0, 1, 1]}, r"mws parameter strides=\[0, 1, 1\]: must be None or a list of positive"),
+])
+def test_method_parameters_are_range_checked(method, params, message):
+    offsets = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]] if method in ("agglomerate", "mws") else None
+    with pytest.raises(ValueError, match=message):
+        segment(np.zeros((3, 2, 8, 8), np.float32), method, params, offsets=offsets)
+
+
+def test_segment_options_are_range_checked():
+    p = _two_squares(np.float32, 0.9)
+    with pytest.raises(ValueError, match=r"min_size=-1 must be an integer >= 0"):
+        segment(p, "cc", min_size=-1)
+    with pytest.raises(ValueError, match=r"z_filter=2 must be 0 \(off\) or an odd number of sections"):
+        segment(p, "cc", z_filter=2)
+    with pytest.raises(ValueError, match=r"cc parameter channel=1 is out of range: the prediction has 1 channel"):
+        segment(p, "cc", {"channel": 1})
+    assert segment(p, "watershed", {"sigma": [0, 1, 1], "threshold": 0.5}).max() >= 1  # a sigma per axis

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from emseg.io import create_volume, open_volume, read_volume, write_volume
+from emseg.io import create_volume, list_datasets, open_volume, read_volume, write_volume
 
 # (path, format override, carries voxel size, carries offset, dtype that comes back for uint8)
 FORMATS = [
@@ -157,7 +157,7 @@ def test_overwrite(rng):
     write_volume("o.zarr", np.ones((2, 4, 4), np.uint8), overwrite=True)
     assert read_volume("o.zarr").min() == 1
     write_volume("o.h5:a", np.zeros((2, 4, 4), np.uint8))
-    with pytest.raises(FileExistsError, match="'a'"):
+    with pytest.raises(FileExistsError, match="o.h5:a already holds"):
         write_volume("o.h5:a", np.ones((2, 4, 4), np.uint8))
     write_volume("o.h5:a", np.ones((2, 4, 4), np.uint8), overwrite=True)
     assert read_volume("o.h5:a").min() == 1
@@ -177,3 +177,13 @@ def test_volume_slicing_like_numpy(rng):
         vol[[1, 2]]
     with pytest.raises(PermissionError, match="read-only"):
         vol[0] = 1
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_datasets_added_to_a_container_keep_the_others(zarr_format):
+    write_volume("t.zarr:raw", np.zeros((2, 4, 4), np.uint8), zarr_format=zarr_format)
+    write_volume("t.zarr:labels/cells", np.ones((2, 4, 4), np.uint32), zarr_format=zarr_format)  # a new group
+    write_volume("t.zarr:labels/mito", np.full((2, 4, 4), 2, np.uint32), zarr_format=zarr_format)
+    assert read_volume("t.zarr:raw").max() == 0 and read_volume("t.zarr:labels/cells").max() == 1
+    assert read_volume("t.zarr:labels/mito").max() == 2
+    assert list_datasets("t.zarr") == ["labels/cells/0", "labels/mito/0", "raw/0"]

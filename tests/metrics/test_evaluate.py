@@ -48,7 +48,7 @@ def test_unknown_metric_and_task():
         evaluate(np.zeros(4), np.zeros(4), metrics="iou,bogus")
     with pytest.raises(ValueError, match="task must be one of"):
         evaluate(np.zeros(4), np.zeros(4), task="cells")
-    with pytest.raises(ValueError, match=r"same shape; got \(4,\) and \(5,\)"):
+    with pytest.raises(ValueError, match=r"same shape; got gt \(4,\) and pred \(5,\)"):
         evaluate(np.zeros(4), np.zeros(5))
 
 
@@ -90,3 +90,94 @@ def test_membranes_task_on_isbi(shared_data):
     prob = np.where(cells > 0, 0.2, 0.9).astype(np.float32)  # membrane probability
     r = evaluate(cells, prob, task="membranes")
     assert r["v_rand"] == pytest.approx(1.0) and r["pixel_error"] == 0.0
+
+
+def test_options_out_of_range_are_refused():
+    gt = np.array([0, 1, 1, 0], np.uint8)
+    with pytest.raises(ValueError, match=r"threshold=5 must lie in \(0, 1\).*integer masks and labels are compared "
+                                         "as nonzero"):
+        evaluate(gt, gt, threshold=5)
+    with pytest.raises(ValueError, match=r"threshold=0 must lie in \(0, 1\)"):
+        evaluate(gt, gt, threshold=0)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match=rf"iou_threshold={bad} must lie in \(0, 1\]"):
+            evaluate(gt, gt, task="instance", iou_threshold=bad)
+    with pytest.raises(ValueError, match=r"boundary_tolerance_nm=-2 must be a distance >= 0"):
+        evaluate(gt, gt, task="neurons", boundary_tolerance_nm=-2)
+
+
+def test_shapes_are_named_and_a_one_channel_prediction_is_its_channel():
+    write_volume("gt.h5:mask", np.zeros((4, 8, 8), np.uint8))
+    write_volume("p.zarr", np.zeros((2, 4, 8, 8), np.float32))
+    from emseg.io import open_volume
+
+    with pytest.raises(ValueError, match=r"got gt gt.h5:mask \(4, 8, 8\) and pred .*p.zarr.* \(2, 4, 8, 8\); "
+                                         r".* has 2 channels of gt's shape: evaluate one channel"):
+        evaluate(open_volume("gt.h5:mask"), open_volume("p.zarr"))
+    gt = np.zeros((4, 8, 8), np.uint8)
+    gt[:, 2:6, 2:6] = 255
+    prob = (gt[None] / np.float32(255)) * 0.8 + 0.1
+    assert evaluate(gt, prob, metrics="iou")["iou"] == 1.0
+
+
+def test_raw_em_is_refused_as_pred_and_as_gt():
+    from emseg.data.synthetic import synthetic_em
+
+    em = synthetic_em((4, 64, 64), seed=0)
+    mask = (em.mito > 0).astype(np.uint8) * 255
+    with pytest.raises(ValueError, match=r"pred looks like raw EM, not a segmentation or a prediction \(\d+% of "
+                                         "sampled voxels are mid-grey"):
+        evaluate(mask, em.raw)
+    with pytest.raises(ValueError, match="pred looks like raw EM, not probabilities"):
+        evaluate(mask, em.raw / np.float32(255))
+    with pytest.raises(ValueError, match=r"gt looks like raw EM, not a mask or labels \(\d+ distinct values"):
+        evaluate(em.raw, mask)
+    with pytest.raises(ValueError, match=r"gt looks like raw EM, not labels"):
+        evaluate(em.raw, em.neurons, task="neurons")
+    with pytest.raises(ValueError, match=r"pred looks like raw EM"):
+        evaluate(em.neurons, em.raw, task="neurons")
+    assert evaluate(mask, em.raw / np.float32(255), metrics="iou", trusted=True)["iou"] >= 0  # the caller knows
+
+
+def test_uint8_probabilities_read_as_255p_and_labels_as_nonzero():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    gt = np.zeros((4, 64, 64), np.uint8)
+    gt[:, 10:30, 10:30] = gt[:, 40:60, 35:60] = 1
+    prob = np.clip(ndimage.gaussian_filter(gt.astype(np.float32), 3) + rng.normal(0, 0.05, gt.shape), 0, 1)
+    quantised = np.rint(prob * 255).astype(np.uint8)  # emseg predict --dtype uint8
+    f = evaluate(gt, prob.astype(np.float32), metrics="iou,dice")
+    q = evaluate(gt, quantised, metrics="iou,dice")
+    assert q["iou"] == pytest.approx(f["iou"], abs=1e-3) and f["iou"] > 0.8  # not "every p >= 1/255 is foreground"
+    labels = ndimage.label(gt)[0].astype(np.uint8) * 60  # ids 60 and 120: flat, nonzero is foreground
+    assert evaluate(gt, labels, metrics="iou")["iou"] == 1.0
+
+
+def test_a_probability_map_is_refused_where_labels_are_compared():
+    gt = np.zeros((4, 64, 64), np.uint32)
+    gt[:, 10:30, 10:30] = 1
+    from scipy import ndimage
+
+    prob = np.rint(ndimage.gaussian_filter(gt.astype(np.float32), 4) * 255).astype(np.uint8)
+    with pytest.raises(ValueError, match=r"pred looks like a uint8 probability map \(round\(255 p\)\), not labels.*"
+                                         "run emseg postprocess"):
+        evaluate(gt, prob, task="neurons")
+    with pytest.raises(TypeError, match="pred must hold integer label ids; got dtype float32"):
+        evaluate(gt, prob / np.float32(255), task="instance")
+
+
+def test_cli_evaluate_bad_values_end_in_one_line(capsys):
+    gt = np.zeros((4, 32, 32), np.uint8)
+    gt[:, 8:20, 8:20] = 255
+    write_volume("gt.tif", gt)
+    write_volume("p.zarr", gt / np.float32(255))
+    assert main(["evaluate", "gt.tif", "p.zarr", "--threshold", "5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "threshold=5.0 must lie in (0, 1)" in err
+    from emseg.data.synthetic import synthetic_em
+
+    write_volume("raw.tif", synthetic_em((4, 32, 32), seed=1).raw)
+    assert main(["evaluate", "gt.tif", "raw.tif"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pred raw.tif looks like raw EM" in err

@@ -66,9 +66,9 @@ def test_blockwise_equals_whole_volume_forward(ndim, shape, block):
 def test_gaussian_tiles_close_to_whole_volume():
     model = _unet(2)
     raw = np.random.default_rng(2).random((2, 96, 96)).astype(np.float32)
-    predict_blockwise(raw, model, "t.zarr", block_shape=(1, 64, 64), tile_shape=(48, 48), overlap=0.5, dtype="float32")
+    predict_blockwise(raw, model, "t.zarr", block_shape=(1, 64, 64), tile_shape=(56, 56), overlap=0.5, dtype="float32")
     diff = np.abs(read_volume("t.zarr")[0] - _whole(model, raw))
-    assert diff.mean() < 0.02  # tiles lack context at their own borders; blending hides most of it
+    assert diff.max() < 1e-4, diff.max()  # tiles keep only what lies a halo inside their edges
 
 
 def test_uint8_output_and_roi_skips_blocks():
@@ -106,7 +106,7 @@ def test_killed_prediction_resumes(tmp_path):
             "def slow(*a, **k):\n    time.sleep(0.2)\n    return orig(*a, **k)\n"
             "b._run_block = slow\n"
             "b.predict_blockwise('raw.zarr', 'm.safetensors', 'out.zarr', block_shape=(4, 32, 32), dtype='float32', workers=1)\n")
-    done = kill_when_recorded(code, "out.zarr/.emseg-progress-root.jsonl", 5)
+    done = kill_when_recorded(code, ".emseg-run-out.zarr.jsonl", 5)
     assert 0 < done < 32, done
     r = predict_blockwise("raw.zarr", "m.safetensors", "out.zarr", block_shape=(4, 32, 32), dtype="float32")
     assert r.n_computed == 32 - done
@@ -131,7 +131,7 @@ def test_bad_input():
 
     save_model(_unet(3), "m.safetensors")
     write_volume("r.zarr", raw)
-    with pytest.raises(ValueError, match="cannot reach the Dask scheduler"):
+    with pytest.raises(ValueError, match="cannot reach a Dask scheduler"):
         predict_blockwise("r.zarr", "m.safetensors", "a.zarr", scheduler="tcp://127.0.0.1:9")
 
 

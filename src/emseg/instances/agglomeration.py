@@ -15,7 +15,7 @@ import threading
 
 import numpy as np
 
-from .components import check_unit_range
+from .components import check_probability
 from .relabel import relabel_sequential
 
 __all__ = ["agglomerate", "nearest_affinities"]
@@ -37,16 +37,15 @@ def nearest_affinities(affinities, offsets) -> np.ndarray:
     if missing:
         raise ValueError(f"agglomeration needs the nearest-neighbour offsets {list(wanted)}; missing {missing} "
                          f"in offsets {offsets}")
-    nn = np.stack([affinities[offsets.index(o)] for o in wanted]).astype(np.float32, copy=False)
-    if affinities.dtype == np.uint8:
-        nn = nn / np.float32(255)
+    nn = check_probability(np.stack([affinities[offsets.index(o)] for o in wanted]), "affinities")
     if ndim == 2:
         nn = np.concatenate([np.zeros((1,) + nn.shape[1:], np.float32), nn])[:, None]
     return np.ascontiguousarray(nn)
 
 
 def check_affinities(affinities, offsets):
-    """Raise ValueError unless ``affinities`` is (C, *spatial) with one channel per offset, values in [0, 1]."""
+    """Raise ValueError unless ``affinities`` is (C, *spatial) with one channel per offset (the values are
+    read by the one rule of :mod:`emseg.probabilities` where they are used)."""
     if affinities.ndim not in (3, 4):
         raise ValueError(f"affinities must be (channels, y, x) or (channels, z, y, x); got shape {affinities.shape}")
     if affinities.shape[0] != len(offsets):
@@ -55,8 +54,6 @@ def check_affinities(affinities, offsets):
     bad = [o for o in offsets if len(o) != affinities.ndim - 1]
     if bad:
         raise ValueError(f"offsets must have {affinities.ndim - 1} entries each; got {bad[0]}")
-    if affinities.dtype != np.uint8:
-        check_unit_range(affinities, "affinities", "affinity values")
 
 
 def agglomerate(affinities, offsets=_NEAREST, *, threshold=0.5, fragments=None,
@@ -70,7 +67,7 @@ def agglomerate(affinities, offsets=_NEAREST, *, threshold=0.5, fragments=None,
         ``affinities[c, u]``: probability that ``u`` and ``u + offsets[c]`` are one object.
         Only the nearest-neighbour channels are used; long-range ones are ignored.
     offsets : list of offsets, one per channel
-    threshold : float
+    threshold : float in [0, 1]
         Regions are merged while the mean affinity of their boundary is at least ``threshold``.
     fragments : ndarray of int, optional
         Your own oversegmentation (e.g. :func:`~emseg.instances.boundary_watershed`); by default
@@ -92,6 +89,9 @@ def agglomerate(affinities, offsets=_NEAREST, *, threshold=0.5, fragments=None,
     import waterz
 
     affinities = np.asarray(affinities)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 <= threshold <= 1:
+        raise ValueError(f"threshold={threshold!r} must be an affinity in [0, 1] (regions merge while the mean "
+                         "affinity of their boundary is at least threshold)")
     nn = nearest_affinities(affinities, offsets)
     frag = None
     if fragments is not None:

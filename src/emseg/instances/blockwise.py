@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..blockwise import block_at, block_slices, grow_roi
-from ..execute import BlockRecord, open_cached, record_path, run_blocks
-from .methods import METHODS, _as_float, method_params, segment_block
+from ..execute import BlockRecord, open_cached, run_blocks
+from ..probabilities import as_probabilities
+from .methods import METHODS, method_params, segment_block
 from .relabel import smallest_uint
 
 __all__ = ["segment_blockwise", "SegmentResult"]
@@ -51,11 +52,13 @@ class SegmentResult:
     n_blocks: int
     seconds: float
     voxels_per_second: float
+    complete_before: bool = False  # the output already held this very run's finished result
 
 
 def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_shape=None, halo="auto", z_filter=0,
                       min_size=0, connectivity=None, stitch_overlap=0.5, workers=2, scheduler=None, resume=True,
-                      overwrite=False, scratch=None, keep_scratch=False, progress=None) -> SegmentResult:
+                      overwrite=False, scratch=None, keep_scratch=False, progress=None,
+                      pred_identity=None) -> SegmentResult:
     """Segment a channels-first prediction into instances with global ids, block by block.
 
     Parameters
@@ -86,13 +89,16 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     overwrite : bool
         Replace an existing output; without it an output that is not this run's is refused.
     scratch : str, optional
-        Where the intermediate ids go (default: beside ``out``, or a temporary directory).
+        Where the intermediate ids go (default: hidden beside ``out``, or a temporary directory).
+    pred_identity : dict, optional
+        What identifies ``pred`` in the run's signature (default: its path, size, time and content
+        fingerprint); :func:`segment_volume` passes the signature of the prediction it made.
 
     Returns
     -------
     SegmentResult
     """
-    from ..io import create_volume, open_volume
+    from ..io import open_volume
 
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -103,6 +109,9 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     params = method_params(method, params, offsets)
     pred_path = pred if isinstance(pred, (str, os.PathLike)) else None
     pred_vol = open_volume(pred_path) if pred_path is not None else pred
+    from ..probabilities import check_probability_source
+
+    check_probability_source(pred_vol, pred_path or "pred", trusted=True)  # a uint8 0/1 mask is ambiguous
     channels_first = not (METHODS[method]["channels"] == 1 and len(pred_vol.shape) in (2, 3))
     shape = tuple(int(s) for s in (pred_vol.shape[1:] if channels_first else pred_vol.shape))
     if channels_first:
@@ -117,32 +126,94 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     offsets = [[int(v) for v in o] for o in offsets] if offsets else None
     if offsets and any(len(o) != nd for o in offsets):
         raise ValueError(f"offsets must have {nd} entries each for a {nd}D prediction; got {offsets}")
+    if int(workers or 1) < 1:
+        raise ValueError(f"workers must be at least 1; got {workers}")
+    if int(min_size) < 0:
+        raise ValueError(f"min_size must be 0 or more voxels; got {min_size}")
+    if not 0 < float(stitch_overlap) <= 1:
+        raise ValueError(f"stitch_overlap must lie in (0, 1]; got {stitch_overlap}")
     block_shape, halo = _geometry(shape, method, block_shape, halo, offsets)
     zf = int(z_filter or 0) // 2 if nd == 3 else 0
+    if z_filter and (int(z_filter) < 1 or int(z_filter) % 2 == 0):
+        raise ValueError(f"z_filter must be an odd number of sections (3, 5, ...); got {z_filter}")
 
     out_path = out if isinstance(out, (str, os.PathLike)) else None
     spec = {"pred": str(pred_path) if pred_path else None, "channels_first": channels_first, "method": method,
             "params": params, "offsets": offsets, "shape": shape, "block_shape": block_shape, "halo": halo,
             "z_filter": int(z_filter or 0), "zf": zf, "min_size": int(min_size), "stitch_overlap": stitch_overlap}
-    signature = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
     if scheduler is not None and (pred_path is None or out_path is None):
         raise ValueError("Dask execution needs pred and out as paths: workers open them themselves")
-    final_record = record_path(out_path, "segment") if out_path is not None else None
-    if out_path is not None:
-        _check_existing(out_path, final_record, signature, resume, overwrite, shape)
-        finished = _finished(final_record) if resume and not overwrite else None
-        if finished is not None:  # this very run already completed: nothing to do
-            return SegmentResult(open_volume(out_path), finished, len(block_slices(shape, block_shape)),
-                                 time.perf_counter() - t0, 0.0)
-    if scratch is None:
-        scratch = f"{out_path}.emseg-scratch" if out_path is not None else tempfile.mkdtemp(prefix="emseg-segment-")
-    if overwrite and os.path.exists(scratch):
-        shutil.rmtree(scratch)
-    os.makedirs(os.path.join(scratch, "blocks"), exist_ok=True)
-    spec.update(scratch=str(scratch), fragments=os.path.join(str(scratch), "fragments.zarr"),
-                table=os.path.join(str(scratch), "table.npz"), out=str(out_path) if out_path else None)
+    if scheduler not in (None, "local"):
+        from ..execute import probe_scheduler
 
+        probe_scheduler(scheduler)  # before anything is created
+    signature = _signature(spec, pred_path, pred_vol, pred_identity)
     blocks = block_slices(shape, block_shape)
+    if out_path is None:
+        if tuple(out.shape) != shape:
+            raise ValueError(f"out has shape {tuple(out.shape)}; expected the spatial shape {shape}")
+        scratch = scratch or tempfile.mkdtemp(prefix="emseg-segment-")
+        n_objects = _passes(spec, signature, blocks, pred_vol, scratch, resume, overwrite, workers, scheduler,
+                            progress, None)
+        n_objects = _relabel(spec, blocks, out, None, workers, scheduler, progress, n_objects)
+        if not keep_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+        seconds = time.perf_counter() - t0
+        return SegmentResult(out, n_objects, len(blocks), seconds, float(np.prod(shape)) / max(seconds, 1e-9))
+
+    from ..io.output import Output, remove_ours, sibling
+    from ..io.paths import split_key
+
+    with Output(out_path, signature=signature, overwrite=overwrite, resume=resume) as o:
+        if o.complete:  # this very run finished before: nothing to do
+            from ..io.output import read_run_attrs
+
+            n = int((read_run_attrs(o.path, o.key, o.fmt) or {}).get("n_objects", 0))
+            stale = sibling(o.path, o.key if o.keyed else None, ".emseg-scratch-", ".d")
+            if scratch is None and os.path.exists(stale):  # left by a run killed after its commit
+                remove_ours(stale)
+            return SegmentResult(open_volume(out_path), n, len(blocks), time.perf_counter() - t0, 0.0,
+                                 complete_before=True)
+        own_scratch = scratch is None
+        scratch = scratch or sibling(o.path, o.key if o.keyed else None, ".emseg-scratch-", ".d")
+        if (overwrite or not resume) and os.path.exists(scratch):
+            remove_ours(scratch) if own_scratch else shutil.rmtree(scratch)
+        n_objects = _passes(spec, signature, blocks, pred_vol, scratch, resume and not overwrite, overwrite, workers,
+                            scheduler, progress, o.tmp_path)
+        out_vol = o.create(shape, smallest_uint(n_objects), chunks=block_shape,
+                           voxel_size=getattr(pred_vol, "voxel_size", None))
+        spec["out"] = o.tmp_path + (f":{o.tmp_key}" if o.tmp_key else "")
+        try:
+            _relabel(spec, blocks, out_vol, o.record, workers, scheduler, progress, n_objects, where=o.tmp_path)
+        finally:
+            out_vol.close()
+        o.commit({"kind": "labels", "method": method, "n_objects": n_objects})
+    if not keep_scratch:
+        remove_ours(scratch) if own_scratch else shutil.rmtree(scratch, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    path, key = split_key(str(out_path))
+    return SegmentResult(open_volume(path, key), n_objects, len(blocks), seconds,
+                         float(np.prod(shape)) / max(seconds, 1e-9))
+
+
+def _signature(spec, pred_path, pred_vol, ident=None):
+    from ..runs import content_fingerprint, input_identity, run_signature
+
+    if ident is None:
+        ident = input_identity(pred_path, pred_vol) if pred_path else {"array": content_fingerprint(pred_vol)}
+    return run_signature("segment", {"pred": ident}, options={k: v for k, v in spec.items() if k != "pred"})
+
+
+def _passes(spec, signature, blocks, pred_vol, scratch, resume, overwrite, workers, scheduler, progress, where):
+    """Pass 1 (segment each block into the scratch) and pass 2 (stitch); returns the number of objects."""
+    import threading
+
+    from ..io import create_volume, open_volume
+
+    shape, block_shape, halo = spec["shape"], spec["block_shape"], spec["halo"]
+    os.makedirs(os.path.join(str(scratch), "blocks"), exist_ok=True)
+    spec.update(scratch=str(scratch), fragments=os.path.join(str(scratch), "fragments.zarr"),
+                table=os.path.join(str(scratch), "table.npz"))
     cap = int(np.prod([min(b + 2 * h, n) for b, h, n in zip(block_shape, halo, shape)])) + 1
     spec["cap"] = cap
     if len(blocks) * cap >= 2**63:
@@ -154,42 +225,28 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
         frag = create_volume(spec["fragments"], shape, "uint32" if len(blocks) * cap < 2**32 else "uint64",
                              chunks=block_shape, compression="lz4", overwrite=True)  # scratch: fast codec
     sizes = {i: int(np.prod([s.stop - s.start for s in b])) for i, b in enumerate(blocks)}
+    spec["_frag"] = frag
     try:
         pending = [i for i in range(len(blocks)) if i not in frag_record.done]
-        run_blocks(_segment_block, spec, pending, local=dict(pred=pred_vol, frag=frag), workers=workers,
-                   scheduler=scheduler, record=frag_record, progress=progress, sizes=sizes, desc=f"segment ({method})")
+        run_blocks(_segment_block, _public(spec), pending, local=dict(pred=pred_vol, frag=frag), workers=workers,
+                   scheduler=scheduler, record=frag_record, progress=progress, sizes=sizes,
+                   desc=f"segment ({spec['method']})", stop=threading.Event(), where=where or str(scratch))
     finally:
         frag_record.close()
+    return _stitch(_public(spec), blocks)
 
-    n_objects = _stitch(spec, blocks)
 
-    out_vol = out
-    if out_path is not None:
-        done = BlockRecord(final_record, signature, resume=True, what=str(out_path)) if os.path.exists(final_record) \
-            and resume and not overwrite and _exists(out_path) else None
-        if done is None:
-            out_vol = create_volume(out_path, shape, smallest_uint(n_objects), chunks=block_shape,
-                                    voxel_size=getattr(pred_vol, "voxel_size", None), overwrite=True)
-            done = BlockRecord(final_record, signature, resume=False)
-        else:
-            out_vol = open_volume(out_path, mode="r+")
-    else:
-        if tuple(out_vol.shape) != shape:
-            raise ValueError(f"out has shape {tuple(out_vol.shape)}; expected the spatial shape {shape}")
-        done = None
-    try:
-        pending = [i for i in range(len(blocks)) if not done or i not in done.done]
-        run_blocks(_relabel_block, spec, pending, local=dict(frag=frag, out=out_vol), workers=workers,
-                   scheduler=scheduler, record=done, progress=progress, sizes=sizes, desc="relabel")
-        if done is not None:
-            done.note(f"complete {n_objects}")
-    finally:
-        if done is not None:
-            done.close()
-    if not keep_scratch:
-        shutil.rmtree(scratch, ignore_errors=True)
-    seconds = time.perf_counter() - t0
-    return SegmentResult(out_vol, n_objects, len(blocks), seconds, float(np.prod(shape)) / max(seconds, 1e-9))
+def _public(spec):
+    return {k: v for k, v in spec.items() if not k.startswith("_")}
+
+
+def _relabel(spec, blocks, out_vol, record, workers, scheduler, progress, n_objects, where=None):
+    """Pass 3: scratch ids -> final ids -> out (the blocks ``record`` does not list yet)."""
+    sizes = {i: int(np.prod([s.stop - s.start for s in b])) for i, b in enumerate(blocks)}
+    pending = [i for i in range(len(blocks)) if record is None or i not in record.done]
+    run_blocks(_relabel_block, _public(spec), pending, local=dict(frag=spec["_frag"], out=out_vol), workers=workers,
+               scheduler=scheduler, record=record, progress=progress, sizes=sizes, desc="relabel", where=where)
+    return n_objects
 
 
 def _geometry(shape, method, block_shape, halo, offsets):
@@ -214,43 +271,10 @@ def _geometry(shape, method, block_shape, halo, offsets):
     return block_shape, halo
 
 
-def _finished(record):
-    """The object count of a completed run recorded in ``record``, or None."""
-    if record is None or not os.path.exists(record):
-        return None
-    with open(record) as f:
-        last = [line for line in f.read().splitlines() if line.startswith("complete ")]
-    return int(last[-1].split()[1]) if last else None
-
-
-def _exists(path):
-    from ..io.paths import split_key
-
-    return os.path.exists(split_key(str(path))[0])
-
-
-def _check_existing(out_path, final_record, signature, resume, overwrite, shape):
-    if overwrite or not _exists(out_path):
-        return
-    if resume and os.path.exists(final_record):
-        with open(final_record) as f:
-            head = json.loads(f.readline() or "{}")
-        if head.get("signature") == signature:
-            return
-    from ..io import open_volume
-
-    try:
-        held = f"a volume of shape {tuple(open_volume(out_path).shape)}"
-    except Exception:  # noqa: BLE001 - anything unreadable is still something we would overwrite
-        held = "something that is not this run's output"
-    raise ValueError(f"{out_path} already holds {held} (not a segmentation of shape {shape} with these "
-                     "settings); pass overwrite=True or another output")
-
-
 def _read_block(spec, pred, read):
     ch = (slice(None),) if spec["channels_first"] else ()
     data = np.asarray(pred[ch + read])
-    data = _as_float(data if spec["channels_first"] else data[None], f"{spec['pred'] or 'pred'} block {read}")
+    data = as_probabilities(data if spec["channels_first"] else data[None], f"{spec['pred'] or 'pred'} block {read}")
     return data
 
 

@@ -4,41 +4,49 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..probabilities import as_probabilities, check_probability_source
 from .relabel import relabel_sequential, smallest_uint
 
-__all__ = ["check_unit_range", "check_probability", "connected_components", "remove_small_objects", "fill_holes"]
+__all__ = ["check_probability", "connected_components", "remove_small_objects", "fill_holes"]
 
 _CONNECTIVITY = {2: (4, 8), 3: (6, 18, 26)}
 
 
-def check_unit_range(array, name, what="values"):
-    """Raise ValueError unless every value of ``array`` is in [0, 1] (NaN is not)."""
-    lo, hi = (float(np.min(array)), float(np.max(array))) if np.size(array) else (0.0, 0.0)
-    if not (0.0 <= lo and hi <= 1.0):  # NaN fails both comparisons
-        raise ValueError(f"{name} must hold {what} in [0, 1]; found values in [{lo:g}, {hi:g}]"
-                         + (" (pass probabilities, not logits or 0/255 masks of another type)" if what == "values" else ""))
+def check_probability(prob, name="probability") -> np.ndarray:
+    """``prob`` read by the one rule of :mod:`emseg.probabilities` as float32 probabilities.
 
+    float in [0, 1] as it is, uint8 as ``round(255 p)`` (a uint8 array holding only 0 and 1 is
+    refused: that is a mask, which would read as p <= 1/255), bool as 0/1; other integer dtypes
+    (labels) are refused. Errors name ``name``.
 
-def check_probability(prob, name="probability"):
-    """Raise ValueError unless ``prob`` is a float map inside [0, 1] (or a boolean/0-1 integer mask)."""
+    Examples
+    --------
+    >>> check_probability(np.array([0, 255], np.uint8))
+    array([0., 1.], dtype=float32)
+    >>> check_probability(np.array([0, 1], np.uint8), "fg")
+    Traceback (most recent call last):
+    ...
+    ValueError: fg is a uint8 volume holding only 0 and 1: uint8 is read as round(255 p), so this 0/1 mask would read as probabilities of at most 1/255 (no foreground); store the mask as bool or as 0/255
+    """
     prob = np.asarray(prob)
-    if prob.dtype == bool:
-        return prob
-    if prob.dtype == np.uint8 and prob.max(initial=0) > 1:  # emseg's quantised predictions: round(255 p)
-        return prob.astype(np.float32) / 255
-    check_unit_range(prob, name)
-    return prob
+    if prob.dtype == np.uint8:
+        check_probability_source(prob, name, trusted=True)
+    return as_probabilities(prob, name)
 
 
-def connected_components(prob, threshold=0.5, *, connectivity=None, min_size=0) -> np.ndarray:
-    """Label the connected regions of ``prob > threshold`` (or of a boolean mask).
+def connected_components(prob, threshold=None, *, connectivity=None, min_size=0) -> np.ndarray:
+    """Label the connected foreground regions of a probability map, a mask or a label image.
 
     Parameters
     ----------
     prob : ndarray (2D or 3D)
-        Foreground probability in [0, 1], or a boolean mask.
-    threshold : float
-        Foreground is ``prob > threshold``.
+        Float: foreground probabilities in [0, 1], foreground is ``prob > threshold``. Bool or any
+        integer dtype (uint8 included): a mask or labels, foreground is nonzero (so a 0/1 or 0/255
+        uint8 mask works; labels touching each other become one component). A uint8 probability
+        map ``round(255 p)`` goes through :func:`emseg.instances.segment` (method ``"cc"``) or
+        :func:`emseg.probabilities.as_probabilities` first.
+    threshold : float in [0, 1), optional
+        For probabilities only (default 0.5); given with a mask or labels it is an error.
     connectivity : int, optional
         4 or 8 in 2D; 6, 18 or 26 in 3D (default: the face neighbours, 4 / 6).
     min_size : int
@@ -53,6 +61,9 @@ def connected_components(prob, threshold=0.5, *, connectivity=None, min_size=0) 
     >>> connected_components(np.array([[0.9, 0.1, 0.8], [0.7, 0.0, 0.9]]))
     array([[1, 0, 2],
            [1, 0, 2]], dtype=uint8)
+    >>> connected_components(np.array([[1, 0, 1], [1, 0, 1]], np.uint8))  # a 0/1 mask: nonzero
+    array([[1, 0, 2],
+           [1, 0, 2]], dtype=uint8)
     """
     import cc3d
 
@@ -60,11 +71,24 @@ def connected_components(prob, threshold=0.5, *, connectivity=None, min_size=0) 
     if prob.ndim not in (2, 3):
         raise ValueError(f"connected_components takes a 2D or 3D array; got shape {prob.shape}")
     allowed = _CONNECTIVITY[prob.ndim]
-    connectivity = allowed[0] if connectivity is None else int(connectivity)
-    if connectivity not in allowed:
+    connectivity = allowed[0] if connectivity is None else connectivity
+    if isinstance(connectivity, bool) or connectivity not in allowed:
         raise ValueError(f"connectivity {connectivity} is not valid in {prob.ndim}D; use one of {allowed}")
-    fg = prob if prob.dtype == bool else check_probability(prob) > threshold
-    labels = cc3d.connected_components(np.ascontiguousarray(fg, dtype=np.uint8), connectivity=connectivity)
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
+        raise ValueError(f"min_size={min_size!r} must be an integer >= 0")
+    if prob.dtype == bool or prob.dtype.kind in "ui":
+        if threshold is not None:
+            raise ValueError(f"threshold={threshold!r} applies to probability maps, but prob is a {prob.dtype} "
+                             "mask or label array (foreground = nonzero); drop threshold, or pass probabilities "
+                             "(a uint8 map round(255 p) through emseg.probabilities.as_probabilities)")
+        fg = prob != 0
+    else:
+        threshold = 0.5 if threshold is None else threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or \
+                not 0 <= threshold < 1:
+            raise ValueError(f"threshold={threshold!r} must be a probability in [0, 1) (foreground is p > threshold)")
+        fg = as_probabilities(prob, "prob") > threshold
+    labels = cc3d.connected_components(np.ascontiguousarray(fg, dtype=np.uint8), connectivity=int(connectivity))
     if min_size > 0:
         return remove_small_objects(labels, min_size)
     return labels.astype(smallest_uint(labels.max(initial=0)), copy=False)

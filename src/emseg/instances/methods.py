@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..probabilities import as_probabilities
 from .relabel import relabel_sequential
 
 __all__ = ["METHODS", "TASKS", "segment", "method_params"]
@@ -45,7 +46,8 @@ TASKS = {
 
 
 def method_params(method, params=None, offsets=None):
-    """The full parameters of ``method`` (defaults updated by ``params``); errors list what is valid."""
+    """The full parameters of ``method`` (defaults updated by ``params``), each range-checked; errors
+    name the parameter, its value and what is allowed."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     defaults = dict(METHODS[method]["params"])
@@ -55,7 +57,81 @@ def method_params(method, params=None, offsets=None):
     defaults.update(params or {})
     if METHODS[method]["channels"] is None and not offsets:
         raise ValueError(f"method {method!r} reads affinities: pass their offsets (one per channel)")
-    return defaults
+    return {k: _check_param(method, k, v) for k, v in defaults.items()}
+
+
+# (method, name) -> (kind, low, high, low_open, high_open, what it means); kind "real?" also takes None
+_RANGES = {
+    ("cc", "threshold"): ("real", 0, 1, False, True, "foreground is p > threshold; 1 would select nothing"),
+    ("watershed", "threshold"): ("real", 0, 1, True, False, "cell interior is the smoothed boundary map below it; "
+                                 "0 would leave no interior"),
+    ("watershed", "sigma"): ("real", 0, None, False, False, "Gaussian smoothing in voxels; 0 = none"),
+    ("watershed", "min_seed_size"): ("int", 0, None, False, False, "voxels"),
+    ("watershed", "min_seed_distance"): ("real", 0, None, False, False, "voxels from the nearest membrane"),
+    ("watershed", "max_distance"): ("real?", 0, None, True, False, "voxels, or None for no cap"),
+    ("bc", "seed_threshold"): ("real", 0, 1, False, True, "seeds need foreground > seed_threshold"),
+    ("bc", "contour_threshold"): ("real", 0, 1, True, False, "seeds need contour < contour_threshold"),
+    ("bc", "mask_threshold"): ("real", 0, 1, False, True, "objects cover foreground > mask_threshold"),
+    ("bc", "min_seed_size"): ("int", 0, None, False, False, "voxels"),
+    ("bcd", "seed_threshold"): ("real", 0, 1, False, True, "seeds need foreground > seed_threshold"),
+    ("bcd", "contour_threshold"): ("real", 0, 1, True, False, "seeds need contour < contour_threshold"),
+    ("bcd", "distance_threshold"): ("real", -1, 1, False, True, "seeds need distance > distance_threshold "
+                                    "(normalised distance in [0, 1], or signed in (-1, 1))"),
+    ("bcd", "mask_threshold"): ("real", 0, 1, False, True, "objects cover foreground > mask_threshold"),
+    ("bcd", "min_seed_size"): ("int", 0, None, False, False, "voxels"),
+    ("agglomerate", "threshold"): ("real", 0, 1, False, False, "regions merge while their mean affinity is at "
+                                   "least threshold"),
+}
+
+
+def _interval(lo, hi, lo_open, hi_open):
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {lo}"
+    return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+
+
+def _check_param(method, name, value):
+    """``value`` if it is allowed for parameter ``name`` of ``method`` (ints given as 16.0 become 16)."""
+    where = f"{method} parameter {name}={value!r}"
+    if name == "channel":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{where}: must be a channel index, an integer >= 0")
+        return int(value)
+    if name == "connectivity":
+        if value is not None and (isinstance(value, bool) or value not in (4, 8, 6, 18, 26)):
+            raise ValueError(f"{where}: must be None (face neighbours), 4 or 8 in 2D, or 6, 18 or 26 in 3D")
+        return value if value is None else int(value)
+    if name == "seeds":
+        if value not in ("threshold", "distance"):
+            raise ValueError(f"{where}: must be 'threshold' or 'distance'")
+        return value
+    if name == "per_section":
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{where}: must be true or false")
+        return bool(value)
+    if name == "strides":
+        ok = value is None or (isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1 for v in value))
+        if not ok:
+            raise ValueError(f"{where}: must be None or a list of positive integers, one per spatial axis")
+        return value if value is None else [int(v) for v in value]
+    spec = _RANGES.get((method, name))
+    if spec is None:
+        return value
+    if name == "sigma" and isinstance(value, (list, tuple)):  # one sigma per axis
+        return [_check_param(method, name, v) for v in value]
+    kind, lo, hi, lo_open, hi_open, meaning = spec
+    if value is None and kind.endswith("?"):
+        return None
+    noun = "an integer" if kind == "int" else "a probability" if (lo, hi) == (0, 1) else "a number"
+    allowed = f"{noun} {_interval(lo, hi, lo_open, hi_open)}"
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not number or not np.isfinite(value) or (kind == "int" and float(value) != int(value)):
+        raise ValueError(f"{where}: must be {allowed} ({meaning})")
+    v = float(value)
+    if v < lo or (lo_open and v == lo) or (hi is not None and (v > hi or (hi_open and v == hi))):
+        raise ValueError(f"{where} is out of range: must be {allowed} ({meaning})")
+    return int(value) if kind == "int" else float(value)
 
 
 def segment(pred, method, params=None, *, offsets=None, z_filter=0, min_size=0) -> np.ndarray:
@@ -73,22 +149,21 @@ def segment(pred, method, params=None, *, offsets=None, z_filter=0, min_size=0) 
            [1, 1, 0, 2, 2],
            [1, 1, 0, 2, 2]], dtype=uint8)
     """
-    from .components import remove_small_objects
+    from .components import check_probability, remove_small_objects
 
-    labels = segment_block(_as_float(pred, "pred"), method, method_params(method, params, offsets), offsets,
-                           z_filter)
+    params = method_params(method, params, offsets)
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
+        raise ValueError(f"min_size={min_size!r} must be an integer >= 0 (objects with fewer voxels are removed)")
+    if isinstance(z_filter, bool) or not isinstance(z_filter, (int, np.integer)) or z_filter < 0 or \
+            (z_filter > 1 and z_filter % 2 == 0):
+        raise ValueError(f"z_filter={z_filter!r} must be 0 (off) or an odd number of sections (3, 5, ...)")
+    labels = segment_block(check_probability(pred, "pred"), method, params, offsets, z_filter)
     return remove_small_objects(labels, min_size) if min_size > 0 else relabel_sequential(labels)
 
 
 def _as_float(pred, name):
-    from .components import check_unit_range
-
-    pred = np.asarray(pred)
-    if pred.dtype == np.uint8:  # emseg's quantised probabilities, round(255 p)
-        return pred.astype(np.float32) / np.float32(255)
-    pred = pred.astype(np.float32, copy=False)
-    check_unit_range(pred, name, "probabilities")
-    return pred
+    """Kept for callers of the old name: :func:`emseg.probabilities.as_probabilities`."""
+    return as_probabilities(pred, name)
 
 
 def segment_block(pred, method, params, offsets=None, z_filter=0) -> np.ndarray:
@@ -103,6 +178,9 @@ def segment_block(pred, method, params, offsets=None, z_filter=0) -> np.ndarray:
     if z_filter and z_filter > 1 and pred.ndim == 4:
         pred = zfilter.z_filter(pred, z_filter)
     p = dict(params)
+    if "channel" in p and p["channel"] >= pred.shape[0]:
+        raise ValueError(f"{method} parameter channel={p['channel']} is out of range: the prediction has "
+                         f"{pred.shape[0]} channel(s) (shape {pred.shape}); use 0..{pred.shape[0] - 1}")
     if method == "cc":
         return components.connected_components(pred[p.pop("channel")], **p)
     if method == "watershed":

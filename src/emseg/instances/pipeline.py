@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-import shutil
+import os
+from functools import partial
 
 from .methods import METHODS, TASKS
 
@@ -42,6 +43,36 @@ def method_for_model(info, task=None):
     return method, params, offsets, int(t.get("min_size", 0))
 
 
+def _finished(out, pipeline, prob_path):
+    """``(volume, n_objects)`` when ``out`` holds the finished labels of this very pipeline, else None.
+
+    Under the output's lock: what a run killed after its commit left (record, scratch, prediction) is removed.
+    """
+    from ..io import open_volume
+    from ..io.lock import output_lock
+    from ..io.output import Output, read_run_attrs, remove_ours, sibling
+
+    o = Output(out, signature={})
+    key = o.key if o.keyed else None
+    with output_lock(o.path, key, what=o.name):
+        recorded = read_run_attrs(o.path, o.key, o.fmt)
+        before = ((recorded or {}).get("signature") or {}).get("inputs", {}).get("pred")
+        if not (recorded and recorded.get("complete") and before == {"pipeline": pipeline}):
+            if o.exists():  # refuse before predicting anything
+                from ..runs import differences
+
+                diff = differences(before.get("pipeline"), pipeline) if isinstance(before, dict) and \
+                    "pipeline" in before else []
+                what = f"the output of another run ({'; '.join(diff[:3])})" if diff else "data"
+                raise FileExistsError(f"{o.name} already holds {what}; pass --overwrite to replace it, or write "
+                                      "to another output")
+            return None
+        for stale in (prob_path, sibling(o.path, key, ".emseg-scratch-", ".d"), o.record_file):
+            if stale and os.path.exists(stale):
+                remove_ours(stale)
+    return open_volume(o.path, o.key), int(recorded.get("n_objects", 0))
+
+
 def _check_voxel_size(raw, p):
     """Warn when a shipped model meets data at another pixel size than it was trained on (it then sees
     objects at another scale; resample first, e.g. with ``emseg convert``)."""
@@ -78,7 +109,8 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
         Override the post-processing (default: a shipped model's card, else from the model's
         training target and ``task``).
     probabilities : str, optional
-        Keep the prediction here; by default it goes to ``OUT.emseg-prob.zarr`` and is removed when done.
+        Keep the prediction here; by default it goes to a hidden ``.emseg-prob-NAME.zarr`` beside
+        the output and is removed when done.
 
     Returns
     -------
@@ -100,15 +132,44 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
     post = (p.info.get("card") or {}).get("postprocess") or {} if task is None else {}
     tta = post.get("tta") if tta is None else (None if tta in (False, "none") else tta)
     z_filter = post.get("z_filter") if z_filter is None else z_filter
+    from ..io.output import Output, remove_ours, sibling
+    from ..io.paths import split_key
+
+    from ..io.lock import OutputBusyError
+    from ..predict.blockwise import PredictResult, _model_identity
+    from ..runs import input_identity, run_signature
+    from .blockwise import SegmentResult
+
     keep = probabilities is not None
-    prob_path = probabilities or f"{out}.emseg-prob.zarr"
-    pr = predict_blockwise(raw, model, prob_path, block_shape=block_shape, tta=tta, device=device, workers=workers,
-                           scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress, dtype="float16")
+    path, key = split_key(str(out))
+    Output(out, signature={}, overwrite=overwrite)  # refuses a bad output path or key before any work
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    # what the labels depend on: the raw volume, the models and every option (not the temporary prediction file)
+    pipeline = run_signature("segment", {"raw": input_identity(raw) if isinstance(raw, (str, os.PathLike)) else None},
+                             [_model_identity(m, as_predictor(m, device=device)) for m in models],
+                             {"method": method, "params": params, "offsets": offsets, "tta": tta, "z_filter": z_filter,
+                              "min_size": auto_min if min_size is None else min_size, "task": task,
+                              "block_shape": block_shape})
+    if resume and not overwrite:
+        done = _finished(out, pipeline, None if keep else sibling(path, key, ".emseg-prob-", ".zarr"))
+        if done is not None:
+            return (PredictResult(None, 0, 0, 0, 0.0, 0.0, complete_before=True),
+                    SegmentResult(done[0], done[1], 0, 0.0, 0.0, complete_before=True))
+    prob_path = probabilities or sibling(path, key, ".emseg-prob-", ".zarr")
+    predict = partial(predict_blockwise, raw, model, prob_path, block_shape=block_shape, tta=tta, device=device,
+                      workers=workers, scheduler=scheduler, resume=resume, progress=progress, dtype="float16")
+    try:
+        pr = predict(overwrite=overwrite)
+    except FileExistsError as e:  # our own hidden prediction, left by an earlier run with other inputs
+        if keep or isinstance(e, OutputBusyError):
+            raise
+        pr = predict(overwrite=True)
     t = TASKS.get(task, {})
     sr = segment_blockwise(prob_path, out, method, params, offsets=offsets,
                            z_filter=t.get("z_filter", 0) if z_filter is None else z_filter,
                            min_size=auto_min if min_size is None else min_size, workers=workers,
-                           scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress)
-    if not keep:
-        shutil.rmtree(prob_path, ignore_errors=True)
+                           scheduler=scheduler, resume=resume, overwrite=overwrite, progress=progress,
+                           pred_identity={"pipeline": pipeline})
+    if not keep and os.path.exists(prob_path):
+        remove_ours(prob_path)
     return pr, sr

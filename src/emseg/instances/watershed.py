@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..probabilities import as_probabilities, check_finite
 from .components import check_probability, remove_small_objects
 from .relabel import smallest_uint
 
@@ -58,8 +59,8 @@ def bc_watershed(foreground, contour, *, seed_threshold=0.9, contour_threshold=0
     >>> bc_watershed(fg, ct, min_seed_size=1)
     array([[0, 1, 1, 1, 2, 2, 2, 0]], dtype=uint8)
     """
-    fg = check_probability(foreground, "foreground").astype(np.float32, copy=False)
-    ct = check_probability(contour, "contour").astype(np.float32, copy=False)
+    fg = check_probability(foreground, "foreground")
+    ct = check_probability(contour, "contour")
     _same_shape(fg=fg, contour=ct)
     seeds = _seeds((fg > seed_threshold) & (ct < contour_threshold), min_seed_size)
     return seeded_watershed(ct - fg, seeds, fg > mask_threshold, min_size=min_size)
@@ -82,9 +83,10 @@ def bcd_watershed(foreground, contour, distance, *, seed_threshold=0.8, contour_
     >>> bcd_watershed(fg, ct, d, min_seed_size=1)
     array([[0, 1, 1, 1, 1, 2, 2, 2, 0]], dtype=uint8)
     """
-    fg = check_probability(foreground, "foreground").astype(np.float32, copy=False)
-    ct = check_probability(contour, "contour").astype(np.float32, copy=False)
-    d = np.asarray(distance, np.float32)
+    fg = check_probability(foreground, "foreground")
+    ct = check_probability(contour, "contour")
+    d = np.asarray(distance)
+    d = as_probabilities(d, "distance") if d.dtype == np.uint8 else check_finite(d.astype(np.float32), "distance")
     _same_shape(fg=fg, contour=ct, distance=d)
     seeds = _seeds((fg > seed_threshold) & (ct < contour_threshold) & (d > distance_threshold), min_seed_size)
     return seeded_watershed(-d, seeds, fg > mask_threshold, min_size=min_size)
@@ -123,7 +125,7 @@ def boundary_watershed(boundary, *, threshold=0.5, sigma=1.0, seeds="threshold",
     >>> seg[3, 2], seg[3, 12], len(np.unique(seg))
     (np.uint8(1), np.uint8(2), 2)
     """
-    b = check_probability(boundary, "boundary").astype(np.float32, copy=False)
+    b = check_probability(boundary, "boundary")
     if b.ndim not in (2, 3):
         raise ValueError(f"boundary must be 2D or 3D; got shape {b.shape}")
     if seeds not in ("threshold", "distance"):

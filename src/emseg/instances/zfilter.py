@@ -38,9 +38,9 @@ def z_filter(prob, size=3, *, method="median") -> np.ndarray:
     prob = np.asarray(prob)
     if prob.ndim not in (3, 4):
         raise ValueError(f"z_filter takes a (z, y, x) or (c, z, y, x) array; got shape {prob.shape}")
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+        raise ValueError(f"z_filter size={size!r} must be a positive odd number of sections (1, 3, 5, ...)")
     size = int(size)
-    if size < 1 or size % 2 == 0:
-        raise ValueError(f"size must be a positive odd number of sections; got {size}")
     if method not in ("median", "mean"):
         raise ValueError(f"method must be 'median' or 'mean'; got {method!r}")
     window = (1,) * (prob.ndim - 3) + (size, 1, 1)
@@ -48,4 +48,5 @@ def z_filter(prob, size=3, *, method="median") -> np.ndarray:
         return prob.copy()
     if method == "median":
         return ndi.median_filter(prob, size=window, mode="nearest")
-    return ndi.uniform_filter(prob.astype(np.float32, copy=False), size=window, mode="nearest").astype(prob.dtype)
+    mean = ndi.uniform_filter(prob.astype(np.float32, copy=False), size=window, mode="nearest")
+    return (np.rint(mean) if prob.dtype.kind in "ui" else mean).astype(prob.dtype)

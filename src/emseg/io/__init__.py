@@ -9,9 +9,9 @@ from .convert import convert_volume
 from .info import volume_info
 from .meta import VolumeMeta, parse_voxel_size
 from .paths import KeyNotFoundError
-from .volume import Volume
+from .volume import Volume, VolumeReadError
 
 __all__ = [
     "open_volume", "read_volume", "write_volume", "create_volume", "convert_volume", "volume_info",
-    "list_datasets", "default_chunks", "Volume", "VolumeMeta", "parse_voxel_size", "KeyNotFoundError",
+    "list_datasets", "default_chunks", "Volume", "VolumeReadError", "VolumeMeta", "parse_voxel_size", "KeyNotFoundError",
 ]

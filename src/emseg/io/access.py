@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,10 +20,12 @@ _DEFAULT_COMPRESSION = {"hdf5": "gzip", "zarr": "zstd", "n5": "gzip", "tiff": "z
 WRITABLE = ("tiff", "image-folder", "hdf5", "zarr", "n5", "mrc", "nifti")
 
 
-def _exists(path) -> None:
+def _exists(path, key=None) -> None:
     if not os.path.exists(path):
+        from .output import incomplete_hint
+
         parent = os.path.dirname(os.path.abspath(path))
-        hint = "" if os.path.isdir(parent) else f" (its folder {parent} does not exist either)"
+        hint = incomplete_hint(path, key) if os.path.isdir(parent) else f" (its folder {parent} does not exist either)"
         raise FileNotFoundError(f"{path}: no such file or folder{hint}")
 
 
@@ -67,7 +67,7 @@ def open_volume(path, key=None, mode="r", *, format=None, ndim=None) -> Volume:
     ((2, 3, 4), (40.0, 4.0, 4.0), array([14, 18, 22], dtype=uint8))
     """
     path, key = split_key(path, key)
-    _exists(path)
+    _exists(path, key)
     fmt = detect_format(path, format)
     if key is not None and fmt not in CONTAINERS:
         raise ValueError(f"{path}: a {fmt} file holds one volume; drop the key {key!r} "
@@ -90,7 +90,15 @@ def open_volume(path, key=None, mode="r", *, format=None, ndim=None) -> Volume:
         from .images import open_image as opener
     else:
         from .images import open_image_folder as opener
-    vol = opener(path, key, mode) if fmt in CONTAINERS else opener(path, mode)
+    try:
+        vol = opener(path, key, mode) if fmt in CONTAINERS else opener(path, mode)
+    except KeyError as e:
+        from .output import incomplete_hint
+
+        hint = incomplete_hint(path, key)
+        if hint:
+            raise type(e)(f"{e}{hint}") from None
+        raise
     if ndim is not None and vol.ndim != ndim:
         vol.close()
         want = {2: "a 2D image (yx)", 3: "a 3D volume (zyx)", 4: "a 4D volume (czyx)"}.get(ndim, f"{ndim}D data")
@@ -111,18 +119,14 @@ def list_datasets(path) -> list[str]:
     _exists(path)
     fmt = detect_format(path)
     if fmt == "hdf5":
-        from .hdf5 import list_hdf5_datasets
-
-        return list_hdf5_datasets(path)
-    if fmt == "zarr":
-        from .omezarr import list_zarr_arrays
-
-        return list_zarr_arrays(path)
-    if fmt == "n5":
-        from .n5 import list_n5_datasets
-
-        return list_n5_datasets(path)
-    return []
+        from .hdf5 import list_hdf5_datasets as lister
+    elif fmt == "zarr":
+        from .omezarr import list_zarr_arrays as lister
+    elif fmt == "n5":
+        from .n5 import list_n5_datasets as lister
+    else:
+        return []
+    return [k for k in lister(path) if not any(p.startswith(".emseg-") for p in k.split("/"))]
 
 
 def default_chunks(shape, voxel_size=None) -> tuple[int, ...]:
@@ -198,12 +202,15 @@ def _remove_existing(path, key, fmt, overwrite, delete=True):
 
     ``delete=False`` only checks, so a write can fail early without touching the old data.
     """
+    from .paths import check_key, inside_container
+
+    key = check_key(path, key)
     if key is None or fmt not in CONTAINERS:
-        if os.path.exists(path):
+        if os.path.lexists(path):
             if not overwrite:
                 raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
             if delete:
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
         return
     if not os.path.exists(path):
         return
@@ -217,7 +224,7 @@ def _remove_existing(path, key, fmt, overwrite, delete=True):
                 if delete:
                     del f[key]
     else:
-        node = os.path.join(path, key)
+        node = inside_container(path, key)
         if os.path.exists(node):
             if not overwrite:
                 raise FileExistsError(f"{path} already holds {key!r}; pass overwrite=True to replace it")
@@ -225,74 +232,9 @@ def _remove_existing(path, key, fmt, overwrite, delete=True):
                 shutil.rmtree(node)
 
 
-@contextlib.contextmanager
-def _atomic_target(path, key, fmt, overwrite):
-    """Yield a temporary (path, key) beside the target; move it into place only on success.
-
-    A write that fails or is killed leaves at most a hidden ``.emseg-partial-PID-NAME`` entry,
-    never something at the target that looks complete.
-    """
-    tag = f".emseg-partial-{os.getpid()}-"
-    in_container = key is not None and fmt in CONTAINERS and os.path.exists(path)
-    if os.path.exists(path) and not in_container and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-    if in_container:
-        parent, _, name = key.rpartition("/")
-        tmp_path, tmp_key = path, f"{parent + '/' if parent else ''}{tag}{name}"
-        _remove_existing(path, key, fmt, overwrite, delete=False)  # fail before writing anything
-    else:
-        head, tail = os.path.split(os.path.abspath(path))
-        tmp_path, tmp_key = os.path.join(head, f"{tag}{tail}"), key  # keeps the suffix
-    _discard(tmp_path, tmp_key if in_container else None, fmt)
-    try:
-        yield tmp_path, tmp_key
-    except BaseException:
-        _discard(tmp_path, tmp_key if in_container else None, fmt)
-        raise
-    if in_container:
-        _remove_existing(path, key, fmt, overwrite)
-        if fmt == "hdf5":
-            import h5py
-
-            with h5py.File(path, "a") as f:
-                f.move(tmp_key, key)
-        else:
-            os.replace(os.path.join(path, tmp_key), os.path.join(path, key))
-    else:
-        if os.path.exists(path):
-            old = os.path.join(head, f".emseg-old-{os.getpid()}-{tail}")
-            os.replace(path, old)
-            os.replace(tmp_path, path)
-            _discard(old, None, fmt)
-        else:
-            os.replace(tmp_path, path)
-
-
-def _discard(path, key, fmt):
-    if key is None or fmt != "hdf5":
-        target = path if key is None else os.path.join(path, key)
-        # Zarr writes from its own I/O thread: a chunk in flight when we were interrupted can
-        # land after the first removal, so look again after a moment.
-        for _ in range(100):
-            if not os.path.lexists(target):
-                break
-            if os.path.isdir(target):
-                shutil.rmtree(target, ignore_errors=True)
-            elif os.path.exists(target):
-                os.remove(target)
-            time.sleep(0.05)
-    else:
-        import h5py
-
-        if os.path.exists(path):
-            with h5py.File(path, "a") as f:
-                if key in f:
-                    del f[key]
-
-
 def write_volume(path, data, *, key=None, voxel_size=None, offset=None, axes=None, chunks=None, format=None,
                  compression="default", zarr_format=2, overwrite=False, progress=None,
-                 max_block_bytes=64 * 2**20) -> None:
+                 max_block_bytes=64 * 2**20, signature=None) -> None:
     """Write an array or any array-like (a lazy ``Volume``, an h5py/zarr array) to ``path``.
 
     Reads ``data`` in blocks of at most ``max_block_bytes``, so volumes larger than memory are
@@ -311,7 +253,19 @@ def write_volume(path, data, *, key=None, voxel_size=None, offset=None, axes=Non
         ``"default"`` (gzip for HDF5/N5, Blosc-zstd for Zarr, zlib for TIFF), a codec name, or None.
     progress : callable, optional
         Called with the number of voxels written after each block.
+    signature : dict, optional
+        The run's signature (:func:`emseg.runs.run_signature`), kept with HDF5/Zarr/N5 output; when
+        the output already holds this very signature's finished result, nothing is written.
     """
+    _write(path, data, key=key, voxel_size=voxel_size, offset=offset, axes=axes, chunks=chunks, format=format,
+           compression=compression, zarr_format=zarr_format, overwrite=overwrite, progress=progress,
+           max_block_bytes=max_block_bytes, signature=signature)
+
+
+def _write(path, data, *, key=None, voxel_size=None, offset=None, axes=None, chunks=None, format=None,
+                 compression="default", zarr_format=2, overwrite=False, progress=None,
+                 max_block_bytes=64 * 2**20, signature=None) -> bool:
+    """:func:`write_volume`, returning False when ``signature``'s finished result was already there."""
     path, key = split_key(path, key)
     fmt = detect_format(path, format, for_writing=True)
     if fmt not in WRITABLE:
@@ -332,7 +286,18 @@ def write_volume(path, data, *, key=None, voxel_size=None, offset=None, axes=Non
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"{path}: output folder {parent} does not exist")
-    with _atomic_target(path, key, fmt, overwrite) as (tmp_path, tmp_key):
+    from ..runs import run_signature
+    from .output import Output
+
+    known = signature is not None
+    signature = signature or run_signature("write", options={"shape": list(data.shape), "format": fmt,
+                                                             "dtype": str(np.dtype(data.dtype)), "chunks": chunks,
+                                                             "compression": compression})
+    with Output(path, key, signature=signature, overwrite=overwrite, resumable=False, format=fmt,
+                complete_ok=known) as o:
+        if o.complete:
+            return False
+        tmp_path, tmp_key = o.tmp_path, o.tmp_key
         if fmt in CONTAINERS:
             out = create_volume(tmp_path, data.shape, data.dtype, chunks, meta.voxel_size, key=tmp_key,
                                 offset=meta.offset, axes=meta.axes, format=fmt, compression=compression,
@@ -356,10 +321,14 @@ def write_volume(path, data, *, key=None, voxel_size=None, offset=None, axes=Non
             from .nifti import write_nifti
 
             write_nifti(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes)
+        o.commit()
+    return True
 
 
 def _copy_blocks(src, out: Volume, max_block_bytes, progress):
     """Copy ``src`` into ``out`` in blocks aligned to ``out``'s chunks (and the source's when cheap)."""
+    from .. import faults
+
     align = list(out.chunks)
     src_chunks = getattr(src, "chunks", None)
     if src_chunks:
@@ -377,5 +346,6 @@ def _copy_blocks(src, out: Volume, max_block_bytes, progress):
             if i + 1 < len(rois):
                 pending = reader.submit(lambda r: np.asarray(src[r]), rois[i + 1])
             out[roi] = data
+            faults.point("block-copied")
             if progress is not None:
                 progress(data.size)

@@ -7,11 +7,14 @@ so CREMI tools read it too. Axes are stored as an ``axes`` attribute when not pl
 
 from __future__ import annotations
 
+import os
+import re
+
 import numpy as np
 
-from .paths import KeyNotFoundError
 from .meta import VolumeMeta, plausible_voxel_size
-from .volume import Volume
+from .paths import KeyNotFoundError, check_key, suffix_hint
+from .volume import Volume, VolumeReadError, describe_error, unreadable_file
 
 __all__ = ["open_hdf5", "create_hdf5", "list_hdf5_datasets"]
 
@@ -20,10 +23,36 @@ COMPRESSIONS = ("gzip", "lzf", None)
 
 def list_hdf5_datasets(path) -> list[str]:
     """Keys of every dataset in an HDF5 file, sorted."""
+    with _open_file(path, "r") as f:
+        return _datasets(f)
+
+
+def _open_file(path, mode):
+    """``h5py.File(path, mode)``, with a one-line error that says why a file does not open."""
     import h5py
 
-    with h5py.File(path, "r") as f:
-        return _datasets(f)
+    try:
+        return h5py.File(path, mode)
+    except OSError as e:
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path, error) -> OSError:
+    text = str(error)
+    if isinstance(error, PermissionError) or "errno = 13" in text or os.path.isdir(path):
+        return unreadable_file(path, "HDF5 file", error)
+    cut = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
+    if cut:
+        why = (f"the file is cut short: it has {cut[1]} bytes but its header says {cut[2]} (an interrupted copy "
+               "or write?); copy or write it again")
+    elif "file signature not found" in text:
+        why = "not an HDF5 file (no HDF5 signature)" + (suffix_hint(path, "hdf5") or "; it may be corrupt")
+    elif "lock" in text and "errno = 11" in text:
+        why = ("the file is locked by another process that has it open for writing; wait for it to finish "
+               "(or set HDF5_USE_FILE_LOCKING=FALSE to read anyway)")
+    else:
+        return unreadable_file(path, "HDF5 file", error, suffix_hint(path, "hdf5"))
+    return VolumeReadError(f"{path}: {why}")
 
 
 def _datasets(group) -> list[str]:
@@ -56,10 +85,8 @@ def open_hdf5(path, key=None, mode="r") -> Volume:
     """Open one dataset of an HDF5 file lazily (chunked reads through h5py)."""
     import h5py
 
-    try:
-        f = h5py.File(path, {"r": "r", "r+": "r+", "a": "a"}.get(mode, mode))
-    except OSError as e:
-        raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
+    key = check_key(path, key)
+    f = _open_file(path, {"r": "r", "r+": "r+", "a": "a"}.get(mode, mode))
     try:
         keys = _datasets(f)
         if key is None:
@@ -73,10 +100,23 @@ def open_hdf5(path, key=None, mode="r") -> Volume:
                            f"{', '.join(inside or keys) or '(none)'}")
         ds = f[key]
         meta = _read_meta(ds.attrs, ds.ndim, path, key)
-    except Exception:
+    except (ValueError, KeyError, TypeError):
         f.close()
         raise
-    return Volume(ds, meta, path=path, key=key, format="hdf5", mode=mode, chunks=ds.chunks, closer=f.close)
+    except Exception as e:  # a damaged object header or attribute: h5py raises OSError, RuntimeError
+        f.close()
+        raise VolumeReadError(f"{path}:{key}: cannot read the dataset's header ({describe_error(e)}); the file "
+                              "is damaged: restore it from a copy or write it again") from None
+    return Volume(ds, meta, path=path, key=key, format="hdf5", mode=mode, chunks=ds.chunks, closer=f.close,
+                  chunk_location=_chunk_location(ds))
+
+
+def _chunk_location(ds):
+    def location(index):
+        info = ds.id.get_chunk_info_by_coord(tuple(int(i * c) for i, c in zip(index, ds.chunks)))
+        return None if info.byte_offset is None else f"at byte {info.byte_offset} of the file ({info.size} bytes)"
+
+    return location
 
 
 def create_hdf5(path, key, shape, dtype, chunks, meta: VolumeMeta, compression="gzip") -> Volume:
@@ -85,6 +125,7 @@ def create_hdf5(path, key, shape, dtype, chunks, meta: VolumeMeta, compression="
 
     if compression not in COMPRESSIONS:
         raise ValueError(f"HDF5 compression must be one of {COMPRESSIONS}; got {compression!r}")
+    key = check_key(path, key)
     if key is None:
         raise ValueError(f"{path}: name the dataset to write, e.g. {path}:volumes/raw")
     f = h5py.File(path, "a")

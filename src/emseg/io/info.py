@@ -45,12 +45,21 @@ def volume_info(path, key=None, *, sample_voxels=2**24) -> dict:
     size_on_disk_bytes, size_in_memory_bytes, sample`` where ``sample`` holds the ``roi`` read
     (a central box of at most ``sample_voxels``) and its ``min, max, mean``, plus ``n_ids`` (distinct
     values) for integer data wider than 8 bits (label volumes).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A damaged file fails with one line naming it (and the chunk, page or slice of the sample
+        that cannot be read); only the sample is read, so damage elsewhere goes unnoticed here.
     """
     with open_volume(path, key) as vol:
         roi = _sample_roi(vol.shape, sample_voxels)
         sample = vol[roi]
         if vol.format == "hdf5":
-            disk = int(vol._array.id.get_storage_size())
+            try:
+                disk = int(vol._array.id.get_storage_size())
+            except Exception:  # a damaged chunk index: the file's size is still a fair answer
+                disk = disk_usage(vol.path)
         elif vol.format in ("zarr", "n5") and vol.key:
             disk = disk_usage(os.path.join(vol.path, vol.key))
         else:

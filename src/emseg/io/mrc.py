@@ -6,13 +6,45 @@ MRC2014 has no unsigned 8-bit mode: mrcfile widens uint8 data to uint16 (mode 6)
 
 from __future__ import annotations
 
+import os
+import struct
+
 import numpy as np
 
 from ..blockwise import iter_planes
 from .meta import VolumeMeta, plausible_voxel_size
-from .volume import Volume
+from .paths import suffix_hint
+from .volume import Volume, VolumeReadError, unreadable_file
 
 __all__ = ["open_mrc", "write_mrc"]
+
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2}
+
+
+def _expected_size(path) -> tuple[int, str] | None:
+    """File size the MRC header promises (1024 + extended header + data) and why, or None."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if len(head) < 1024:
+        return None
+    order = ">" if head[212] == 0x11 else "<"  # machine stamp: 0x44 little-endian, 0x11 big-endian
+    nx, ny, nz, mode = struct.unpack_from(f"{order}4i", head)
+    nsymbt = struct.unpack_from(f"{order}i", head, 92)[0]
+    if mode not in _MODE_BYTES or min(nx, ny, nz, nsymbt + 1) < 1:
+        return None
+    return 1024 + nsymbt + nx * ny * nz * _MODE_BYTES[mode], f"{nx} x {ny} x {nz} voxels (x y z) of mode {mode}"
+
+
+def _unreadable(path, error) -> OSError:
+    if isinstance(error, PermissionError) or os.path.isdir(path):
+        return unreadable_file(path, "MRC file", error)
+    size = os.path.getsize(path)
+    expected, what = _expected_size(path) or (None, None) if size else (None, None)
+    if expected is not None and expected > size:
+        return VolumeReadError(f"{path}: MRC file is cut short or its header is damaged: the header promises "
+                               f"{what}, {expected} bytes, but the file has {size}; copy or write it again")
+    return unreadable_file(path, "MRC file", error,
+                           suffix_hint(path, "mrc") or "; its header is damaged or it is not an MRC file")
 
 
 def open_mrc(path, mode="r") -> Volume:
@@ -21,7 +53,7 @@ def open_mrc(path, mode="r") -> Volume:
     try:
         mrc = mrcfile.mmap(path, mode="r" if mode == "r" else "r+", permissive=False)
     except Exception as e:
-        raise ValueError(f"{path}: not a readable MRC file ({e})") from None
+        raise _unreadable(path, e) from None
     data = mrc.data
     if data is None or data.ndim not in (2, 3):
         mrc.close()

@@ -49,7 +49,8 @@ import zlib
 import numpy as np
 
 from .atomic import write_bytes_atomic
-from .paths import KeyNotFoundError
+from .paths import KeyNotFoundError, check_key, suffix_hint
+from .volume import VolumeReadError
 
 __all__ = ["N5Array", "open_n5", "create_n5", "list_n5_datasets", "read_n5_attrs", "write_n5_attrs"]
 
@@ -161,8 +162,10 @@ def _read_json(path) -> dict:
             attrs = json.load(f)
     except FileNotFoundError:
         return {}
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        why = "is empty" if os.path.getsize(path) == 0 else f"is not valid JSON ({e})"
+        raise VolumeReadError(f"{path} {why}; the N5 container is damaged: restore the file or write the "
+                              "volume again") from e
     if not isinstance(attrs, dict):
         raise ValueError(f"{path} holds a JSON {type(attrs).__name__}; expected an object")
     return attrs
@@ -182,14 +185,14 @@ def _node(path, key) -> tuple[str, str]:
     """(container, node folder) for ``key`` inside the container at ``path``; checks both."""
     root = os.fspath(path)
     if not os.path.isdir(root):
-        what = "is not a directory" if os.path.exists(root) else "does not exist"
-        raise FileNotFoundError(f"N5 container {root} {what}")
+        if os.path.exists(root):
+            raise VolumeReadError(f"{root}: not an N5 container: an N5 container is a folder, this is a file"
+                                  f"{suffix_hint(root, 'n5')}")
+        raise FileNotFoundError(f"N5 container {root} does not exist")
     if not isinstance(key, str):
         raise TypeError(f"key must be a str such as 'volumes/raw'; got {type(key).__name__}")
-    parts = [p for p in key.split("/") if p]
-    if any(p in (".", "..") for p in parts):
-        raise ValueError(f"key {key!r} must not contain '.' or '..' parts")
-    return root, os.path.join(root, *parts)
+    name = check_key(root, key)
+    return root, os.path.join(root, *(name.split("/") if name else []))
 
 
 def _check_reserved(attrs: dict) -> None:

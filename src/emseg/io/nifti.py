@@ -8,12 +8,15 @@ file (NIfTI's on-disk order is exactly C order of zyx), so it needs no whole-vol
 from __future__ import annotations
 
 import gzip
+import math
+import os
 
 import numpy as np
 
 from ..blockwise import iter_planes
 from .meta import VolumeMeta, plausible_voxel_size, to_nm
-from .volume import Volume
+from .paths import suffix_hint
+from .volume import Volume, VolumeReadError, unreadable_file
 
 __all__ = ["open_nifti", "write_nifti"]
 
@@ -35,11 +38,22 @@ def open_nifti(path, mode="r") -> Volume:
 
     if mode != "r":
         raise ValueError(f"{path}: NIfTI files open read-only; write a new one with write_volume()")
+    size = 0 if os.path.isdir(path) else os.path.getsize(path)
+    if 0 < size < 348 and not str(path).lower().endswith(".gz"):
+        raise VolumeReadError(f"{path}: NIfTI file is cut short: it has {size} bytes, less than the 348-byte NIfTI "
+                              "header; copy or write it again")
     try:
         img = nib.load(str(path))
     except Exception as e:
-        raise ValueError(f"{path}: not a readable NIfTI file ({e})") from None
+        raise unreadable_file(path, "NIfTI file", e, suffix_hint(path, "nifti")) from None
     shape = img.shape
+    if not str(path).lower().endswith(".gz"):  # a .nii.gz shows it is cut short only when it is read
+        expected = int(img.dataobj.offset) + math.prod(shape) * img.get_data_dtype().itemsize
+        if size < expected:
+            voxels = " x ".join(map(str, shape))
+            raise VolumeReadError(f"{path}: NIfTI file is cut short: its header promises {expected} bytes ({voxels} "
+                                  f"voxels (x y z) of {img.get_data_dtype()}) but the file has {size}; copy or write "
+                                  "it again")
     if len(shape) == 4 and shape[3] == 1:
         proxy = img.dataobj
         array = _Reversed(_Squeezed(proxy))

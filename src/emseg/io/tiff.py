@@ -7,6 +7,9 @@ any array-like, so a stack larger than memory converts with bounded memory.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import os
 import re
 
@@ -14,59 +17,120 @@ import numpy as np
 
 from ..blockwise import iter_planes
 from .meta import VolumeMeta, plausible_voxel_size, to_nm
-from .volume import Volume
+from .paths import suffix_hint
+from .volume import Volume, VolumeReadError, unreadable_file
 
 __all__ = ["open_tiff", "write_tiff"]
+log = logging.getLogger(__name__)
 
 _IMAGEJ_DTYPES = {np.dtype(t) for t in ("uint8", "uint16", "float32")}
 _FOUR_GB = 2**32 - 2**25  # leave room for the IFDs
 
 
-def _corrupt(path, why):
-    return ValueError(f"{path}: not a readable TIFF file ({why}); it may be truncated or corrupt")
+def _corrupt(path, error):
+    return unreadable_file(path, "TIFF file", error, suffix_hint(path, "tiff") or "; it may be truncated or corrupt")
+
+
+def _cut_short(path, why):
+    return VolumeReadError(f"{path}: TIFF file is cut short: {why}; it was truncated (an interrupted copy or "
+                           "write?): copy or write it again")
+
+
+@contextlib.contextmanager
+def _tifffile_warnings():
+    """Collect what tifffile logs while a file is parsed (its only sign of a cut-off page chain)."""
+    messages = []
+
+    def keep(record):
+        messages.append(record.getMessage())
+        return False
+
+    logger = logging.getLogger("tifffile")
+    logger.addFilter(keep)
+    try:
+        yield messages
+    finally:
+        logger.removeFilter(keep)
 
 
 def open_tiff(path, mode="r") -> Volume:
-    """Open a (multi-page) TIFF lazily; voxel size from ImageJ, OME or emseg metadata."""
+    """Open a (multi-page) TIFF lazily; voxel size from ImageJ, OME or emseg metadata.
+
+    A file cut short (pages missing from its page chain, or image data past its end) is refused
+    at open; a page whose data does not decode is named when it is read.
+    """
     import tifffile
     import zarr
 
     if mode != "r":
         raise ValueError(f"{path}: TIFF files open read-only (mode='r'); got mode={mode!r}. "
                          "Write a new file with write_volume() instead")
+    with _tifffile_warnings() as warned:
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as e:  # tifffile raises several types for damaged files
+            raise _corrupt(path, e) from None
+        try:
+            series = tif.series[0]
+            _check_extent(tif, series, path, warned)
+            array = zarr.open(series.aszarr(), mode="r")
+        except VolumeReadError:
+            tif.close()
+            raise
+        except Exception as e:
+            tif.close()
+            raise _corrupt(path, e) from None
+    for message in warned:
+        log.warning("%s: %s", path, message)
     try:
-        tif = tifffile.TiffFile(path)
-    except Exception as e:  # tifffile raises several types for damaged files
-        raise _corrupt(path, e) from None
-    try:
-        series = tif.series[0]
-        _check_extent(tif, series, path)
-        array = zarr.open(series.aszarr(), mode="r")
-    except ValueError:
+        axes = _axes(series.axes, path)
+        meta = VolumeMeta(axes, *_voxel_size_offset(tif, axes))
+    except Exception:
         tif.close()
         raise
-    except Exception as e:
-        tif.close()
-        raise _corrupt(path, e) from None
-    axes = _axes(series.axes, path)
-    meta = VolumeMeta(axes, *_voxel_size_offset(tif, axes))
-    return Volume(array, meta, path=path, format="tiff", chunks=array.chunks, closer=tif.close)
+    return Volume(array, meta, path=path, format="tiff", chunks=array.chunks, closer=tif.close,
+                  chunk_location=_chunk_location(series, axes, array.chunks))
 
 
-def _check_extent(tif, series, path):
-    """Fail at open, not halfway through a conversion, when strips point past the end of the file."""
+def _chunk_location(series, axes, chunks):
+    page = series.keyframe
+    per_page = math.prod(-(-n // c) for n, c in zip(page.shape[:2], chunks[-2:]))
+    kind = "tile" if page.is_tiled else "strip"
+
+    def location(index):
+        if axes not in ("zyx", "yx"):
+            return None
+        z = index[0] if axes == "zyx" else 0
+        return f"in page {z}" + (f", {kind} {tuple(index[-2:])}" if per_page > 1 else "")
+
+    return location
+
+
+def _check_extent(tif, series, path, warned):
+    """Fail at open, not halfway through a conversion, when the file ends before its last page."""
     size = os.path.getsize(path)
-    for page in series.pages:
-        if page is None:
-            raise _corrupt(path, "a page of the series is missing")
-        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
-        if ends and max(ends) > size:
-            raise _corrupt(path, f"image data ends at byte {max(ends)} but the file has {size} bytes")
-        if series.dataoffset is not None:  # contiguous ImageJ/shaped data: one extent for all pages
-            end = series.dataoffset + series.size * series.dtype.itemsize
-            if end > size:
-                raise _corrupt(path, f"image data ends at byte {end} but the file has {size} bytes")
-            return
+    page = series.keyframe
+    count = series.size // max(1, page.size)
+    declared = f"its {count}" if series.kind != "generic" else f"the {count} remaining"  # generic: none stored
+    if series.dataoffset is not None:  # contiguous ImageJ/shaped data: one extent for all pages
+        end = series.dataoffset + series.size * series.dtype.itemsize
+        if end > size:
+            complete = max(0, size - series.dataoffset) // max(1, page.size * series.dtype.itemsize)
+            raise _cut_short(path, f"its image data ends at byte {end} but the file has {size} bytes: "
+                                   f"{complete} of {declared} pages are complete")
+    else:
+        for i, page in enumerate(series.pages):
+            if page is None:
+                raise _cut_short(path, f"page {i} of {declared} pages is missing")
+            ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts) if n]
+            if ends and max(ends) > size:
+                raise _cut_short(path, f"page {i}'s image data ends at byte {max(ends)} but the file has {size} "
+                                       f"bytes: {i} of {declared} pages are complete")
+    for message in warned:  # the page chain points past the end: pages were cut off without a trace
+        m = re.search(r"invalid page offset (\d+)", message)
+        if m and int(m[1]) >= size:
+            raise _cut_short(path, f"the next page would start at byte {m[1]} but the file has {size} bytes; "
+                                   f"only {len(tif.pages)} pages are left")
 
 
 def _axes(tiff_axes: str, path) -> str:

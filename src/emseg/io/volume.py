@@ -2,11 +2,67 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
+
 import numpy as np
 
 from .meta import VolumeMeta
 
-__all__ = ["Volume", "normalize_index"]
+__all__ = ["Volume", "VolumeReadError", "normalize_index", "describe_error", "unreadable_file"]
+
+
+class VolumeReadError(OSError, ValueError):
+    """A file, or part of a volume, could not be read: the message names the file, the dataset, the
+    chunk (or region) and what was wrong, on one line.
+
+    Both an ``OSError`` (it is an I/O failure) and a ``ValueError`` (the content is bad), like
+    ``io.UnsupportedOperation``, so either ``except`` catches it.
+    """
+
+
+def describe_error(error: BaseException) -> str:
+    """``error`` as one line: its message, after its type when the type says something.
+
+    Examples
+    --------
+    >>> describe_error(EOFError("Compressed file ended\\n - before the end"))
+    'EOFError: Compressed file ended - before the end'
+    >>> describe_error(ValueError("bad header"))
+    'bad header'
+    """
+    text = " ".join(str(error).split())
+    if type(error) in (ValueError, OSError, RuntimeError, VolumeReadError) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def unreadable_file(path, what, error, hint="") -> OSError:
+    """The one-line error for a file that does not open as ``what`` (e.g. "TIFF file").
+
+    A permission problem stays a ``PermissionError`` and a folder gets its own message; anything
+    else becomes a :class:`VolumeReadError` with the cause and ``hint`` (the fix, when known).
+
+    Examples
+    --------
+    >>> str(unreadable_file("a.tif", "TIFF file", PermissionError(13, "Permission denied")))
+    "a.tif: permission denied: cannot read this TIFF file; check the file's permissions"
+    """
+    if isinstance(error, PermissionError) or "errno = 13" in str(error):
+        return PermissionError(f"{path}: permission denied: cannot read this {what}; check the file's permissions")
+    article = "an" if what.split()[0] in ("HDF5", "MRC", "image") else "a"
+    if os.path.isdir(path):
+        return VolumeReadError(f"{path}: is a folder, not {article} {what}")
+    return VolumeReadError(f"{path}: not a readable {what} ({describe_error(error)}){hint}")
+
+
+def _advice(error: BaseException) -> str:
+    if isinstance(error, PermissionError):
+        return "; check the file's permissions"
+    if isinstance(error, FileNotFoundError):
+        return "; a file of the volume was removed while it was read"
+    return "; the data on disk is damaged (truncated or corrupt): restore it from a copy or write it again"
 
 
 def normalize_index(key, shape) -> tuple[tuple[slice, ...], tuple[int, ...]]:
@@ -64,10 +120,14 @@ class Volume:
     meta : VolumeMeta (axes, voxel_size in nm, offset in nm); also exposed as ``axes``,
         ``voxel_size`` and ``offset``.
     path, key, format : where the data lives.
+
+    A read that fails raises :class:`VolumeReadError` naming the file, the key, the first chunk
+    that cannot be read (and where it is: ``chunk_location(index)`` says, e.g. "in file
+    raw.zarr/0/1/0/3") and the cause.
     """
 
     def __init__(self, array, meta: VolumeMeta, *, path, key=None, format, mode="r", chunks=None,
-                 closer=None):
+                 closer=None, chunk_location=None):
         if len(meta.axes) != len(array.shape):
             raise ValueError(f"{path}: axes {meta.axes!r} do not match the array's {len(array.shape)}D "
                              f"shape {tuple(array.shape)}")
@@ -76,6 +136,8 @@ class Volume:
         self.path, self.key, self.format, self.mode = str(path), key, format, mode
         self.chunks = None if chunks is None else tuple(int(c) for c in chunks)
         self._closer = closer
+        self._closed = False
+        self._chunk_location = chunk_location
 
     # geometry -----------------------------------------------------------------------------------
     shape = property(lambda self: tuple(int(s) for s in self._array.shape))
@@ -95,11 +157,55 @@ class Volume:
         slices, int_axes, steps = normalize_index(key, self.shape)
         if any(s.stop <= s.start for s in slices):
             out = np.zeros([s.stop - s.start for s in slices], self.dtype)
+        elif self._closed:
+            where = self.path if self.key is None else f"{self.path}:{self.key}"
+            raise ValueError(f"{where}: the volume was closed; open it again (open_volume) to read it")
         else:
-            out = np.asarray(self._array[slices])
+            try:
+                out = np.asarray(self._array[slices])
+            except (VolumeReadError, MemoryError):
+                raise
+            except Exception as e:  # codec, I/O and format errors of every backend: name the chunk
+                raise self._read_error(slices, e) from e
         if any(st != 1 for st in steps):
             out = out[tuple(slice(None, None, st) for st in steps)]
         return out.reshape([n for a, n in enumerate(out.shape) if a not in int_axes]) if int_axes else out
+
+    def _read_error(self, slices, error) -> VolumeReadError:
+        index, error = self._failing_chunk(slices, error)
+        where = self.path if self.key is None else f"{self.path}:{self.key}"
+        if index is None:
+            what = "region [" + ", ".join(f"{s.start}:{s.stop}" for s in slices) + "]"
+        else:
+            box = ", ".join(f"{i * c}:{min((i + 1) * c, n)}" for i, c, n in zip(index, self.chunks, self.shape))
+            try:
+                location = self._chunk_location(index) if self._chunk_location else None
+            except Exception:  # naming the place must not hide the read error
+                location = None
+            what = f"chunk {index} at voxels [{box}]" + (f" {location}" if location else "")
+        return VolumeReadError(f"{where}: cannot read {what}: {describe_error(error)}{_advice(error)}")
+
+    def _failing_chunk(self, slices, error):
+        """The grid index of the first chunk of ``slices`` whose read fails, and its error.
+
+        Reads the chunks one by one, only after a read has failed; ``(None, error)`` when the
+        volume has no chunk grid or no single chunk fails again.
+        """
+        if self.chunks is None:
+            return None, error
+        ranges = [range(s.start // c, (s.stop - 1) // c + 1) for s, c in zip(slices, self.chunks)]
+        if math.prod(len(r) for r in ranges) == 1:
+            return tuple(r[0] for r in ranges), error
+        for index in itertools.product(*ranges):
+            part = tuple(slice(max(s.start, i * c), min(s.stop, (i + 1) * c))
+                         for s, i, c in zip(slices, index, self.chunks))
+            try:
+                self._array[part]
+            except (VolumeReadError, MemoryError):
+                raise
+            except Exception as e:
+                return index, e
+        return None, error
 
     def __setitem__(self, key, value):
         if self.mode == "r":
@@ -120,6 +226,7 @@ class Volume:
     # lifetime -----------------------------------------------------------------------------------
     def close(self):
         if self._closer is not None:
+            self._closed = True
             self._closer()
             self._closer = None
 

@@ -48,21 +48,37 @@ def _finite(value):
 
 
 def evaluate(gt, pred, *, task="semantic", metrics=None, ignore_label=None, threshold=0.5, voxel_size=None,
-             boundary_tolerance_nm=None, iou_threshold=0.5) -> dict:
+             boundary_tolerance_nm=None, iou_threshold=0.5, trusted=False) -> dict:
     """Compute metrics of ``pred`` against ``gt``; returns a flat dict with snake_case keys.
 
     Parameters
     ----------
     gt, pred : array-like
-        numpy arrays or lazy volumes. ``semantic``: masks/probabilities (nonzero / ``> threshold``
-        is foreground). ``instance`` and ``neurons``: integer label ids. ``membranes``: gt cell
-        labels (0 = membrane) and a predicted label image or membrane probability map.
+        numpy arrays or lazy volumes of the same shape (a one-channel prediction ``(1, *shape)``
+        is read as its channel). ``semantic``: gt a mask or labels (nonzero is foreground); pred a
+        mask/labels (nonzero) or probabilities (``> threshold``): float in [0, 1], or uint8
+        ``round(255 p)`` when it is emseg's prediction (its marker) or when its content is a smooth
+        many-valued map rather than flat labels. ``instance`` and ``neurons``: integer label ids.
+        ``membranes``: gt cell labels (0 = membrane) and a predicted label image or membrane
+        probability map.
     task : {"semantic", "instance", "neurons", "membranes"}
     metrics : str or list of str, optional
         Names from :data:`METRICS` (comma-separated string allowed) or ``"all"``; default: the
         task's usual set.
     ignore_label : int, optional
         gt label excluded (default: none for semantic, 0 for neurons as SNEMI3D/CREMI do).
+    threshold : float in (0, 1)
+        Foreground of a probability map is ``p > threshold``.
+    iou_threshold : float in (0, 1]
+        Instance matching.
+    trusted : bool
+        Skip the check that a float pred is not raw EM (a few sampled chunks).
+
+    Raises
+    ------
+    ValueError
+        Options out of range; shapes that differ; raw EM (or a probability map) where labels, a
+        mask or probabilities are expected. Each message names the volume.
 
     Examples
     --------
@@ -71,14 +87,23 @@ def evaluate(gt, pred, *, task="semantic", metrics=None, ignore_label=None, thre
     (0.6666666666666666, 0.8)
     """
     names = _parse_metrics(metrics, task)
-    if tuple(gt.shape) != tuple(pred.shape):
-        raise ValueError(f"gt and pred must have the same shape; got {tuple(gt.shape)} and {tuple(pred.shape)}")
+    _check_options(threshold, iou_threshold, boundary_tolerance_nm)
+    gname, pname = _name(gt, "gt"), _name(pred, "pred")
+    gshape, pshape = tuple(gt.shape), tuple(pred.shape)
+    if len(pshape) == len(gshape) + 1 and pshape[1:] == gshape and pshape[0] == 1:
+        pred, pshape = _Channel(pred), gshape
+    if gshape != pshape:
+        hint = (f"; {pname} has {pshape[0]} channels of gt's shape: evaluate one channel"
+                if len(pshape) == len(gshape) + 1 and pshape[1:] == gshape else "")
+        raise ValueError(f"gt and pred must have the same shape; got {gname} {gshape} and {pname} {pshape}{hint}")
+    pred_probabilities = _check_inputs(gt, pred, task, gname, pname, trusted)
     out: dict = {}
     semantic = [m for m in names if METRICS[m] == "semantic" and m != "pixel_error"]
     if semantic or ("pixel_error" in names and task != "membranes"):
         from .semantic import semantic_scores
 
-        s = semantic_scores(gt, pred, threshold=threshold).as_dict()
+        s = semantic_scores(binarize(gt, name=gname), binarize(pred, threshold, pname, pred_probabilities),
+                            threshold=threshold).as_dict()
         alias = {"f1": "dice", "jaccard": "iou"}
         for m in semantic:
             out[m] = _finite(s[alias.get(m, m)])
@@ -86,15 +111,98 @@ def evaluate(gt, pred, *, task="semantic", metrics=None, ignore_label=None, thre
             out["pixel_error"] = 1.0 - s["accuracy"]
     label_metrics = [m for m in names if METRICS[m] in ("instance", "neurons")]
     if label_metrics:
-        check_labels(gt, pred)
+        check_labels(gt, pred, names=(gname, pname))
         table = contingency_table(gt, pred)
         ignore = (0,) if ignore_label is None else (ignore_label,)
         for m in label_metrics:
             out.update(_label_metric(m, gt, pred, table, ignore, iou_threshold, voxel_size, boundary_tolerance_nm))
     membrane = [m for m in names if METRICS[m] == "membranes" or (m == "pixel_error" and task == "membranes")]
     if membrane:
-        out.update(_membrane_metrics(membrane, gt, pred, threshold))
+        out.update(_membrane_metrics(membrane, gt, pred, threshold, pred_probabilities, pname))
     return out
+
+
+def _number(v):
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
+
+
+def _check_options(threshold, iou_threshold, tolerance):
+    if not _number(threshold) or not 0 < threshold < 1:
+        raise ValueError(f"threshold={threshold!r} must lie in (0, 1): it applies to probability maps (foreground is "
+                         "p > threshold); integer masks and labels are compared as nonzero")
+    if not _number(iou_threshold) or not 0 < iou_threshold <= 1:
+        raise ValueError(f"iou_threshold={iou_threshold!r} must lie in (0, 1] (a pred matches a gt object when their "
+                         "IoU is at least this)")
+    if tolerance is not None and (not _number(tolerance) or tolerance < 0):
+        raise ValueError(f"boundary_tolerance_nm={tolerance!r} must be a distance >= 0 in nm")
+
+
+def _name(vol, role):
+    path, key = getattr(vol, "path", None), getattr(vol, "key", None)
+    return f"{role} {path}:{key}" if path and key else f"{role} {path}" if path else role
+
+
+class _Channel:
+    """Lazy view of channel 0 of a (1, *shape) volume."""
+
+    def __init__(self, vol):
+        self.vol, self.shape, self.dtype = vol, tuple(vol.shape[1:]), np.dtype(vol.dtype)
+        self.chunks = tuple(vol.chunks[1:]) if getattr(vol, "chunks", None) else None
+        self._array = getattr(vol, "_array", None)
+        self.attrs = getattr(vol, "attrs", None)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return np.asarray(self.vol[(0,) + key])
+
+    def __array__(self, dtype=None, copy=None):
+        data = self[...]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+
+def _raw_like_labels(s) -> bool:
+    """An integer volume that is textured like an image, not flat like a mask or labels."""
+    if s.dtype == np.uint8:
+        return s.distinct > 50 and s.looks_like_raw_em
+    return s.distinct > 50 and s.equal < 0.5
+
+
+def _check_inputs(gt, pred, task, gname, pname, trusted) -> bool:
+    """Refuse raw EM where labels, masks or probabilities belong; True when pred is read as probabilities."""
+    from ..probabilities import check_probability_source, is_prediction, sample_stats
+
+    reads_probabilities = task in ("semantic", "membranes")
+    gdt, pdt = np.dtype(gt.dtype), np.dtype(pred.dtype)
+    what = "a mask or labels" if task == "semantic" else "labels"
+    if gdt.kind in "ui":
+        s = sample_stats(gt, gname)
+        if _raw_like_labels(s):
+            raise ValueError(f"{gname} looks like raw EM, not {what} ({s.distinct} distinct values in sampled chunks, "
+                             f"{1 - s.equal:.0%} of neighbouring voxels differ); pass the ground truth")
+    elif gdt.kind == "f" and reads_probabilities:
+        check_probability_source(gt, gname, fix="pass the ground truth (a mask or labels)")
+    if pdt.kind == "f":
+        if reads_probabilities:
+            check_probability_source(pred, pname, trusted=trusted, fix="pass a prediction (emseg predict) or a "
+                                     "segmentation")
+        return True
+    if pdt.kind not in "ui":
+        return False
+    if is_prediction(pred):
+        if not reads_probabilities:
+            raise ValueError(f"{pname} is a probability map (emseg predict's output); the {task} task compares "
+                             "instance labels: run emseg postprocess on it first")
+        return True
+    s = sample_stats(pred, pname)
+    if not trusted and _raw_like_labels(s):
+        raise ValueError(f"{pname} looks like raw EM, not a segmentation or a prediction ({s.raw_em_reason()}); pass "
+                         "emseg's output (emseg predict, segment or postprocess)")
+    smooth_map = pdt == np.uint8 and s.flat is not None and s.flat < 0.8 and s.distinct > 50
+    if smooth_map and not reads_probabilities:
+        raise ValueError(f"{pname} looks like a uint8 probability map (round(255 p)), not labels ({s.distinct} "
+                         f"distinct values, {1 - s.flat:.0%} of mid-range voxels differ from their neighbour); the "
+                         f"{task} task compares instance labels: run emseg postprocess on it first")
+    return smooth_map
 
 
 def _label_metric(m, gt, pred, table, ignore, iou_threshold, voxel_size, tolerance):
@@ -132,16 +240,18 @@ def _label_metric(m, gt, pred, table, ignore, iou_threshold, voxel_size, toleran
             f"recall{tag}": _finite(r.recall), f"f1_{tag}": _finite(r.f1), f"accuracy{tag}": _finite(r.accuracy)}
 
 
-def _membrane_metrics(names, gt, pred, threshold):
+def _membrane_metrics(names, gt, pred, threshold, probabilities, pname="pred"):
     """ISBI 2012 scores. gt: cell labels or a cell mask (0 = membrane); pred: a label image, a cell
     mask, or a membrane probability map (float, 1 = membrane), for which V_rand/V_info are the
     challenge's best over thresholds 0.0–0.9."""
+    from ..probabilities import as_probabilities
     from . import isbi
 
     gt, pred = np.asarray(gt), np.asarray(pred)
     gt_labels = isbi.label_cells(gt > 0) if np.unique(gt).size <= 2 else gt
     out = {}
-    if pred.dtype.kind == "f":
+    if probabilities:
+        pred = as_probabilities(pred, pname)
         cells = 1.0 - pred  # cell-interior probability, the challenge's convention
         if "v_rand" in names or "v_info" in names:
             best = isbi.best_scores_from_probability(gt_labels, pred, membrane_is_high=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..probabilities import as_probabilities
 from .contingency import Contingency, contingency_table
 
 __all__ = ["SemanticScores", "semantic_scores", "binarize"]
@@ -15,22 +16,23 @@ __all__ = ["SemanticScores", "semantic_scores", "binarize"]
 class binarize:
     """Lazy view of a mask or probability map as 0/1 labels, block by block.
 
-    Integer/bool data: nonzero is foreground (so 0/1, 0/255 masks work). Float data must be
-    probabilities in [0, 1] (checked on every block read) and becomes ``p > threshold``.
+    ``probabilities=None`` decides by dtype: float data are probabilities (the one rule of
+    :mod:`emseg.probabilities`, checked on every block read) and become ``p > threshold``;
+    integer/bool data are a mask or labels, nonzero is foreground (so 0/1, 0/255 masks work).
+    ``probabilities=True`` reads uint8 as ``round(255 p)`` too (emseg's quantised predictions);
+    ``False`` takes any data as a mask.
     """
 
-    def __init__(self, data, threshold=0.5, name="pred"):
+    def __init__(self, data, threshold=0.5, name="pred", probabilities=None):
         self.data, self.threshold, self.name = data, float(threshold), name
+        self.probabilities = np.dtype(data.dtype).kind == "f" if probabilities is None else bool(probabilities)
         self.shape, self.dtype = tuple(data.shape), np.dtype(np.uint8)
         self.chunks = getattr(data, "chunks", None)
 
     def __getitem__(self, key):
         block = np.asarray(self.data[key])
-        if block.dtype.kind == "f":
-            if block.size and (np.nanmin(block) < 0 or np.nanmax(block) > 1 or np.isnan(block).any()):
-                raise ValueError(f"{self.name} holds values outside [0, 1] (min {np.nanmin(block):g}, max "
-                                 f"{np.nanmax(block):g}); pass probabilities, or a mask/label array")
-            return (block > self.threshold).astype(np.uint8)
+        if self.probabilities:
+            return (as_probabilities(block, self.name) > self.threshold).astype(np.uint8)
         return (block != 0).astype(np.uint8)
 
 
@@ -134,11 +136,18 @@ def semantic_scores(gt, pred, *, binary=True, threshold=0.5, classes=None, ignor
     """
     if table is None:
         if binary:
+            _check_threshold(threshold)
             gt, pred = binarize(gt, name="gt"), binarize(pred, threshold)
         table = contingency_table(gt, pred, mask=mask)
     if ignore_label is not None:
         table = table.without_gt([ignore_label])
     return _scores(table, binary, classes)
+
+
+def _check_threshold(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 < threshold < 1:
+        raise ValueError(f"threshold={threshold!r} must lie in (0, 1): it applies to probability maps (foreground is "
+                         "p > threshold); integer masks and labels are compared as nonzero")
 
 
 def _scores(table: Contingency, binary: bool, classes) -> SemanticScores:

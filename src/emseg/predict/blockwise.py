@@ -27,7 +27,7 @@ from functools import partial
 import numpy as np
 
 from ..blockwise import block_at, block_slices, grow_roi
-from ..execute import BlockRecord, open_cached, record_path, run_blocks
+from ..execute import open_cached, run_blocks
 from ..zoo import resolve_model
 from .model import as_predictor
 from .tiling import predict_region
@@ -44,6 +44,7 @@ class PredictResult:
     n_skipped: int
     seconds: float
     voxels_per_second: float
+    complete_before: bool = False  # the output already held this very run's finished result
 
 
 def _ceil_to(v, d):
@@ -109,7 +110,13 @@ def _read(spec, index, raw=None):
     """Stage 1 of block ``index``: read its region plus halo, normalise, build the network input."""
     raw = raw if raw is not None else open_cached(spec["raw"], "r")
     _, read = _block(spec, index)
-    data = np.asarray(raw[read], dtype=np.float32)
+    data = np.asarray(raw[read])
+    if data.dtype.kind == "f":
+        from ..probabilities import check_finite
+
+        check_finite(data, f"{spec['raw'] or 'raw'} block {index} (region {_region(read)})",
+                     hint="replace them first (e.g. with the volume's median) or crop them out")
+    data = data.astype(np.float32, copy=False)
     norm = spec["normalization"]
     if norm:
         lo, hi = norm["low"], norm["high"]
@@ -122,13 +129,18 @@ def _read(spec, index, raw=None):
     return data[None]
 
 
-def _compute(spec, index, data, predictors=None):
+def _compute(spec, index, data, predictors=None, should_stop=None):
     """Stage 2: the network (with TTA/ensemble) on the read region, cropped to the write region."""
+    from ..probabilities import check_finite
+
     predictors = predictors or [as_predictor(m, device=spec["device"]) for m in spec["models"]]
     pred = predict_region([q.fn for q in predictors], data, spatial_ndim=spec["ndim"], divisor=spec["divisor"],
                           tile_shape=spec["tile_shape"], overlap=spec["overlap"], tta=spec["tta"],
                           tta_reduce=spec["tta_reduce"], ensemble_reduce=spec["ensemble_reduce"],
-                          batch_size=spec["batch_size"], voxel_size=spec["voxel_size"])
+                          batch_size=spec["batch_size"], voxel_size=spec["voxel_size"],
+                          halo=spec["halo"][-spec["ndim"]:], should_stop=should_stop)
+    check_finite(pred, f"the network output of block {index}",
+                 hint="the model's weights or its input are broken (check the checkpoint)")
     write, read = _block(spec, index)
     return pred[(slice(None),) + tuple(slice(w.start - r.start, w.stop - r.start) for w, r in zip(write, read))]
 
@@ -141,6 +153,10 @@ def _write(spec, index, pred, out=None):
         pred = np.clip(np.rint(pred * 255), 0, 255)
     out[(slice(None),) + write] = pred.astype(out.dtype)
     return index
+
+
+def _region(roi):
+    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in roi) + "]"
 
 
 def _run_block(spec, index, raw=None, out=None, predictors=None):
@@ -186,7 +202,11 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
     progress : bool or callable
         True: a tqdm bar (blocks, voxels/s, ETA); a callable receives each finished block's index.
     """
-    from ..io import create_volume, open_volume
+    import threading
+
+    from ..io import open_volume
+    from ..io.output import Output
+    from ..io.paths import split_key
 
     t0 = time.perf_counter()
     models = model if isinstance(model, (list, tuple)) else [model]
@@ -199,30 +219,28 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
     if p.in_channels != 1 and not multi_slice:
         raise ValueError(f"the model takes {p.in_channels} input channels but {raw_path or 'raw'} is a "
                          f"single-channel {len(shape)}D volume of shape {shape}")
+    if dtype not in ("float16", "float32", "uint8"):
+        raise ValueError(f"dtype must be 'float16', 'float32' or 'uint8'; got {dtype!r}")
+    if int(workers or 1) < 1 or int(batch_size) < 1:
+        raise ValueError(f"workers and batch_size must be at least 1; got workers={workers}, batch_size={batch_size}")
+    if not 0 <= float(overlap) < 1:
+        raise ValueError(f"overlap must lie in [0, 1); got {overlap}")
+    from ..probabilities import check_raw_source
+
+    check_raw_source(raw_vol, str(raw_path or "raw"))
     out_path = out if isinstance(out, (str, os.PathLike)) else None
     out_chunks = None if out_path is not None else tuple(getattr(out, "chunks", None) or ())[1:] or None
     block_shape, halo = _geometry(shape, predictors, block_shape, halo, out_chunks)
+    divisor = tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(p.ndim))
+    if tile_shape is not None:
+        from .tiling import check_tile_shape
+
+        tile_shape = check_tile_shape(tile_shape, len(shape), p.ndim, divisor, halo[-p.ndim:], overlap)
     vs = getattr(raw_vol, "voxel_size", None) or p.voxel_size
-    if out_path is not None:
-        exists = os.path.exists(str(out_path).split(":")[0]) and resume and not overwrite
-        if exists:
-            out_vol = open_volume(out_path, mode="r+")
-            if out_vol.shape != (p.out_channels,) + shape:
-                raise ValueError(f"{out_path} already holds a volume of shape {out_vol.shape}, not the "
-                                 f"{(p.out_channels,) + shape} this prediction writes; pass overwrite=True")
-        else:
-            out_vol = create_volume(out_path, (p.out_channels,) + shape, dtype, chunks=(p.out_channels,) + block_shape,
-                                    voxel_size=vs, axes="c" + "zyx"[-len(shape):], overwrite=overwrite)
-    else:
-        out_vol = out
-        if tuple(out_vol.shape) != (p.out_channels,) + shape:
-            raise ValueError(f"out has shape {tuple(out_vol.shape)}; expected {(p.out_channels,) + shape} "
-                             "(channels first)")
-    spec = {"raw": str(raw_path) if raw_path else None, "out": str(out_path) if out_path else None,
+    spec = {"raw": str(raw_path) if raw_path else None, "out": None,
             "models": [resolve_model(m)[0] if isinstance(m, str) else os.fspath(m) if hasattr(m, "__fspath__") else None
                        for m in models],  # a shipped model's name travels as its checkpoint's path
-            "device": device, "shape": shape, "block_shape": block_shape, "halo": halo,
-            "divisor": tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(p.ndim)),
+            "device": device, "shape": shape, "block_shape": block_shape, "halo": halo, "divisor": divisor,
             "tile_shape": tile_shape, "overlap": overlap, "tta": tta, "tta_reduce": tta_reduce,
             "ensemble_reduce": ensemble_reduce, "batch_size": batch_size,
             "voxel_size": tuple(vs[-p.ndim:]) if vs else None,
@@ -230,27 +248,87 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
             "ndim": p.ndim, "context": (p.in_channels - 1) // 2}
     if spec["normalization"] is None and p.normalization is not None:
         spec["normalization"] = p.normalization.as_dict()
+    if scheduler is not None and (spec["raw"] is None or out_path is None or None in spec["models"]):
+        raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
+    if scheduler not in (None, "local"):
+        from ..execute import probe_scheduler
+
+        probe_scheduler(scheduler)  # before anything is created
     blocks = plan_blocks(shape, block_shape, halo)
     todo = [i for i, (w, _) in enumerate(blocks) if _wanted(w, shape, roi, mask)]
-    signature = hashlib.sha256(json.dumps({k: spec[k] for k in ("models", "shape", "block_shape", "halo", "tile_shape",
-                                                                  "tta", "normalization")}, default=str).encode()).hexdigest()
-    prog = BlockRecord(record_path(out_path), signature, resume) if out_path is not None else None
-    done_before = prog.done if prog else set()
-    pending = [i for i in todo if i not in done_before]
-    sizes = {i: int(np.prod([s.stop - s.start for s in blocks[i][0]])) for i in pending}
-    if scheduler is not None and (spec["raw"] is None or spec["out"] is None or None in spec["models"]):
-        raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
-    try:
-        run_blocks(_run_block, spec, pending, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
-                   stages=(partial(_read, raw=raw_vol), partial(_compute, predictors=predictors),
-                           partial(_write, out=out_vol)),
-                   workers=workers, scheduler=scheduler, record=prog, progress=progress, sizes=sizes, desc="predict")
-    finally:
-        if prog:
-            prog.close()
+    stop = threading.Event()
+    compute = partial(_compute, predictors=predictors, should_stop=stop.is_set)
+    if out_path is None:  # an array the caller owns: written in place, no record
+        out_vol = out
+        if tuple(out_vol.shape) != (p.out_channels,) + shape:
+            raise ValueError(f"out has shape {tuple(out_vol.shape)}; expected {(p.out_channels,) + shape} "
+                             "(channels first)")
+        sizes = {i: _size(blocks[i][0]) for i in todo}
+        run_blocks(_run_block, spec, todo, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
+                   stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)), workers=workers,
+                   scheduler=scheduler, progress=progress, sizes=sizes, desc="predict", stop=stop)
+        seconds = time.perf_counter() - t0
+        return PredictResult(out_vol, len(blocks), len(todo), len(blocks) - len(todo), seconds,
+                             sum(sizes.values()) / max(seconds, 1e-9))
+    signature = _signature(spec, raw_path, raw_vol, models, predictors, dtype, roi, mask)
+    with Output(out_path, signature=signature, overwrite=overwrite or not resume) as o:
+        if o.complete:  # this very run finished before
+            return PredictResult(open_volume(out_path), len(blocks), 0, len(blocks) - len(todo),
+                                 time.perf_counter() - t0, 0.0, complete_before=True)
+        out_vol = o.create((p.out_channels,) + shape, dtype, chunks=(p.out_channels,) + block_shape, voxel_size=vs,
+                           axes="c" + "zyx"[-len(shape):])
+        spec["out"] = o.tmp_path + (f":{o.tmp_key}" if o.tmp_key else "")
+        pending = [i for i in todo if i not in o.done]
+        sizes = {i: _size(blocks[i][0]) for i in pending}
+        try:
+            run_blocks(_run_block, spec, pending, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
+                       stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)),
+                       workers=workers, scheduler=scheduler, record=o.record, progress=progress, sizes=sizes,
+                       desc="predict", stop=stop, where=o.tmp_path)
+        finally:
+            out_vol.close()
+        o.commit({"kind": "prediction", "channels": p.out_channels, "dtype": dtype})
     seconds = time.perf_counter() - t0
     voxels = sum(sizes.values())
-    return PredictResult(out_vol, len(blocks), len(pending), len(blocks) - len(todo), seconds, voxels / max(seconds, 1e-9))
+    return PredictResult(open_volume(split_key(str(out_path))[0], split_key(str(out_path))[1]), len(blocks),
+                         len(pending), len(blocks) - len(todo), seconds, voxels / max(seconds, 1e-9))
+
+
+def _size(roi):
+    return int(np.prod([s.stop - s.start for s in roi]))
+
+
+def _model_identity(m, q):
+    """A checkpoint's sha256, a module's weights' sha256, or a callable's name (for the run signature)."""
+    from ..runs import file_checksum
+
+    path = (q.info or {}).get("path")
+    if path:
+        return file_checksum(path)
+    if hasattr(m, "state_dict"):
+        h = hashlib.sha256()
+        for k, v in m.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+    name = getattr(m, "__qualname__", type(m).__qualname__)
+    state = json.dumps(vars(m), sort_keys=True, default=str) if hasattr(m, "__dict__") else ""
+    return f"callable:{getattr(m, '__module__', '')}.{name}:{hashlib.sha256(state.encode()).hexdigest()[:16]}"
+
+
+def _signature(spec, raw_path, raw_vol, models, predictors, dtype, roi, mask):
+    from ..runs import content_fingerprint, input_identity, run_signature
+    from ..runtime import torch_device
+
+    raw_id = input_identity(raw_path, raw_vol) if raw_path else {"array": content_fingerprint(raw_vol)}
+    options = {k: spec[k] for k in ("shape", "block_shape", "halo", "divisor", "tile_shape", "overlap", "tta",
+                                    "tta_reduce", "ensemble_reduce", "batch_size", "voxel_size", "normalization",
+                                    "ndim", "context")}
+    options.update(dtype=dtype, device=str(torch_device(spec["device"]).type),
+                   roi=[[s.start, s.stop] for s in roi] if roi is not None else None,
+                   mask=content_fingerprint(mask) if mask is not None else None)
+    return run_signature("predict", {"raw": raw_id},
+                         [_model_identity(m, q) for m, q in zip(models, predictors)], options)
 
 
 def _wanted(write, shape, roi, mask):

@@ -31,6 +31,33 @@ class Predictor:
 _CACHE: dict = {}
 
 
+def _check_geometry(pred: Predictor, what) -> Predictor:
+    """Refuse a model whose dimensionality, channels, halo or divisor cannot be right (named ``what``)."""
+    nd = pred.ndim
+    if nd not in (2, 3):
+        raise ValueError(f"{what}: ndim must be 2 or 3 (a 2D or 3D network); got {nd!r}")
+    for name in ("in_channels", "out_channels"):
+        v = getattr(pred, name)
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{what}: {name} must be a positive integer; got {v!r}")
+    for name, low in (("halo", 0), ("divisor", 1)):
+        v = getattr(pred, name)
+        ints = all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= low for x in v)
+        if len(v) != nd or not ints:
+            raise ValueError(f"{what}: {name} must be {nd} integers >= {low} (one per axis, zyx); got {v!r}")
+    return pred
+
+
+def _check_weights(module, what):
+    """Refuse a network with NaN or infinite weights: every output would be NaN."""
+    import torch
+
+    bad = [k for k, t in module.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise ValueError(f"{what}: {len(bad)} weight tensor(s) hold NaN or infinite values (first: {bad[0]}); the "
+                         "weights are broken (diverged training or a damaged file): use another checkpoint or retrain")
+
+
 def _torch_fn(model, device, sigmoid, copy=False):
     import copy as _copy
 
@@ -85,7 +112,7 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
         from ..train.data import Normalization
 
         header = read_model_header(path)
-        net = load_model(path)
+        net = load_model(path)  # refuses NaN/inf weights, naming the tensor
         norm = header.extra.get("normalization")
         if sigmoid is True and header.extra.get("target") == "bcd" and \
                 (header.extra.get("config") or {}).get("loss") != "mse":
@@ -94,15 +121,24 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
                          tuple(net.halo), tuple(net.input_divisor), Normalization(**norm) if norm else None,
                          tuple(header.extra["voxel_size"]) if header.extra.get("voxel_size") else None,
                          {"path": path, **header.extra, **({"card": card} if card else {})})
+        _check_geometry(pred, f"checkpoint {path}")
         if cache:
             _CACHE[key] = pred
         return pred
     if hasattr(model, "state_dict") and hasattr(model, "input_divisor"):
-        return Predictor(_torch_fn(model, torch_device(device), sigmoid, copy=True), model.ndim, model.in_channels,
-                         model.out_channels, tuple(model.halo), tuple(model.input_divisor))
+        _check_weights(model, f"model {type(model).__name__}")
+        return _check_geometry(Predictor(_torch_fn(model, torch_device(device), sigmoid, copy=True), model.ndim,
+                                         model.in_channels, model.out_channels, tuple(model.halo),
+                                         tuple(model.input_divisor)), f"model {type(model).__name__}")
     if callable(model) and hasattr(model, "ndim"):
-        nd = int(model.ndim)
-        return Predictor(model, nd, int(getattr(model, "in_channels", 1)), int(getattr(model, "out_channels", 1)),
-                         tuple(getattr(model, "halo", (0,) * nd)), tuple(getattr(model, "divisor", (1,) * nd)))
+        nd = model.ndim
+        what = f"model {type(model).__name__}"
+        if isinstance(nd, bool) or not isinstance(nd, (int, np.integer)):
+            raise ValueError(f"{what}: ndim must be 2 or 3 (a 2D or 3D network); got {nd!r}")
+        halo, divisor = getattr(model, "halo", (0,) * nd), getattr(model, "divisor", (1,) * nd)
+        return _check_geometry(Predictor(model, int(nd), getattr(model, "in_channels", 1),
+                                         getattr(model, "out_channels", 1),
+                                         tuple(halo) if np.ndim(halo) else (halo,) * nd,
+                                         tuple(divisor) if np.ndim(divisor) else (divisor,) * nd), what)
     raise TypeError(f"model must be a checkpoint path, an emseg UNet or a callable with an ndim attribute; "
                     f"got {type(model).__name__}")

@@ -1,13 +1,32 @@
-"""The training configuration: one frozen dataclass; YAML files and ``--set key=value`` only fill it."""
+"""The training configuration: one frozen dataclass; YAML files and ``--set key=value`` only fill it.
+
+Every field is checked when the config is built (type and range), so a bad value fails at once
+with one line naming the key, the file or ``--set`` it came from, and what is allowed.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 
-__all__ = ["TrainConfig", "load_config", "TARGETS"]
+__all__ = ["TrainConfig", "load_config", "ConfigError", "TARGETS", "RESUMABLE_FIELDS"]
 
 TARGETS = ("binary", "onehot", "bc", "bcd", "affinities", "boundary")
+NORMALIZATIONS = ("percentile", "fixed", "none")
+LOSSES = ("bce", "dice", "bce_dice", "mse", "l1")  # = emseg.train.losses.LOSSES (kept here: no torch import)
+RESUMABLE_FIELDS = ("steps", "max_minutes", "val_every", "early_stopping", "device", "threads", "out_dir",
+                    "resume", "overwrite")
+"""Fields a resumed run may change; every other field is part of the run's signature."""
+
+
+class ConfigError(ValueError):
+    """A config value of the wrong type or out of range; ``key`` names the field."""
+
+    def __init__(self, key, message):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -21,8 +40,10 @@ class TrainConfig:
     Model: ``model`` holds UNet keyword arguments (``preset: light2d`` for the small 2D net).
     Optimisation: AdamW with ``lr``, ``weight_decay``, linear warm-up then cosine decay over
     ``steps``; mixed precision when ``amp`` (float16 on CUDA, bfloat16 on CPUs that compute it
-    natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints and ``log.csv``; ``resume``
-    continues exactly where ``latest`` stopped.
+    natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints, ``log.csv`` and
+    ``run.json`` (the run's signature); with ``resume`` a rerun of the same run continues exactly
+    where ``latest`` stopped (only :data:`RESUMABLE_FIELDS` may change), a different run is
+    refused; ``overwrite`` deletes the trainer's own files in ``out_dir`` and starts over.
     """
 
     raw: tuple = ()
@@ -56,36 +77,133 @@ class TrainConfig:
     amp: bool = True
     out_dir: str = "runs/train"
     resume: bool = True
+    overwrite: bool = False
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):  # YAML reads 3e-4 as a string: coerce to the field's type
-            v, kind = getattr(self, f.name), f.type.split(" |")[0]
-            if v is not None and kind in ("int", "float") and not isinstance(v, bool):
-                try:
-                    object.__setattr__(self, f.name, int(v) if kind == "int" else float(v))
-                except (TypeError, ValueError):
-                    raise ValueError(f"{f.name} must be a number; got {v!r}") from None
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}; got {self.target!r}")
-        if isinstance(self.raw, str):
-            object.__setattr__(self, "raw", (self.raw,))
-        if isinstance(self.labels, str):
-            object.__setattr__(self, "labels", (self.labels,))
+        def set_(name, v):  # a frozen dataclass
+            object.__setattr__(self, name, v)
+
+        for name, (kind, low, high, text) in _NUMBERS.items():
+            v = getattr(self, name)
+            if v is None and name in _OPTIONAL:
+                continue
+            v = _number(name, v, kind)
+            if not (_above(v, low) and _below(v, high)):
+                raise ConfigError(name, f"{name} must be {text}; got {v!r}")
+            set_(name, v)
+        for name in ("augment", "amp", "resume", "overwrite"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(name, f"{name} must be true or false; got {getattr(self, name)!r}")
+        for name, options in (("target", TARGETS), ("normalization", NORMALIZATIONS), ("loss", LOSSES)):
+            if getattr(self, name) not in options:
+                raise ConfigError(name, f"{name} must be one of {options}; got {getattr(self, name)!r}")
+        for name in ("raw", "labels"):
+            v = getattr(self, name)
+            v = (v,) if isinstance(v, (str, os.PathLike)) else v
+            if not isinstance(v, (tuple, list)) or not all(isinstance(p, (str, os.PathLike)) and str(p) for p in v):
+                raise ConfigError(name, f"{name} must be a path or a list of paths; got {v!r}")
+            set_(name, tuple(os.fspath(p) for p in v))
         if len(self.raw) != len(self.labels):
-            raise ValueError(f"raw and labels must list the same number of volumes; got {len(self.raw)} and "
-                             f"{len(self.labels)}")
-        object.__setattr__(self, "patch_shape", tuple(int(p) for p in self.patch_shape))
-        object.__setattr__(self, "offsets", tuple(tuple(int(v) for v in o) for o in self.offsets))
-        if len(self.patch_shape) not in (2, 3) or min(self.patch_shape) < 1:
-            raise ValueError(f"patch_shape must be 2 or 3 positive ints; got {self.patch_shape}")
-        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda; got {self.device!r}")
-        for name in ("steps", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+            raise ConfigError("labels", f"raw and labels must list the same number of volumes; got {len(self.raw)} "
+                              f"and {len(self.labels)}")
+        set_("patch_shape", _ints("patch_shape", self.patch_shape, (2, 3), "2 or 3 positive ints", positive=True))
+        if not isinstance(self.offsets, (tuple, list)) or not self.offsets:
+            raise ConfigError("offsets", f"offsets must be a list of offsets like [-1, 0, 0]; got {self.offsets!r}")
+        offsets = tuple(_ints("offsets", o, (2, 3), "lists of 2 or 3 ints") for o in self.offsets)
+        if any(not any(o) for o in offsets):
+            raise ConfigError("offsets", f"offsets must not hold the zero offset; got {_plain(offsets)}")
+        set_("offsets", offsets)
+        if self.voxel_size is not None:
+            vs = self.voxel_size
+            if not isinstance(vs, (tuple, list)) or len(vs) not in (2, 3) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in vs):
+                raise ConfigError("voxel_size", f"voxel_size must be 2 or 3 positive numbers (nm); got {vs!r}")
+            set_("voxel_size", tuple(float(v) for v in vs))
+        if self.val_roi is not None:
+            _check_val_roi(self.val_roi)
+        if not isinstance(self.model, dict) or not all(isinstance(k, str) for k in self.model):
+            raise ConfigError("model", f"model must be a mapping of UNet arguments like {{features: 8}}; "
+                              f"got {self.model!r}")
+        if not isinstance(self.device, str) or (self.device not in ("auto", "cpu", "cuda")
+                                                and not self.device.startswith("cuda:")):
+            raise ConfigError("device", f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
+            raise ConfigError("out_dir", f"out_dir must be a folder path; got {self.out_dir!r}")
+        set_("out_dir", os.fspath(self.out_dir))
 
     def as_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+# name: (int or float, lower bound, upper bound, what is allowed); a bound (x, False) is exclusive
+_NUMBERS = {
+    "val_fraction": (float, (0, True), (1, False), "in [0, 1)"),
+    "n_classes": (int, (2, True), None, "an integer >= 2"),
+    "ignore_label": (int, None, None, "an integer"),
+    "batch_size": (int, (1, True), None, "an integer >= 1"),
+    "foreground_fraction": (float, (0, True), (1, True), "in [0, 1]"),
+    "pos_weight": (float, (0, False), (math.inf, False), "a positive number"),
+    "lr": (float, (0, False), (math.inf, False), "a positive number"),
+    "weight_decay": (float, (0, True), (math.inf, False), "a number >= 0"),
+    "steps": (int, (1, True), None, "an integer >= 1"),
+    "warmup_steps": (int, (0, True), None, "an integer >= 0"),
+    "val_every": (int, (1, True), None, "an integer >= 1"),
+    "val_patches": (int, (0, True), None, "an integer >= 0"),
+    "early_stopping": (int, (0, True), None, "an integer >= 0 (0: off)"),
+    "max_minutes": (float, (0, False), (math.inf, False), "a positive number of minutes"),
+    "seed": (int, (0, True), None, "an integer >= 0"),
+    "threads": (int, (1, True), None, "an integer >= 1"),
+}
+_OPTIONAL = ("ignore_label", "pos_weight", "max_minutes", "threads")
+
+
+def _above(v, bound):
+    return bound is None or (v >= bound[0] if bound[1] else v > bound[0])
+
+
+def _below(v, bound):
+    return bound is None or (v <= bound[0] if bound[1] else v < bound[0])
+
+
+def _number(name, v, kind):
+    """``v`` as ``kind``; YAML reads 3e-4 as a string, so numeric strings are accepted."""
+    what = "an integer" if kind is int else "a number"
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise ConfigError(name, f"{name} must be {what}; got {v!r}") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(name, f"{name} must be {what}; got {_plain(v)!r}")
+    if kind is int:
+        if isinstance(v, float) and not v.is_integer():
+            raise ConfigError(name, f"{name} must be {what}; got {v!r}")
+        return int(v)
+    if math.isnan(v):
+        raise ConfigError(name, f"{name} must be {what}; got nan")
+    return float(v)
+
+
+def _ints(name, v, lengths, text, positive=False):
+    ok = isinstance(v, (tuple, list)) and len(v) in lengths and all(
+        (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, float) and x.is_integer()) for x in v)
+    if not ok or (positive and min(v) < 1):
+        raise ConfigError(name, f"{name} must be {text}; got {_plain(v)!r}")
+    return tuple(int(x) for x in v)
+
+
+def _check_val_roi(roi):
+    if not isinstance(roi, str):
+        hint = (" (YAML reads an unquoted 10:12 as the base-60 number 612: quote it)"
+                if isinstance(roi, int) else "")
+        raise ConfigError("val_roi", f"val_roi must be a z range as a string like '140:165'; got {roi!r}{hint}")
+    parts = roi.split(":")
+    try:
+        z0, z1 = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError("val_roi", f"val_roi must be a z range like '140:165'; got {roi!r}") from None
+    if not 0 <= z0 < z1:
+        raise ConfigError("val_roi", f"val_roi must be a z range z0:z1 with 0 <= z0 < z1; got {roi!r}")
 
 
 def _plain(v):
@@ -106,34 +224,84 @@ def load_config(path=None, overrides=(), **kwargs) -> TrainConfig:
     Unknown keys raise ``ValueError`` listing the valid ones. Override values are parsed as YAML
     (``--set lr=3e-4``, ``--set patch_shape=[32,128,128]``, ``--set model.features=16``).
 
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        For malformed YAML (with the line and column), a file whose top level is not a mapping,
+        an unknown key or a bad value; the message names the file or the ``--set`` item.
+
     Examples
     --------
     >>> load_config(overrides=["lr=3e-4", "patch_shape=[64, 64]"]).patch_shape
     (64, 64)
+    >>> load_config(overrides=["val_every=0"])
+    Traceback (most recent call last):
+    ...
+    emseg.train.config.ConfigError: --set val_every=0: val_every must be an integer >= 1; got 0
     """
     import yaml
 
-    data = {}
+    data, origin = {}, {}
     if path is not None:
-        with open(path) as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: a training config is a mapping of keys to values")
+        data = _read_yaml(path)
+        origin = dict.fromkeys(data, os.fspath(path))
     data.update(kwargs)
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"--set takes key=value; got {item!r}")
-        key, value = item.split("=", 1)
-        value = yaml.safe_load(value)
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {item}: the value is not valid YAML ({_yaml_problem(err)})") from None
         if "." in key:
             head, sub = key.split(".", 1)
-            data.setdefault(head, {})
-            data[head] = {**data[head], sub: value}
+            if not isinstance(data.get(head, {}), dict):
+                raise ValueError(f"--set {item}: {head} is {data[head]!r}, not a mapping that could hold {sub}")
+            data[head] = {**data.get(head, {}), sub: value}
         else:
             data[key] = value
+        origin[key.split(".")[0]] = f"--set {item}"
     valid = [f.name for f in dataclasses.fields(TrainConfig)]
     unknown = sorted(set(data) - set(valid))
     if unknown:
         where = f" in {path}" if path else ""
         raise ValueError(f"unknown config key(s){where}: {', '.join(unknown)}; valid keys: {', '.join(valid)}")
-    return TrainConfig(**{k: _tuples(v) for k, v in data.items()})
+    try:
+        return TrainConfig(**{k: _tuples(v) for k, v in data.items()})
+    except ConfigError as err:
+        if err.key in origin:
+            raise ConfigError(err.key, f"{origin[err.key]}: {err}") from None
+        raise
+
+
+def _read_yaml(path):
+    import yaml
+
+    p = os.fspath(path)
+    if os.path.isdir(p):
+        raise ValueError(f"config {p!r} is a folder; give a YAML file")
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"config file {p!r} does not exist")
+    try:
+        with open(p, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except UnicodeDecodeError:
+        raise ValueError(f"config {p!r} is not a text (UTF-8) YAML file") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"config {p!r} is not valid YAML: {_yaml_problem(err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config {p!r} holds a YAML {type(data).__name__}; a training config is a mapping of "
+                         "keys to values (key: value lines)")
+    return data
+
+
+def _yaml_problem(err):
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"

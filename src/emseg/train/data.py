@@ -70,7 +70,7 @@ def split_region(shape, val_fraction=0.0, val_roi=None):
     if not val_fraction:
         return full, None
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1); got {val_fraction}")
+        raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
     cut = int(round(shape[0] * (1 - val_fraction)))
     if cut < 1 or cut >= shape[0]:
         raise ValueError(f"val_fraction {val_fraction} leaves no training or no validation z-section of {shape[0]}")
@@ -106,6 +106,8 @@ def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, 
         in_memory = raw.nbytes + labels.nbytes < 2 * 2**30
     raw_a = raw[...] if in_memory else raw
     lab_a = labels[...] if in_memory else labels
+    if in_memory:
+        _check_finite(raw_a, f"raw {raw_path}")
     train_roi, val_roi_ = split_region(raw.shape, val_fraction, val_roi)
     rng = np.random.default_rng(seed)
 
@@ -153,8 +155,29 @@ def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5):
         start = np.array([int(rng.integers(a, b + 1)) for a, b in zip(lo, hi)])
     roi = tuple(slice(int(s), int(s) + f) for s, f in zip(start, full))
     raw, lab = np.asarray(vol.raw[roi]), np.asarray(vol.labels[roi])
+    _check_finite(raw, f"{vol.name}, patch {_roi_text(roi)}")
     squeeze = tuple(range(ndim - len(patch_shape)))
     return (raw.squeeze(squeeze), lab.squeeze(squeeze)) if squeeze else (raw, lab)
+
+
+def _check_finite(raw, where, block_voxels=2**24):
+    """ValueError naming ``where`` and the first NaN/Inf voxel of a floating-point ``raw`` (checked in z-slabs)."""
+    if raw.dtype.kind not in "fc" or raw.size == 0:
+        return
+    step = max(1, block_voxels // max(1, raw[0].size))
+    for z in range(0, raw.shape[0], step):
+        bad = ~np.isfinite(raw[z:z + step])
+        if bad.any():
+            first = np.unravel_index(int(bad.argmax()), bad.shape)
+            first = (first[0] + z,) + tuple(first[1:])
+            count = int(bad.sum()) + sum(int((~np.isfinite(raw[k:k + step])).sum())
+                                         for k in range(z + step, raw.shape[0], step))
+            raise ValueError(f"{where} holds {count} NaN/Inf value(s), the first at index "
+                             f"{tuple(int(i) for i in first)}; training needs finite intensities: fix the raw data")
+
+
+def _roi_text(roi):
+    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in roi) + "]"
 
 
 def validation_patches(volume: TrainVolume, patch_shape, n, seed=0):

@@ -2,27 +2,70 @@
 validation with emseg.metrics, ``latest``/``best`` checkpoints and exact resume.
 
 Exact resume: every step draws its patches and augmentations from a generator seeded by
-``(seed, step)``, and a checkpoint holds the model, optimizer, scheduler, step and torch RNG
-state, so a run killed at any point and resumed produces the same losses as one never stopped.
+``(seed, step)``, and ``latest.state.safetensors`` holds the model, optimizer, scheduler, step
+and torch RNG state (tensors as safetensors, their structure as JSON in its metadata: no
+pickle), so a run killed at any point and resumed produces the same losses and bit-identical
+weights as one never stopped.
+
+The run folder (``out_dir``)::
+
+    run.json                   the run's signature: inputs' identity and every option that shapes the result
+    latest.state.safetensors   everything a resume needs (written first)
+    latest.safetensors         the model at that step, a plain model checkpoint (written second)
+    best.safetensors           the model at the best validation (written before the state)
+    log.csv, tensorboard/      the losses
+
+Each file is replaced atomically. The state is self-contained (it holds the weights too), so a
+SIGKILL between two writes never pairs weights with another step's optimizer state; a ``latest``
+older than the state is written again on resume. A rerun resumes only the same run (see
+:func:`emseg.runs.check_same_run`; :data:`~emseg.train.config.RESUMABLE_FIELDS` may change);
+``overwrite`` deletes only these files. One trainer at a time holds a folder
+(:func:`emseg.io.lock.output_lock`). SIGINT stops at the end of the current step, saves
+``latest`` and raises :class:`TrainingInterrupted`; a second SIGINT stops at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
+import io
+import json
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import faults
 from ..runtime import cpu_bf16, memory_format, torch_device
-from .config import TrainConfig
+from .config import RESUMABLE_FIELDS, TrainConfig
 from .data import fit_normalization, load_train_volume, sample_patch, validation_patches
 
-__all__ = ["train", "TrainResult", "make_target"]
+__all__ = ["train", "TrainResult", "TrainingInterrupted", "make_target", "RUN_FILES"]
 log = logging.getLogger(__name__)
+
+RUN_FILES = ("run.json", "latest.state.safetensors", "latest.safetensors", "best.safetensors", "log.csv",
+             "tensorboard", "latest.safetensors.state")
+"""What the trainer writes in ``out_dir`` (the last: the pickled state of emseg before issue 12)."""
+_STATE = "latest.state.safetensors"
+_STATE_FORMAT, _RUN_FORMAT = "emseg-train-state", "emseg-train-run"
+_START_OVER = "delete the run folder or pass --overwrite to start over"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT stopped training at the end of a step; ``latest`` holds that step, so a rerun resumes exactly.
+
+    ``str(err)`` is the message for the user; ``err.step`` the step saved.
+    """
+
+    def __init__(self, message, step):
+        super().__init__(message)
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -34,6 +77,8 @@ class TrainResult:
     latest: str
     best: str | None
     patches_per_second: float
+    start_step: int = 0
+    """The step this call started from (> 0 when it resumed a run; = ``steps`` when it had already finished)."""
 
 
 def make_target(labels: np.ndarray, config: TrainConfig, voxel_size=None, from_mask=False):
@@ -75,17 +120,36 @@ def _loss_channels(config: TrainConfig):
 
 
 def build_model(config: TrainConfig, voxel_size):
+    """The UNet ``config.model`` describes; a bad argument is a ValueError naming ``model.KEY``."""
+    import inspect
+
     from ..models import UNet
 
     kwargs = dict(config.model)
     preset = kwargs.pop("preset", None)
+    if preset not in (None, "light2d"):
+        raise ValueError(f"model.preset must be light2d or absent; got {preset!r}")
+    valid = [p for p in inspect.signature(UNet.__init__).parameters if p not in ("self", "in_channels",
+                                                                                 "out_channels", "ndim")]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"model.{unknown[0]} is not a UNet argument (ndim follows patch_shape, the channels the "
+                         f"target); valid: preset, {', '.join(valid)}")
     ndim = len(config.patch_shape)
     common = dict(in_channels=1, out_channels=_out_channels(config))
-    if preset == "light2d":
-        return UNet.light2d(**common, **kwargs)
-    if ndim == 3 and voxel_size is not None and "kernel_sizes" not in kwargs:
-        return UNet.for_voxel_size(voxel_size, **common, **kwargs)
-    return UNet(ndim=ndim, **common, **kwargs)
+    try:
+        if preset == "light2d":
+            if ndim != 2:
+                raise ValueError(f"preset light2d is a 2D network but patch_shape {config.patch_shape} is 3D")
+            model = UNet.light2d(**common, **kwargs)
+        elif ndim == 3 and voxel_size is not None and "kernel_sizes" not in kwargs:
+            model = UNet.for_voxel_size(voxel_size, **common, **kwargs)
+        else:
+            model = UNet(ndim=ndim, **common, **kwargs)
+        model.check_input_shape(config.patch_shape)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model {config.model} with patch_shape {list(config.patch_shape)}: {err}") from None
+    return model
 
 
 def _batch(volumes, config, rng, norm, augmenter, voxel_size, from_mask):
@@ -102,22 +166,213 @@ def _batch(volumes, config, rng, norm, augmenter, voxel_size, from_mask):
     return np.stack(raws), np.stack(targets), np.stack(masks)
 
 
-def _save(path, model, config, norm, voxel_size, extra_state=None):
-    """Model weights (safetensors + metadata) and, for ``latest``, the trainer state; both atomic."""
-    import torch
-
+def _save(path, model, config, norm, voxel_size, step):
+    """The model at ``step`` as a plain checkpoint (safetensors + metadata), atomically."""
     from ..models import save_model
 
     meta = {"config": config.as_dict(), "normalization": norm.as_dict(), "voxel_size": voxel_size,
-            "target": config.target, "offsets": [list(o) for o in config.offsets]}
-    tmp = path + ".partial"
-    save_model(model, tmp, extra=meta)
-    os.replace(tmp, path)
-    if extra_state is not None:
-        state_tmp = path + ".state.partial"
-        torch.save(extra_state["state"], state_tmp)
-        os.replace(state_tmp, path + ".state")
+            "target": config.target, "offsets": [list(o) for o in config.offsets], "step": step}
+    save_model(model, path, extra=meta)
 
+
+# ---------------------------------------------------------------- trainer state: safetensors + JSON
+
+def _encode(obj, tensors):
+    """A JSON tree of ``obj`` with each tensor replaced by ``{"tensor": name}`` (tensors go to ``tensors``)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        name = str(len(tensors))
+        tensors[name] = obj.detach().cpu().contiguous()
+        return {"tensor": name}
+    if isinstance(obj, dict):  # keys may be ints (optimizer state): kept as they are
+        return {"dict": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"tuple": [_encode(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in the trainer state")
+
+
+def _decode(tree, tensors):
+    if isinstance(tree, list):
+        return [_decode(v, tensors) for v in tree]
+    if isinstance(tree, dict):
+        (kind, value), = tree.items()
+        if kind == "tensor":
+            return tensors[value]
+        if kind == "tuple":
+            return tuple(_decode(v, tensors) for v in value)
+        return {_decode(k, tensors): _decode(v, tensors) for k, v in value}
+    return tree
+
+
+def _save_state(path, state):
+    from safetensors.torch import save
+
+    from ..io.atomic import write_bytes_atomic
+
+    tensors = {}
+    tree = json.dumps(_encode(state, tensors))
+    write_bytes_atomic(path, save(tensors, metadata={"format": _STATE_FORMAT, "version": "1", "state": tree}))
+
+
+def _load_state(path):
+    """The state written by :func:`_save_state`; read without pickle, every bound checked first."""
+    from ..models.io import read_safetensors
+
+    metadata, tensors = read_safetensors(path, what="training state", fix=_START_OVER)
+    if metadata.get("format") != _STATE_FORMAT or metadata.get("version") != "1":
+        raise ValueError(f"training state {path!r} is not an emseg {_STATE_FORMAT} version 1 file (format "
+                         f"{metadata.get('format')!r}, version {metadata.get('version')!r}); {_START_OVER}")
+    try:
+        state = _decode(json.loads(metadata["state"]), tensors)
+        if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "step", "torch_rng"} <= set(state):
+            raise ValueError("fields are missing")
+    except (KeyError, ValueError, TypeError) as err:
+        raise ValueError(f"training state {path!r} is corrupt ({err}); {_START_OVER}") from None
+    return state
+
+
+def _restore(state, path, model, opt, sched, scaler, device):
+    """Load ``state`` into the training objects; the optimizer's moments take their parameters' memory layout."""
+    import torch
+
+    try:
+        model.load_state_dict(state["model"], strict=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if state.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"training state {path!r} does not fit this run's model and optimizer ({first}); "
+                         f"{_START_OVER}") from None
+    with torch.no_grad():  # saved contiguous; the uninterrupted run keeps them channels-last like the weights
+        for group in opt.param_groups:
+            for p in group["params"]:
+                for k, v in opt.state.get(p, {}).items():
+                    if isinstance(v, torch.Tensor) and v.shape == p.shape:
+                        opt.state[p][k] = torch.empty_like(p).copy_(v)
+
+
+# ---------------------------------------------------------------- the run folder
+
+def _signature(config):
+    from ..runs import run_signature
+
+    inputs = {}
+    for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
+        inputs[f"raw[{i}]"], inputs[f"labels[{i}]"] = r, lab
+    options = {k: v for k, v in config.as_dict().items() if k not in RESUMABLE_FIELDS + ("raw", "labels")}
+    return run_signature("train", inputs=inputs, options=options)
+
+
+def _run_files(out_dir):
+    """The trainer's files present in ``out_dir`` (tensorboard/ only when it holds event files)."""
+    if not os.path.isdir(out_dir):
+        return []
+    found = []
+    for name in RUN_FILES:
+        path = os.path.join(out_dir, name)
+        if name == "tensorboard":
+            if os.path.isdir(path) and any(n.startswith("events.out.tfevents.") for n in os.listdir(path)):
+                found.append(name)
+        elif os.path.lexists(path):
+            found.append(name)
+    return found
+
+
+def _check_out_dir(config, signature):
+    """``"new"``, ``"overwrite"`` or ``"resume"``; refuse (touching nothing) a folder holding another run."""
+    from ..runs import check_same_run
+
+    out = config.out_dir
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out_dir {out!r} is a file; give a folder for the run")
+    found = _run_files(out)
+    if not found:
+        return "new"
+    if config.overwrite:
+        return "overwrite"
+    run = os.path.join(out, "run.json")
+    if "run.json" not in found:
+        raise ValueError(f"out_dir {out!r} holds {', '.join(found)} but no run.json: a run of an older emseg or "
+                         "another program's files, which cannot be resumed safely; pass --overwrite to delete "
+                         f"those files and start over, or use another out_dir")
+    try:
+        with open(run, encoding="utf-8") as f:
+            recorded = json.load(f)
+        recorded = recorded["signature"] if recorded.get("format") == _RUN_FORMAT else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{run!r} is not an emseg training run record (corrupt, or another program's file); "
+                         "move it away, or pass --overwrite to delete it with the trainer's other files and start over")
+    check_same_run(recorded, signature, f"out_dir {out!r}",
+                   fix="pass --overwrite to start over, or use another out_dir")
+    if not config.resume:
+        raise ValueError(f"out_dir {out!r} holds this run already and resume is false; set resume: true to "
+                         "continue it, or pass --overwrite to start over")
+    return "resume"
+
+
+def _clear_run(out_dir, everything):
+    """Delete the trainer's files (``everything``) or only the temporaries of killed writes; nothing else."""
+    for name in os.listdir(out_dir):
+        if name.startswith(".emseg-partial-") and any(name.startswith(f".emseg-partial-{f}.") for f in RUN_FILES):
+            os.unlink(os.path.join(out_dir, name))
+        elif name.endswith(".partial") and name[:-8] in RUN_FILES:
+            os.unlink(os.path.join(out_dir, name))
+    if not everything:
+        return
+    for name in RUN_FILES:
+        path = os.path.join(out_dir, name)
+        if name == "tensorboard" and os.path.isdir(path) and not os.path.islink(path):
+            for event in os.listdir(path):
+                if event.startswith("events.out.tfevents."):
+                    os.unlink(os.path.join(path, event))
+            if not os.listdir(path):
+                os.rmdir(path)
+        elif os.path.lexists(path) and not os.path.isdir(path):
+            os.unlink(path)
+
+
+def _signature_hash(signature):
+    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- SIGINT: finish the step, save, stop
+
+@contextlib.contextmanager
+def _sigint_at_step_end():
+    """A dict whose ``"asked"`` turns True on SIGINT; a second SIGINT raises KeyboardInterrupt at once."""
+    flag = {"asked": False, "saved": None}
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, None):
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag["asked"]:
+            kept = f"the checkpoint of step {flag['saved']} is kept" if flag["saved"] else "no checkpoint was saved"
+            raise KeyboardInterrupt(f"interrupted twice: stopped at once; {kept}; run the same command again "
+                                    "to resume")
+        flag["asked"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ---------------------------------------------------------------- the loop
 
 def _schedule(step, config, total=None):
     """Linear warm-up, then cosine decay to 0 at ``total`` steps (default ``config.steps``)."""
@@ -152,33 +407,20 @@ def _validate(model, patches, config, norm, voxel_size, device, from_mask):
     return float(np.mean(losses)), float(iou)
 
 
-def train(config: TrainConfig, *, progress=False) -> TrainResult:
-    """Train a model as ``config`` says; returns where the checkpoints are and how it went.
-
-    Writes ``out_dir/latest.safetensors`` (+ ``.state`` with optimizer/scheduler/step/RNG),
-    ``out_dir/best.safetensors`` (best validation IoU of channel 0, or lowest loss) and
-    ``out_dir/log.csv``. With ``config.resume`` and an existing ``latest``, training continues
-    from it exactly.
-    """
-    import torch
-
-    if not config.raw:
-        raise ValueError("config.raw is empty: give at least one raw/labels pair to train on")
-    torch.manual_seed(config.seed)
-    if config.threads:
-        torch.set_num_threads(int(config.threads))
-    device = torch_device(config.device)
-    os.makedirs(config.out_dir, exist_ok=True)
-
+def _load_data(config):
     train_vols, val_vols = [], []
     for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
-        tv, vv = load_train_volume(r, lab, val_fraction=config.val_fraction, val_roi=config.val_roi, seed=config.seed + i)
+        tv, vv = load_train_volume(r, lab, val_fraction=config.val_fraction, val_roi=config.val_roi,
+                                   seed=config.seed + i)
         train_vols.append(tv)
         if vv is not None:
             val_vols.append(vv)
     voxel_size = list(config.voxel_size) if config.voxel_size else _voxel_size(config.raw[0])
     from_mask = config.target in ("bc", "bcd") and all(_is_mask(v.labels) for v in train_vols)
     norm = fit_normalization(train_vols[0].raw, config.normalization)
+    if not (math.isfinite(norm.low) and math.isfinite(norm.high)):
+        raise ValueError(f"raw {config.raw[0]}: the {config.normalization} normalization of its voxels is "
+                         f"{norm.low}..{norm.high}: the raw holds NaN/Inf values; fix the data")
     augmenter = None
     if config.augment:
         from .augment import Augmenter
@@ -187,8 +429,68 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
         vs = voxel_size[-len(config.patch_shape):] if voxel_size else [1.0] * len(config.patch_shape)
         augmenter = Augmenter(voxel_size=vs, seed=config.seed)
     val_set = [p for v in val_vols for p in validation_patches(v, config.patch_shape, config.val_patches, config.seed)]
+    return train_vols, val_set, voxel_size, from_mask, norm, augmenter
 
+
+def train(config: TrainConfig, *, progress=False) -> TrainResult:
+    """Train a model as ``config`` says; returns where the checkpoints are and how it went.
+
+    Writes ``out_dir/run.json``, ``latest.state.safetensors`` (model, optimizer, scheduler,
+    step, RNG), ``latest.safetensors``, ``best.safetensors`` (best validation IoU of channel 0,
+    or lowest loss) and ``log.csv``. An ``out_dir`` holding the same run (same inputs and
+    options but :data:`~emseg.train.config.RESUMABLE_FIELDS`) is resumed exactly when
+    ``config.resume``; one holding another run is refused unless ``config.overwrite``, which
+    deletes the trainer's files (:data:`RUN_FILES`) and nothing else.
+
+    Raises
+    ------
+    emseg.runs.RunMismatchError
+        ``out_dir`` holds another run; the message names the field that differs.
+    emseg.io.lock.OutputBusyError
+        Another trainer is writing ``out_dir``.
+    ValueError
+        Bad data, model or run folder; the loss became NaN/Inf (the message names the step).
+    TrainingInterrupted
+        On SIGINT, at the end of the current step, after saving ``latest``.
+    """
+    if not config.raw:
+        raise ValueError("config.raw is empty: give at least one raw/labels pair to train on")
+    signature = _signature(config)
+    _check_out_dir(config, signature)  # refuse another run before loading anything
+    train_vols, val_set, voxel_size, from_mask, norm, augmenter = _load_data(config)
+
+    import torch
+
+    from ..io.lock import output_lock
+
+    torch.manual_seed(config.seed)
+    if config.threads:
+        torch.set_num_threads(int(config.threads))
+    device = torch_device(config.device)
     model = build_model(config, voxel_size).to(device)
+    # until here SIGINT stops at once (nothing was written); from here on, at the end of a step
+    with _sigint_at_step_end() as interrupt:
+        os.makedirs(config.out_dir, exist_ok=True)
+        with output_lock(config.out_dir, what=f"out_dir {config.out_dir!r}"):  # one trainer per folder
+            mode = _check_out_dir(config, signature)  # again: under the lock
+            _clear_run(config.out_dir, everything=mode == "overwrite")
+            if mode != "resume":
+                from ..io.atomic import write_text_atomic
+
+                write_text_atomic(os.path.join(config.out_dir, "run.json"), json.dumps(
+                    {"format": _RUN_FORMAT, "version": 1, "signature": signature}, indent=1) + "\n")
+                faults.point("train.run_json")
+            return _train_loop(config, signature, model, device, train_vols, val_set, voxel_size, from_mask, norm,
+                               augmenter, progress, interrupt)
+
+
+def _train_loop(config, signature, model, device, train_vols, val_set, voxel_size, from_mask, norm, augmenter,
+                progress, interrupt):
+    import torch
+
+    from ..io.atomic import write_text_atomic
+    from .losses import segmentation_loss
+
     fmt = memory_format(model.ndim)
     model = model.to(memory_format=fmt)  # oneDNN/cuDNN run NHWC convolutions about 2x faster on CPU
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -201,30 +503,32 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
     latest = os.path.join(config.out_dir, "latest.safetensors")
+    state_path = os.path.join(config.out_dir, _STATE)
     best_path = os.path.join(config.out_dir, "best.safetensors")
+    sig_hash = _signature_hash(signature)
     step, best, best_step, bad_vals = 0, None, None, 0
-    if config.resume and os.path.exists(latest + ".state"):
-        from ..models import load_model
-
-        model.load_state_dict(load_model(latest).state_dict())
-        state = torch.load(latest + ".state", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        step, best_step, bad_vals = int(state["step"]), state.get("best_step"), int(state.get("bad_vals", 0))
-        best = state.get("best")
-        log.info("resumed from %s at step %d", latest, step)
-
-    from .losses import segmentation_loss
+    if config.resume and os.path.exists(state_path):
+        state = _load_state(state_path)
+        if state.get("signature") != sig_hash:
+            raise ValueError(f"training state {state_path!r} belongs to another run than run.json describes; "
+                             f"{_START_OVER}")
+        _restore(state, state_path, model, opt, sched, scaler, device)
+        step, best, best_step, bad_vals = int(state["step"]), state.get("best"), state.get("best_step"), \
+            int(state.get("bad_vals", 0))
+        budget["total"] = int(state.get("budget", config.steps))
+        if _checkpoint_step(latest) != step:  # killed between the state and the model: export the model again
+            _save(latest, model, config, norm, voxel_size, step)
+        log.info("resumed from %s at step %d", state_path, step)
 
     log_path = os.path.join(config.out_dir, "log.csv")
     rows = []
     if step and os.path.exists(log_path):  # drop what was logged after the checkpoint we resume from
         with open(log_path, newline="") as f:
             rows = [r for r in csv.reader(f)][1:]
-        rows = [r for r in rows if r and int(r[0]) <= step]
-    with open(log_path, "w", newline="") as f:
-        csv.writer(f).writerows([["step", "loss", "lr", "val_loss", "val_iou", "seconds"]] + rows)
+        rows = [r for r in rows if r and r[0].isdigit() and int(r[0]) <= step]
+    text = io.StringIO()
+    csv.writer(text).writerows([["step", "loss", "lr", "val_loss", "val_iou", "seconds"]] + rows)
+    write_text_atomic(log_path, text.getvalue())
     writer = _tensorboard(config.out_dir)
     bar = None
     if progress:
@@ -233,64 +537,103 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
         bar = tqdm(total=config.steps, initial=step, desc="train", unit="step")
     t0, start_step = time.perf_counter(), step
     model.train()
-    while step < config.steps:
-        rng = np.random.default_rng([config.seed, step])
-        raw, target, mask = _batch(train_vols, config, rng, norm, augmenter, voxel_size, from_mask)
-        x, t, m = (torch.from_numpy(a).to(device) for a in (raw, target, mask))
-        x = x.contiguous(memory_format=fmt)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            out = model(x)
-        loss = segmentation_loss(out.float(), t, loss=config.loss, mask=m, pos_weight=config.pos_weight,
-                                 channels=_loss_channels(config))
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        sched.step()
-        step += 1
-        loss_value = loss.item()
-        row = [step, loss_value, sched.get_last_lr()[0], "", "", round(time.perf_counter() - t0, 2)]
-        elapsed = time.perf_counter() - t0
-        stop = config.max_minutes is not None and elapsed > 60 * config.max_minutes
-        if config.max_minutes is not None and step - start_step >= 20:
-            per_step = elapsed / (step - start_step)
-            budget["total"] = min(config.steps, step + max(1, int((60 * config.max_minutes - elapsed) / per_step)))
-        checkpoint = step % config.val_every == 0 or step == config.steps or stop
-        improved = False
-        if checkpoint and val_set:
-            val_loss, val_iou = _validate(model, val_set, config, norm, voxel_size, device, from_mask)
-            row[3:5] = [val_loss, val_iou]
-            score = val_iou if config.target in ("binary", "boundary") else -val_loss
-            improved = best is None or score > best
-            best, best_step, bad_vals = (score, step, 0) if improved else (best, best_step, bad_vals + 1)
-        with open(log_path, "a", newline="") as f:  # the row first: a checkpoint never lacks its log
-            csv.writer(f).writerow(row)
-        if writer is not None:
-            writer.add_scalar("loss", loss_value, step)
-            if row[3] != "":
-                writer.add_scalar("val_loss", row[3], step)
-                writer.add_scalar("val_iou", row[4], step)
-        if checkpoint:
-            if improved:
-                _save(best_path, model, config, norm, voxel_size)
-            state = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
-                     "torch_rng": torch.get_rng_state(), "best": best, "best_step": best_step, "bad_vals": bad_vals}
-            _save(latest, model, config, norm, voxel_size, {"state": state})
-            if config.early_stopping and bad_vals >= config.early_stopping:
-                stop = True
+    try:
+        interrupt["saved"] = step or None
+        if interrupt["asked"]:
+            raise TrainingInterrupted(f"interrupted before step {step + 1}; the run folder holds step {step}; "
+                                      "run the same command again to resume", step)
+        while step < config.steps:
+            rng = np.random.default_rng([config.seed, step])
+            raw, target, mask = _batch(train_vols, config, rng, norm, augmenter, voxel_size, from_mask)
+            x, t, m = (torch.from_numpy(a).to(device) for a in (raw, target, mask))
+            x = x.contiguous(memory_format=fmt)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                out = model(x)
+            loss = segmentation_loss(out.float(), t, loss=config.loss, mask=m, pos_weight=config.pos_weight,
+                                     channels=_loss_channels(config))
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                kept = f"the checkpoint of step {interrupt['saved']} is kept" if interrupt["saved"] else \
+                    "no checkpoint was saved"
+                raise ValueError(f"loss became {loss_value} at step {step + 1}; check the raw data for NaN "
+                                 f"values or lower lr (now {config.lr:g}) and start over with --overwrite; {kept}")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            row = [step, loss_value, sched.get_last_lr()[0], "", "", round(time.perf_counter() - t0, 2)]
+            elapsed = time.perf_counter() - t0
+            stop = config.max_minutes is not None and elapsed > 60 * config.max_minutes
+            if config.max_minutes is not None and step - start_step >= 20:
+                per_step = elapsed / (step - start_step)
+                budget["total"] = min(config.steps,
+                                      step + max(1, int((60 * config.max_minutes - elapsed) / per_step)))
+            scheduled = step % config.val_every == 0 or step == config.steps or stop
+            checkpoint = scheduled or interrupt["asked"]  # SIGINT: an extra checkpoint, without validation
+            improved = False
+            if scheduled and val_set:
+                val_loss, val_iou = _validate(model, val_set, config, norm, voxel_size, device, from_mask)
+                row[3:5] = [val_loss, val_iou]
+                score = val_iou if config.target in ("binary", "boundary") else -val_loss
+                improved = best is None or score > best
+                best, best_step, bad_vals = (score, step, 0) if improved else (best, best_step, bad_vals + 1)
+            with open(log_path, "a", newline="") as f:  # the row first: a checkpoint never lacks its log
+                csv.writer(f).writerow(row)
+            faults.point(f"train.step:{step}")
+            if writer is not None:
+                writer.add_scalar("loss", loss_value, step)
+                if row[3] != "":
+                    writer.add_scalar("val_loss", row[3], step)
+                    writer.add_scalar("val_iou", row[4], step)
+            if checkpoint:  # best, then the state, then latest: a kill between two leaves a resumable state
+                if improved:
+                    _save(best_path, model, config, norm, voxel_size, step)
+                    faults.point(f"train.best:{step}")
+                state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "scheduler": sched.state_dict(), "step": step, "torch_rng": torch.get_rng_state(),
+                         "best": best, "best_step": best_step, "bad_vals": bad_vals, "budget": budget["total"],
+                         "signature": sig_hash}
+                if scaler.is_enabled():
+                    state["scaler"] = scaler.state_dict()
+                if device.type == "cuda":
+                    state["cuda_rng"] = torch.cuda.get_rng_state_all()
+                _save_state(state_path, state)
+                faults.point(f"train.state:{step}")
+                _save(latest, model, config, norm, voxel_size, step)
+                faults.point(f"train.latest:{step}")
+                interrupt["saved"] = step
+                if config.early_stopping and bad_vals >= config.early_stopping:
+                    stop = True
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_value:.4f}",
+                                **({"val_iou": f"{row[4]:.3f}"} if row[4] != "" else {}))
+                bar.update(1)
+            if interrupt["asked"]:
+                raise TrainingInterrupted(f"interrupted at step {step} of {config.steps}; checkpoint saved to "
+                                          f"{state_path}; run the same command again to resume", step)
+            if stop:
+                break
+    finally:
         if bar is not None:
-            bar.set_postfix(loss=f"{loss_value:.4f}", **({"val_iou": f"{row[4]:.3f}"} if row[4] != "" else {}))
-            bar.update(1)
-        if stop:
-            break
-    if bar is not None:
-        bar.close()
-    if writer is not None:
-        writer.close()
+            bar.close()
+        if writer is not None:
+            writer.close()
     seconds = time.perf_counter() - t0
     done = step - start_step
     return TrainResult(step, seconds, best, best_step, latest, best_path if os.path.exists(best_path) else None,
-                       done * config.batch_size / max(seconds, 1e-9))
+                       done * config.batch_size / max(seconds, 1e-9), start_step)
+
+
+def _checkpoint_step(path):
+    """The step a ``latest`` checkpoint was saved at, or None when it is missing or unreadable."""
+    from ..models import read_model_header
+
+    try:
+        return read_model_header(path).extra.get("step")
+    except (OSError, ValueError):
+        return None
 
 
 def _tensorboard(out_dir):

@@ -1,0 +1,391 @@
+"""The life of an output: locked, written under a hidden partial name, renamed into place when complete.
+
+Every writer of emseg (``write_volume``/``convert``, ``predict``, ``segment``, ``postprocess``)
+goes through :class:`Output`, so what stands at the requested path is always either complete or
+absent::
+
+    dir/.emseg-lock-NAME            the writer's lock (pid, host, start; flock: stale when it dies)
+    dir/.emseg-run-NAME.jsonl       the run record: its signature, then one line per finished block
+    dir/.emseg-partial-NAME         the output being written (a container holding KEY for keyed outputs)
+    dir/NAME                        appears only when complete (renamed, or KEY moved into the container)
+
+(``NAME`` is ``KEY@name`` with ``/`` as ``~`` for a dataset of a container.) A rerun with the same
+signature resumes the partial output; another signature is refused with the fields that differ;
+``overwrite`` starts over and replaces only the requested file or dataset, and only once the new
+one is complete. A completed output of a container format carries its signature in the ``emseg``
+attribute, so rerunning a finished command does nothing. Nothing is deleted unless its real path
+lies inside the output folder and carries one of the names above, or is the requested output itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+
+from .lock import output_lock
+from .paths import CONTAINERS, check_key, detect_format, inside_container, split_key
+
+__all__ = ["Output", "partial_location", "incomplete_hint", "read_run_attrs", "remove_ours", "sibling"]
+
+_OURS = (".emseg-partial-", ".emseg-run-", ".emseg-old-", ".emseg-scratch-", ".emseg-prob-")
+
+
+def _tag(key):
+    return key.replace("/", "~") + "@" if key else ""
+
+
+def sibling(path, key, prefix, suffix=""):
+    """``dir/PREFIX[KEY@]NAME[SUFFIX]``: where emseg keeps what belongs to the output ``path`` (``key``)."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(folder, f"{prefix}{_tag(key)}{name}{suffix}")
+
+
+def partial_location(path, key=None) -> str:
+    """The hidden path an output of ``path`` (``key``) is written to until it is complete."""
+    return sibling(path, key, ".emseg-partial-")
+
+
+def incomplete_hint(path, key=None) -> str:
+    """A sentence to add to "does not exist" when an interrupted run left a partial output of ``path``."""
+    path, key = split_key(os.fspath(path), key)
+    p = partial_location(path, key)
+    if os.path.exists(p):
+        return (f" (an incomplete output of an interrupted run is at {p}: rerun the same command to resume, "
+                "or pass --overwrite to start over)")
+    return ""
+
+
+def remove_ours(path, folder=None):
+    """Delete ``path`` (file or folder) if it is one of emseg's own names in ``folder``; else refuse."""
+    real = os.path.realpath(path)
+    folder = os.path.realpath(folder or os.path.dirname(os.path.abspath(path)))
+    if os.path.dirname(real) != folder or not os.path.basename(real).startswith(_OURS):
+        raise RuntimeError(f"refusing to delete {path}: not one of emseg's own files in {folder}")
+    _rmtree(path)
+
+
+def _rmtree(path):
+    # Zarr writes from its own I/O thread: a chunk in flight when we were interrupted can land
+    # after the first removal, so look again after a moment.
+    for _ in range(100):
+        if not os.path.lexists(path):
+            return
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        time.sleep(0.02)
+
+
+# -- the emseg attribute of a finished output -------------------------------------------------------------
+
+def write_run_attrs(path, key, fmt, attrs) -> None:
+    """Store ``attrs`` as the ``emseg`` attribute of the dataset (HDF5, Zarr, N5); other formats keep none."""
+    if fmt == "zarr":
+        import zarr
+
+        root = zarr.open(str(path), mode="r+")
+        node = root[key] if key else root
+        node.attrs["emseg"] = attrs
+        if isinstance(node, zarr.Group) and "0" in node:  # an OME-Zarr image: its array says it too
+            node["0"].attrs["emseg"] = attrs
+    elif fmt == "n5":
+        from .n5 import write_n5_attrs
+
+        write_n5_attrs(path, key or "", {"emseg": attrs})
+    elif fmt == "hdf5":
+        import h5py
+
+        with h5py.File(path, "a") as f:
+            f[key].attrs["emseg"] = json.dumps(attrs)
+
+
+def read_run_attrs(path, key=None, fmt=None) -> dict | None:
+    """The ``emseg`` attribute of a dataset written by emseg, or None (no such attribute, or unreadable)."""
+    path, key = split_key(os.fspath(path), key)
+    try:
+        fmt = fmt or detect_format(path)
+        if fmt == "zarr":
+            import zarr
+
+            root = zarr.open(str(path), mode="r")
+            node = root[key] if key else root
+            value = node.attrs.get("emseg")
+        elif fmt == "n5":
+            from .n5 import read_n5_attrs
+
+            value = read_n5_attrs(path, key or "").get("emseg")
+        elif fmt == "hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                value = f[key].attrs.get("emseg") if key in f else None
+            value = json.loads(value) if isinstance(value, (str, bytes)) else None
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - an unreadable attribute is no attribute
+        return None
+    return value if isinstance(value, dict) else None
+
+
+# -- the output ---------------------------------------------------------------------------------------------
+
+class Output:
+    """An output being written: lock, run record, partial location, commit.
+
+    Use as a context manager::
+
+        with Output("pred.zarr", signature=sig, overwrite=False) as o:
+            if o.complete:            # this very run finished before: nothing to do
+                ...
+            vol = o.create(shape, dtype, chunks=..., voxel_size=...)   # or reopens the partial
+            ... write blocks, o.record.mark(i) ...
+            o.commit({"kind": "prediction"})
+
+    Parameters
+    ----------
+    path, key : the requested output (``file.h5:key`` allowed).
+    signature : dict
+        The run's :func:`emseg.runs.run_signature`; the record starts with it.
+    overwrite : bool
+        Start over: an existing partial output is discarded and, at commit, the existing output
+        (that file, or that dataset of its container) is replaced.
+    resume : bool
+        False: discard a partial output of this run instead of continuing it.
+    complete_ok : bool, optional
+        Whether a finished output carrying this very signature counts as done (``complete``),
+        rather than as existing data to refuse; default ``resumable``.
+    resumable : bool
+        Keep the partial output when interrupted so a rerun with the same signature continues it
+        (block outputs); False for writes that start over (conversion).
+    """
+
+    def __init__(self, path, key=None, *, signature, overwrite=False, resumable=True, resume=True, format=None,
+                 what=None, complete_ok=None):
+        self.path, self.key = split_key(os.fspath(path), key)
+        self.fmt = detect_format(self.path, format, for_writing=True)
+        if self.key is not None and self.fmt not in CONTAINERS:
+            raise ValueError(f"{self.path}: a {self.fmt} file holds one volume; drop the key {self.key!r}")
+        self.key = check_key(self.path, self.key)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{self.path}: output folder {folder} does not exist")
+        self.folder = folder
+        self.name = self.path + (f":{self.key}" if self.key else "")
+        self.what = what or self.name
+        self.keyed = self.key is not None and self.fmt in CONTAINERS
+        self.tmp_path, self.tmp_key = partial_location(self.path, self.key if self.keyed else None), self.key
+        self.record_file = sibling(self.path, self.key if self.keyed else None, ".emseg-run-", ".jsonl")
+        self.signature, self.overwrite, self.resumable, self.resume = signature, overwrite, resumable, resume
+        self.complete_ok = resumable if complete_ok is None else complete_ok
+        self.complete, self.record, self.resumed = False, None, False
+        self.zarr_format = None
+        self._stack = contextlib.ExitStack()
+
+    # lifetime ------------------------------------------------------------------------------------------
+    def __enter__(self):
+        try:
+            self._stack.enter_context(output_lock(self.path, self.key if self.keyed else None, what=self.name))
+            if self.keyed:  # nobody may be writing the whole container meanwhile
+                with output_lock(self.path, what=self.path):
+                    pass
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        try:
+            if self.record is not None:
+                self.record.close()
+            if kind is not None and not self.resumable:
+                self.discard()
+        finally:
+            self._stack.close()
+
+    def _start(self):
+        from ..execute import BlockRecord, read_record_head
+
+        if self.exists():
+            recorded = read_run_attrs(self.path, self.key, self.fmt)
+            if (self.complete_ok and not self.overwrite and recorded and recorded.get("complete")
+                    and recorded.get("signature") == self.signature):
+                self.complete = True
+                if os.path.exists(self.record_file):
+                    remove_ours(self.record_file, self.folder)
+                return
+            if not self.overwrite:
+                raise FileExistsError(self._exists_message(recorded))
+        self._drop_old()
+        if self.keyed and self.fmt == "zarr" and os.path.isdir(self.path):
+            self.zarr_format = 3 if os.path.exists(os.path.join(self.path, "zarr.json")) else 2
+        head = read_record_head(self.record_file) if os.path.exists(self.record_file) else None
+        resume = False
+        if head is not None and os.path.exists(self.tmp_path):
+            same = head.get("signature") == self.signature
+            if same and self.resumable and self.resume and not self.overwrite:
+                resume = True
+            elif not same and head.get("resumable") and not self.overwrite and self.resume:
+                from ..runs import check_same_run
+
+                check_same_run(head.get("signature"), self.signature,
+                               f"{self.name} (its incomplete output at {self.tmp_path})",
+                               fix="pass --overwrite to discard it and start over, or write to another output")
+        if not resume:
+            self.discard()
+        self.record = BlockRecord(self.record_file, self.signature, resume=resume, what=self.name,
+                                  resumable=self.resumable)
+        self.resumed = resume
+
+    def _drop_old(self):
+        """Remove the previous version of the output left by a run killed while replacing it (--overwrite)."""
+        if self.keyed and self.fmt in ("zarr", "n5") and os.path.isdir(self.path):
+            parent, _, name = self.key.rpartition("/")
+            folder = inside_container(self.path, parent) if parent else os.path.realpath(self.path)
+            old = os.path.join(folder, f".emseg-old-{name}")
+            if os.path.lexists(old):
+                remove_ours(old, folder)
+        elif not self.keyed:
+            old = sibling(self.path, None, ".emseg-old-")
+            if os.path.lexists(old):
+                remove_ours(old, self.folder)
+
+    def _exists_message(self, recorded):
+        if recorded and (recorded.get("signature") or {}).get("command") == self.signature.get("command"):
+            from ..runs import differences
+
+            diff = differences(recorded["signature"], self.signature)
+            if diff:
+                return (f"{self.name} already holds the output of another run ({'; '.join(diff[:3])}); "
+                        "pass --overwrite to replace it, or write to another output")
+        what = "already holds a dataset" if self.keyed else "already exists"
+        return f"{self.name} {what}; pass --overwrite to replace it, or write to another output"
+
+    def exists(self) -> bool:
+        """Whether the requested output (that file/folder, or that key of its container) exists."""
+        if not os.path.lexists(self.path):
+            return False
+        if not self.keyed:
+            return True
+        if self.fmt == "hdf5":
+            import h5py
+
+            try:
+                with h5py.File(self.path, "r") as f:
+                    return self.key in f
+            except OSError as e:
+                raise ValueError(f"{self.path}: cannot open the existing HDF5 file to add {self.key!r} "
+                                 f"({e}); write to another file") from None
+        return os.path.exists(inside_container(self.path, self.key))
+
+    # writing ------------------------------------------------------------------------------------------
+    def create(self, shape, dtype, *, chunks=None, voxel_size=None, offset=None, axes=None, compression="default",
+               zarr_format=2):
+        """The partial volume to write into: created, or reopened when this run resumes."""
+        from .access import create_volume, open_volume
+
+        zarr_format = self.zarr_format or zarr_format
+        if self.resumed:
+            vol = open_volume(self.tmp_path, self.tmp_key, mode="r+", format=self.fmt)
+            if tuple(vol.shape) == tuple(shape) and str(vol.dtype) == str(__import__("numpy").dtype(dtype)):
+                return vol
+            vol.close()  # another shape with the same signature cannot happen; start over to be safe
+            self.record.close()
+            self.discard()
+            from ..execute import BlockRecord
+
+            self.record = BlockRecord(self.record_file, self.signature, resume=False, what=self.name,
+                                      resumable=self.resumable)
+            self.resumed = False
+        return create_volume(self.tmp_path, shape, dtype, chunks, voxel_size, key=self.tmp_key, offset=offset,
+                             axes=axes, format=self.fmt, compression=compression, zarr_format=zarr_format,
+                             overwrite=True)
+
+    @property
+    def done(self) -> set:
+        return self.record.done if self.record is not None else set()
+
+    def discard(self):
+        """Remove this output's partial data and record (never anything else)."""
+        if self.record is not None:
+            self.record.close()
+        for p in (self.tmp_path, self.record_file):
+            if os.path.lexists(p):
+                remove_ours(p, self.folder)
+
+    def commit(self, attrs=None):
+        """Mark the partial output complete and move it to the requested path (replacing only that output)."""
+        from .. import faults
+
+        if self.fmt in CONTAINERS:
+            write_run_attrs(self.tmp_path, self.tmp_key, self.fmt,
+                            {"signature": self.signature, "complete": True, **(attrs or {})})
+        faults.point("commit")
+        if self.record is not None:
+            self.record.close()
+        with output_lock(self.path, what=self.path, wait=60) if self.keyed else contextlib.nullcontext():
+            if self.exists() and not self.overwrite:
+                raise FileExistsError(f"{self.name} appeared while this run was writing; the complete result is "
+                                      f"kept at {self.tmp_path}: move it yourself, or rerun with --overwrite")
+            if self.keyed and os.path.exists(self.path):
+                self._move_key()
+            else:
+                self._replace_whole()
+        faults.point("committed")
+        if os.path.exists(self.record_file):
+            remove_ours(self.record_file, self.folder)
+
+    def _replace_whole(self):
+        from .. import faults
+
+        if os.path.lexists(self.path):
+            old = sibling(self.path, None, ".emseg-old-")
+            if os.path.lexists(old):
+                remove_ours(old, self.folder)
+            os.replace(self.path, old)
+            faults.point("moved-old")
+            os.replace(self.tmp_path, self.path)
+            remove_ours(old, self.folder)
+        else:
+            os.replace(self.tmp_path, self.path)
+
+    def _move_key(self):
+        parent, _, name = self.key.rpartition("/")
+        if self.fmt == "hdf5":
+            import h5py
+
+            staging = f"{parent + '/' if parent else ''}.emseg-partial-{name}"
+            with h5py.File(self.path, "a") as f, h5py.File(self.tmp_path, "r") as src:
+                if staging in f:
+                    del f[staging]
+                f.copy(src[self.tmp_key], f.require_group(parent) if parent else f, name=staging.rpartition("/")[2])
+                if self.key in f:
+                    del f[self.key]
+                f.move(staging, self.key)
+            remove_ours(self.tmp_path, self.folder)
+            return
+        src = os.path.join(self.tmp_path, self.key)
+        dst = inside_container(self.path, self.key)
+        if parent:
+            if self.fmt == "zarr":
+                import zarr
+
+                fmt = 3 if os.path.exists(os.path.join(self.path, "zarr.json")) else 2
+                zarr.open_group(str(self.path), mode="a", path=parent, zarr_format=fmt)
+            else:
+                os.makedirs(inside_container(self.path, parent), exist_ok=True)
+        if os.path.lexists(dst):
+            old = os.path.join(os.path.dirname(dst), f".emseg-old-{name}")
+            if os.path.lexists(old):
+                remove_ours(old, os.path.dirname(dst))
+            os.replace(dst, old)
+            os.replace(src, dst)
+            remove_ours(old, os.path.dirname(dst))
+        else:
+            os.replace(src, dst)
+        remove_ours(self.tmp_path, self.folder)
