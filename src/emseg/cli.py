@@ -437,7 +437,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt as e:
         if args.debug:
             raise
-        text = str(e) or "interrupted"
+        text = str(e) or ("interrupted; the finished blocks are kept: run the same command again to resume"
+                          if args.command in ("predict", "segment", "postprocess") else "interrupted")
         print(f"emseg {args.command}: {text}", file=sys.stderr)
         return 130
     except MemoryError:

@@ -139,8 +139,8 @@ def run_blocks(fn, spec, pending, *, local=None, stages=None, workers=2, schedul
     finished = [0]
 
     def count(index):
-        finished[0] += 1
         _done(index, record, bar, sizes)
+        finished[0] += 1  # after the record: an interrupt inside mark() does not over-report
 
     try:
         if scheduler is None and stages is not None:
@@ -232,7 +232,7 @@ def _done(index, record, bar, sizes):
 
 
 def _run_threads(fn, spec, pending, local, workers, count, stop):
-    from concurrent.futures import ThreadPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     if workers <= 1:  # serial: easy to debug, exceptions with their own traceback
         for i in pending:
@@ -241,28 +241,29 @@ def _run_threads(fn, spec, pending, local, workers, count, stop):
             count(fn(spec, i, **local))
         return
     pool = ThreadPoolExecutor(workers)
-    futures, counted = [], set()
-
-    def guarded(i):
-        if stop.is_set():
-            return None
-        return fn(spec, i, **local)
-
+    running = set()
+    todo = iter(pending)
     try:
-        futures = [pool.submit(guarded, i) for i in pending]
-        for fut in as_completed(futures):
-            index = fut.result()
-            counted.add(fut)
-            if index is not None:
-                count(index)
+        # a few blocks in flight at a time: no future per block of a 500k-block volume up front
+        for i in todo:
+            running.add(pool.submit(fn, spec, i, **local))
+            if len(running) < 2 * workers:
+                continue
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                count(fut.result())
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                count(fut.result())
     except BaseException:
         stop.set()
-        for fut in futures:
+        for fut in running:
             fut.cancel()
-        _drain([f for f in futures if f not in counted], count)
+        _drain(running, count)
         raise
     finally:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _drain(futures, count):
@@ -279,7 +280,7 @@ def _drain(futures, count):
 
 
 def _run_pipelined(stages, spec, pending, workers, count, stop):
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
     read, compute, write = stages
     lock = threading.Lock()
@@ -316,12 +317,18 @@ def _run_pipelined(stages, spec, pending, workers, count, stop):
     pool = ThreadPoolExecutor(n)
     futures = [pool.submit(stream, list(pending[s::n])) for s in range(n)]
     try:
+        from concurrent.futures import FIRST_EXCEPTION
+
+        wait(futures, return_when=FIRST_EXCEPTION)  # an error in any stream stops the others at once
+        for fut in futures:
+            if fut.done() and fut.exception() is not None:
+                stop.set()
+                wait(futures)
+                fut.result()
         for fut in futures:
             fut.result()
     except BaseException:
         stop.set()
-        from concurrent.futures import wait
-
         try:
             wait(futures)
         except KeyboardInterrupt:

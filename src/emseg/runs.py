@@ -23,6 +23,7 @@ __all__ = ["input_identity", "file_checksum", "run_signature", "differences", "c
 
 _SAMPLES = 9          # regions read for the content fingerprint
 _SAMPLE_VOXELS = 32768  # voxels per region at most (32×32×32)
+_MAX_STATS = 20000     # chunk files whose size and time are taken (beyond it only the content samples tell)
 
 
 class RunMismatchError(ValueError):
@@ -45,12 +46,36 @@ def _stat_identity(path):
         return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
     names = sorted(os.listdir(path))
     meta = [n for n in names if n in (".zarray", ".zgroup", ".zattrs", "zarr.json", "attributes.json")]
-    if meta:  # a chunked store: chunks are too many to list on a TB volume; the fingerprint samples them
-        stats = [os.stat(os.path.join(path, n)) for n in meta]
-        return {"size": sum(s.st_size for s in stats), "mtime_ns": max(s.st_mtime_ns for s in stats)}
+    if meta:  # a chunked store: every chunk file's size and time while they are few, else the first _MAX_STATS
+        size, newest, seen = 0, 0, 0
+        for root, folders, files in os.walk(path):
+            folders.sort()
+            for name in sorted(files):
+                st = os.stat(os.path.join(root, name))
+                size, newest, seen = size + st.st_size, max(newest, st.st_mtime_ns), seen + 1
+            if seen >= _MAX_STATS:
+                break
+        return {"size": size, "mtime_ns": newest, "files": seen if seen < _MAX_STATS else f">={_MAX_STATS}"}
     stats = [os.stat(os.path.join(path, n)) for n in names if not n.startswith(".")]
     return {"files": len(stats), "size": sum(s.st_size for s in stats),
             "mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+
+
+def _hdf5_identity(file, key):
+    """A dataset of an HDF5 file: its storage size and where its chunks lie (the file's own size and time
+    change whenever any dataset of it is written, e.g. an output added beside the input)."""
+    import h5py
+
+    with h5py.File(file, "r") as f:
+        ds = f[key]
+        h = hashlib.sha256()
+        if ds.chunks is not None:
+            for i in range(min(ds.id.get_num_chunks(), _MAX_STATS)):
+                info = ds.id.get_chunk_info(i)
+                h.update(f"{info.chunk_offset}{info.byte_offset}:{info.size};".encode())
+        else:
+            h.update(str(ds.id.get_offset()).encode())
+        return {"size": int(ds.id.get_storage_size()), "layout": h.hexdigest()}
 
 
 def _sample_regions(shape, chunks):
@@ -101,9 +126,10 @@ def input_identity(path, vol=None) -> dict:
     close = vol is None
     vol = open_volume(path) if vol is None else vol
     try:
+        stats = _hdf5_identity(file, key) if key is not None and getattr(vol, "format", None) == "hdf5" \
+            else _stat_identity(file if key is None else _node(file, key))
         ident = {"path": os.path.abspath(file), "key": key, "shape": [int(n) for n in vol.shape],
-                 "dtype": str(np.dtype(vol.dtype)), **_stat_identity(file if key is None else _node(file, key)),
-                 "fingerprint": content_fingerprint(vol)}
+                 "dtype": str(np.dtype(vol.dtype)), **stats, "fingerprint": content_fingerprint(vol)}
     finally:
         if close:
             vol.close()

@@ -80,7 +80,7 @@ def test_partial_location_and_incomplete_hint(tmp_path):
     from emseg.io.output import incomplete_hint, partial_location
 
     assert partial_location("pred.zarr") == str(tmp_path / ".emseg-partial-pred.zarr")
-    assert partial_location("cells.h5", "volumes/labels") == str(tmp_path / ".emseg-partial-volumes~labels@cells.h5")
+    assert partial_location("cells.h5", "volumes/labels") == str(tmp_path / ".emseg-partial-volumes%2Flabels@cells.h5")
     assert incomplete_hint("pred.zarr") == ""
     os.mkdir(partial_location("pred.zarr"))
     hint = incomplete_hint("pred.zarr")

@@ -184,9 +184,34 @@ def test_overwrite_killed_between_old_and_new_keeps_a_complete_result(tmp_path):
     assert "moved-old" in points
     shutil.rmtree("out.zarr")
     assert emseg(*args).returncode == 0
+    before = tree("out.zarr")
     r = emseg(*args, "--overwrite", "--tta", "flips", faults=f"kill:{points.index('moved-old') + 1}")
     assert r.returncode == -9 and not os.path.exists("out.zarr")  # the old one moved aside, the new one complete
-    r = emseg(*args, "--tta", "flips")  # the same run: it finds its finished partial output and commits it
-    assert r.returncode == 0, r.stderr
+    # the next run puts the old one back first: without --overwrite it is refused, and kept
+    one_line_error(emseg(*args, "--tta", "flips"), "predict", "out.zarr", "--overwrite")
+    assert tree("out.zarr") == before
+    r = emseg(*args, "--overwrite", "--tta", "flips")  # the same run: its finished partial output is committed
+    assert r.returncode == 0 and "predicted 0 of" in r.stdout, (r.stdout, r.stderr)
     assert not [n for n in os.listdir(".") if n.startswith(".emseg-")], os.listdir(".")
+    assert emseg(*args, "--tta", "flips").returncode == 0  # finished: nothing to do
     one_line_error(emseg(*args), "predict", "options.tta")
+
+
+def test_a_conversion_killed_while_replacing_never_loses_the_old_output(tmp_path):
+    from harness import fault_points
+
+    write_volume("src.tif", np.full((4, 32, 32), 1, np.uint8))
+    write_volume("new.tif", np.full((4, 32, 32), 2, np.uint8))
+    write_volume("other.tif", np.full((4, 32, 32), 3, np.uint8))
+    assert emseg("convert", "src.tif", "u.zarr").returncode == 0
+    before = tree("u.zarr")
+    points = fault_points("convert", "new.tif", "v.zarr", "--overwrite")
+    assert "moved-old" not in points  # v.zarr did not exist: nothing to move aside
+    points = fault_points("convert", "new.tif", "v.zarr", "--overwrite")
+    r = emseg("convert", "new.tif", "u.zarr", "--overwrite", faults=f"kill:{points.index('moved-old') + 1}")
+    assert r.returncode == -9 and not os.path.exists("u.zarr")
+    one_line_error(emseg("convert", "other.tif", "u.zarr"), "convert", "u.zarr", "--overwrite")
+    assert tree("u.zarr") == before  # put back, not deleted
+    assert emseg("convert", "new.tif", "u.zarr", "--overwrite").returncode == 0
+    assert read_volume("u.zarr").min() == 2
+    assert not [n for n in os.listdir(".") if n.startswith(".emseg-")], os.listdir(".")

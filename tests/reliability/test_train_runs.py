@@ -25,6 +25,8 @@ import pytest
 from emseg.data.synthetic import synthetic_em
 from emseg.io import write_volume
 
+from harness import wait_for
+
 STEPS = 40
 
 
@@ -124,17 +126,19 @@ def clean(data):
     return out
 
 
-def _wait(proc, log, rows, old_inode, timeout=60):
-    """Until ``log`` (rewritten by this process: another inode) has ``rows`` rows, or the process ends."""
-    deadline = time.monotonic() + timeout
-    while proc.poll() is None and time.monotonic() < deadline:
+def _log_rewritten_with(proc, log, rows, old_inode):
+    """A condition for ``wait_for``: ``log`` (rewritten by this process: another inode) has ``rows`` rows,
+    or the process ended."""
+    def ready():
+        if proc.poll() is not None:
+            return True
         try:
             fresh = os.stat(log).st_ino != old_inode
         except FileNotFoundError:
             fresh = False
-        if fresh and len(_rows(log)) >= rows:
-            return
-        time.sleep(0.002)
+        return fresh and len(_rows(log)) >= rows
+
+    return ready
 
 
 def _inode(path):
@@ -195,7 +199,8 @@ def test_sigkill_and_sigint_at_points_spread_over_the_run_then_rerun_is_bit_iden
         resumed, _ = _saved_steps(out)
         if target == "sigint":
             proc = _start(config)
-            _wait(proc, out / "log.csv", 3 * STEPS // 5, _inode(out / "log.csv"))
+            wait_for(_log_rewritten_with(proc, out / "log.csv", 3 * STEPS // 5, _inode(out / "log.csv")),
+                     what=f"{3 * STEPS // 5} rows in the rewritten log.csv")
             assert 3 * STEPS // 5 <= _interrupt(proc, out) < STEPS
             continue
         fresh = not (out / "run.json").exists()

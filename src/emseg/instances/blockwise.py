@@ -187,6 +187,12 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
             _relabel(spec, blocks, out_vol, o.record, workers, scheduler, progress, n_objects, where=o.tmp_path)
         finally:
             out_vol.close()
+        missing = [i for i in range(len(blocks)) if i not in o.done]
+        if missing:
+            raise RuntimeError(f"{out_path}: {len(missing)} blocks are not recorded as written (e.g. block "
+                               f"{missing[0]}); not committing an incomplete output: run the same command again")
+        if pred_path is not None:
+            pred_vol.close()  # the input may live in the same HDF5 file, which the commit opens for writing
         o.commit({"kind": "labels", "method": method, "n_objects": n_objects})
     if not keep_scratch:
         remove_ours(scratch) if own_scratch else shutil.rmtree(scratch, ignore_errors=True)
@@ -230,7 +236,8 @@ def _passes(spec, signature, blocks, pred_vol, scratch, resume, overwrite, worke
         pending = [i for i in range(len(blocks)) if i not in frag_record.done]
         run_blocks(_segment_block, _public(spec), pending, local=dict(pred=pred_vol, frag=frag), workers=workers,
                    scheduler=scheduler, record=frag_record, progress=progress, sizes=sizes,
-                   desc=f"segment ({spec['method']})", stop=threading.Event(), where=where or str(scratch))
+                   desc=f"segment ({spec['method']})", stop=threading.Event(),
+                   where=f"{scratch} (pass 1 of 3: segmenting blocks)")
     finally:
         frag_record.close()
     return _stitch(_public(spec), blocks)
@@ -512,4 +519,6 @@ def _relabel_block(spec, index, frag=None, out=None):
     m = ids != 0
     res[m] = final[np.searchsorted(nodes, ids[m])]
     out[write] = res.astype(out.dtype, copy=False)
+    if hasattr(out, "flush"):
+        out.flush()  # on disk before the block is recorded as done
     return index

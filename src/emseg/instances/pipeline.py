@@ -136,6 +136,7 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
     from ..io.paths import split_key
 
     from ..io.lock import OutputBusyError
+    from ..runtime import torch_device
     from ..predict.blockwise import PredictResult, _model_identity
     from ..runs import input_identity, run_signature
     from .blockwise import SegmentResult
@@ -149,7 +150,8 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
                              [_model_identity(m, as_predictor(m, device=device)) for m in models],
                              {"method": method, "params": params, "offsets": offsets, "tta": tta, "z_filter": z_filter,
                               "min_size": auto_min if min_size is None else min_size, "task": task,
-                              "block_shape": block_shape})
+                              "block_shape": block_shape, "prediction_dtype": "float16",
+                              "device": str(torch_device(device).type)})
     if resume and not overwrite:
         done = _finished(out, pipeline, None if keep else sibling(path, key, ".emseg-prob-", ".zarr"))
         if done is not None:

@@ -197,11 +197,8 @@ def create_volume(path, shape, dtype, chunks=None, voxel_size=None, *, key=None,
     return create_n5_volume(path, key, shape, dtype, chunks, meta, compression)
 
 
-def _remove_existing(path, key, fmt, overwrite, delete=True):
-    """Refuse (or, with overwrite, delete) what already stands at ``path``/``key``.
-
-    ``delete=False`` only checks, so a write can fail early without touching the old data.
-    """
+def _remove_existing(path, key, fmt, overwrite):
+    """Refuse (or, with overwrite, delete) what already stands at ``path``/``key``; a link is unlinked, not followed."""
     from .paths import check_key, inside_container
 
     key = check_key(path, key)
@@ -209,27 +206,25 @@ def _remove_existing(path, key, fmt, overwrite, delete=True):
         if os.path.lexists(path):
             if not overwrite:
                 raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) to replace it")
-            if delete:
-                shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
         return
     if not os.path.exists(path):
         return
     if fmt == "hdf5":
         import h5py
 
-        with h5py.File(path, "a" if delete else "r") as f:
+        with h5py.File(path, "a") as f:
             if key in f:
                 if not overwrite:
                     raise FileExistsError(f"{path} already holds {key!r}; pass overwrite=True to replace it")
-                if delete:
-                    del f[key]
+                del f[key]
     else:
-        node = inside_container(path, key)
-        if os.path.exists(node):
+        inside_container(path, key)  # refuses keys and links that leave the container
+        node = os.path.join(path, *key.split("/"))
+        if os.path.lexists(node):
             if not overwrite:
                 raise FileExistsError(f"{path} already holds {key!r}; pass overwrite=True to replace it")
-            if delete:
-                shutil.rmtree(node)
+            os.remove(node) if os.path.islink(node) else shutil.rmtree(node)
 
 
 def write_volume(path, data, *, key=None, voxel_size=None, offset=None, axes=None, chunks=None, format=None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .access import _write, open_volume
 
 __all__ = ["convert_volume"]
@@ -38,6 +40,13 @@ def convert_volume(src, dst, *, chunks=None, voxel_size=None, format=None, compr
     ((30.0, 4.0, 4.0), (1, 32, 32))
     """
     from ..runs import input_identity, run_signature
+    from .paths import detect_format, split_key
+
+    (src_file, _), (dst_file, _) = split_key(os.fspath(src)), split_key(os.fspath(dst))
+    if os.path.exists(dst_file) and os.path.realpath(src_file) == os.path.realpath(dst_file) and \
+            detect_format(dst_file, format) == "hdf5":
+        raise ValueError(f"{dst}: converting into the HDF5 file that is being read is not supported (HDF5 allows one "
+                         "writer and no reader at once); write to another file")
 
     with open_volume(src) as vol:
         signature = run_signature("convert", {"input": input_identity(src, vol)},

@@ -24,9 +24,11 @@ class OutputBusyError(FileExistsError):
 
 
 def lock_path(path, key=None) -> str:
-    """``dir/.emseg-lock-NAME`` (``NAME`` with the key, ``/`` as ``~``, for a dataset of a container)."""
+    """``dir/.emseg-lock-NAME`` (``NAME`` is ``KEY@name``, the key percent-encoded, for a dataset of a container)."""
+    from urllib.parse import quote
+
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
-    tag = (key.replace("/", "~") + "@") if key else ""
+    tag = (quote(key, safe="") + "@") if key else ""
     return os.path.join(folder, f".emseg-lock-{tag}{name}")
 
 

@@ -9,7 +9,7 @@ absent::
     dir/.emseg-partial-NAME         the output being written (a container holding KEY for keyed outputs)
     dir/NAME                        appears only when complete (renamed, or KEY moved into the container)
 
-(``NAME`` is ``KEY@name`` with ``/`` as ``~`` for a dataset of a container.) A rerun with the same
+(``NAME`` is ``KEY@name``, the key percent-encoded, for a dataset of a container.) A rerun with the same
 signature resumes the partial output; another signature is refused with the fields that differ;
 ``overwrite`` starts over and replaces only the requested file or dataset, and only once the new
 one is complete. A completed output of a container format carries its signature in the ``emseg``
@@ -34,7 +34,9 @@ _OURS = (".emseg-partial-", ".emseg-run-", ".emseg-old-", ".emseg-scratch-", ".e
 
 
 def _tag(key):
-    return key.replace("/", "~") + "@" if key else ""
+    from urllib.parse import quote
+
+    return quote(key, safe="") + "@" if key else ""  # injective: "a/b" and "a~b" get different names
 
 
 def sibling(path, key, prefix, suffix=""):
@@ -59,10 +61,14 @@ def incomplete_hint(path, key=None) -> str:
 
 
 def remove_ours(path, folder=None):
-    """Delete ``path`` (file or folder) if it is one of emseg's own names in ``folder``; else refuse."""
-    real = os.path.realpath(path)
-    folder = os.path.realpath(folder or os.path.dirname(os.path.abspath(path)))
-    if os.path.dirname(real) != folder or not os.path.basename(real).startswith(_OURS):
+    """Delete ``path`` (file or folder) if it is one of emseg's own names in ``folder``; else refuse.
+
+    A symbolic link of such a name is unlinked, never followed.
+    """
+    path = os.path.abspath(os.fspath(path))
+    here = os.path.realpath(os.path.dirname(path))
+    folder = os.path.realpath(folder or os.path.dirname(path))
+    if here != folder or not os.path.basename(path).startswith(_OURS):
         raise RuntimeError(f"refusing to delete {path}: not one of emseg's own files in {folder}")
     _rmtree(path)
 
@@ -79,6 +85,8 @@ def _rmtree(path):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
         time.sleep(0.02)
+    if os.path.lexists(path):
+        raise OSError(f"cannot remove {path}: it keeps coming back or is not removable; remove it by hand")
 
 
 # -- the emseg attribute of a finished output -------------------------------------------------------------
@@ -171,6 +179,15 @@ class Output:
         if self.key is not None and self.fmt not in CONTAINERS:
             raise ValueError(f"{self.path}: a {self.fmt} file holds one volume; drop the key {self.key!r}")
         self.key = check_key(self.path, self.key)
+        if self.key and self.fmt in ("zarr", "n5") and os.path.isdir(self.path):
+            parts = self.key.split("/")
+            for i in range(1, len(parts) + 1):
+                node = os.path.join(self.path, *parts[:i])
+                if os.path.islink(node):
+                    raise ValueError(f"{self.path}: dataset key {self.key!r} goes through the symbolic link "
+                                     f"{'/'.join(parts[:i])!r}; emseg does not write through links inside a "
+                                     "container (it could replace what the link points to)")
+            inside_container(self.path, self.key)
         folder = os.path.dirname(os.path.abspath(self.path))
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{self.path}: output folder {folder} does not exist")
@@ -203,14 +220,17 @@ class Output:
         try:
             if self.record is not None:
                 self.record.close()
-            if kind is not None and not self.resumable:
-                self.discard()
+            if kind is not None:
+                self._restore_old()
+                if not self.resumable:
+                    self.discard()
         finally:
             self._stack.close()
 
     def _start(self):
         from ..execute import BlockRecord, read_record_head
 
+        self._restore_old()
         if self.exists():
             recorded = read_run_attrs(self.path, self.key, self.fmt)
             if (self.complete_ok and not self.overwrite and recorded and recorded.get("complete")
@@ -221,14 +241,13 @@ class Output:
                 return
             if not self.overwrite:
                 raise FileExistsError(self._exists_message(recorded))
-        self._drop_old()
         if self.keyed and self.fmt == "zarr" and os.path.isdir(self.path):
             self.zarr_format = 3 if os.path.exists(os.path.join(self.path, "zarr.json")) else 2
         head = read_record_head(self.record_file) if os.path.exists(self.record_file) else None
         resume = False
         if head is not None and os.path.exists(self.tmp_path):
             same = head.get("signature") == self.signature
-            if same and self.resumable and self.resume and not self.overwrite:
+            if same and self.resumable and self.resume:  # the same run: resuming equals starting over
                 resume = True
             elif not same and head.get("resumable") and not self.overwrite and self.resume:
                 from ..runs import check_same_run
@@ -242,18 +261,28 @@ class Output:
                                   resumable=self.resumable)
         self.resumed = resume
 
-    def _drop_old(self):
-        """Remove the previous version of the output left by a run killed while replacing it (--overwrite)."""
-        if self.keyed and self.fmt in ("zarr", "n5") and os.path.isdir(self.path):
+    def _old_location(self):
+        """Where the previous version of the output waits while ``--overwrite`` swaps the new one in."""
+        if self.keyed and self.fmt in ("zarr", "n5"):
+            if not os.path.isdir(self.path):
+                return None, None
             parent, _, name = self.key.rpartition("/")
             folder = inside_container(self.path, parent) if parent else os.path.realpath(self.path)
-            old = os.path.join(folder, f".emseg-old-{name}")
-            if os.path.lexists(old):
-                remove_ours(old, folder)
-        elif not self.keyed:
-            old = sibling(self.path, None, ".emseg-old-")
-            if os.path.lexists(old):
-                remove_ours(old, self.folder)
+            return os.path.join(folder, f".emseg-old-{name}"), os.path.join(folder, name)
+        if self.keyed:
+            return None, None  # HDF5 datasets are replaced inside the file
+        return sibling(self.path, None, ".emseg-old-"), self.path
+
+    def _restore_old(self):
+        """A run killed between moving the old output aside and moving the new one in left the old one
+        beside it: put it back (the new one is still complete at the partial location, or is redone)."""
+        old, final = self._old_location()
+        if old is None or not os.path.lexists(old):
+            return
+        if os.path.lexists(final):
+            remove_ours(old)  # the swap finished: this is the replaced version
+        else:
+            os.replace(old, final)
 
     def _exists_message(self, recorded):
         if recorded and (recorded.get("signature") or {}).get("command") == self.signature.get("command"):
@@ -360,7 +389,13 @@ class Output:
             import h5py
 
             staging = f"{parent + '/' if parent else ''}.emseg-partial-{name}"
-            with h5py.File(self.path, "a") as f, h5py.File(self.tmp_path, "r") as src:
+            try:
+                f = h5py.File(self.path, "a")
+            except OSError as e:
+                raise ValueError(f"{self.path}: cannot open the HDF5 file to add {self.key!r} ({e}); it is open "
+                                 "elsewhere (another process, or this run's own input in the same file); the "
+                                 f"complete result is kept at {self.tmp_path}: rerun when the file is free") from None
+            with f, h5py.File(self.tmp_path, "r") as src:
                 if staging in f:
                     del f[staging]
                 f.copy(src[self.tmp_key], f.require_group(parent) if parent else f, name=staging.rpartition("/")[2])

@@ -224,6 +224,13 @@ class Volume:
         return data if dtype is None else data.astype(dtype, copy=False)
 
     # lifetime -----------------------------------------------------------------------------------
+    def flush(self):
+        """Make what was written durable in the file (HDF5 keeps it in memory until flushed; the
+        directory stores write each chunk as it comes). Call before recording a block as done."""
+        file = getattr(self._array, "file", None)  # an h5py dataset
+        if self.mode != "r" and hasattr(file, "flush"):
+            file.flush()
+
     def close(self):
         if self._closer is not None:
             self._closed = True

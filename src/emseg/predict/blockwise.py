@@ -152,6 +152,8 @@ def _write(spec, index, pred, out=None):
     if np.dtype(out.dtype) == np.uint8:
         pred = np.clip(np.rint(pred * 255), 0, 255)
     out[(slice(None),) + write] = pred.astype(out.dtype)
+    if hasattr(out, "flush"):
+        out.flush()  # on disk before the block is recorded as done
     return index
 
 
@@ -287,6 +289,12 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
                        desc="predict", stop=stop, where=o.tmp_path)
         finally:
             out_vol.close()
+        missing = [i for i in todo if i not in o.done]
+        if missing:
+            raise RuntimeError(f"{out_path}: {len(missing)} blocks are not recorded as written (e.g. block "
+                               f"{missing[0]}); not committing an incomplete output: run the same command again")
+        if raw_path is not None:
+            raw_vol.close()  # the input may live in the same HDF5 file, which the commit opens for writing
         o.commit({"kind": "prediction", "channels": p.out_channels, "dtype": dtype})
     seconds = time.perf_counter() - t0
     voxels = sum(sizes.values())
@@ -311,9 +319,20 @@ def _model_identity(m, q):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()
-    name = getattr(m, "__qualname__", type(m).__qualname__)
-    state = json.dumps(vars(m), sort_keys=True, default=str) if hasattr(m, "__dict__") else ""
-    return f"callable:{getattr(m, '__module__', '')}.{name}:{hashlib.sha256(state.encode()).hexdigest()[:16]}"
+    # a plain callable: its code, constants, captured values and attributes (two lambdas made with other
+    # arguments differ); what it reads from elsewhere cannot be seen, so such a model is only as safe as that
+    h = hashlib.sha256(f"{getattr(m, '__module__', '')}.{getattr(m, '__qualname__', type(m).__qualname__)}".encode())
+    fn = getattr(m, "__call__", m) if not hasattr(m, "__code__") else m
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        h.update(code.co_code)
+        h.update(repr(code.co_consts).encode())
+    for cell in getattr(fn, "__closure__", None) or ():
+        h.update(repr(cell.cell_contents).encode())
+    if hasattr(m, "__dict__"):
+        h.update(json.dumps(vars(m), sort_keys=True, default=repr).encode())
+    return f"callable:{h.hexdigest()}"
 
 
 def _signature(spec, raw_path, raw_vol, models, predictors, dtype, roi, mask):

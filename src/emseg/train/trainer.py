@@ -3,34 +3,24 @@ validation with emseg.metrics, ``latest``/``best`` checkpoints and exact resume.
 
 Exact resume: every step draws its patches and augmentations from a generator seeded by
 ``(seed, step)``, and ``latest.state.safetensors`` holds the model, optimizer, scheduler, step
-and torch RNG state (tensors as safetensors, their structure as JSON in its metadata: no
-pickle), so a run killed at any point and resumed produces the same losses and bit-identical
+and torch RNG state (:mod:`emseg.train.state`: tensors as safetensors, their structure as JSON,
+no pickle), so a run killed at any point and resumed produces the same losses and bit-identical
 weights as one never stopped.
 
-The run folder (``out_dir``)::
-
-    run.json                   the run's signature: inputs' identity and every option that shapes the result
-    latest.state.safetensors   everything a resume needs (written first)
-    latest.safetensors         the model at that step, a plain model checkpoint (written second)
-    best.safetensors           the model at the best validation (written before the state)
-    log.csv, tensorboard/      the losses
-
-Each file is replaced atomically. The state is self-contained (it holds the weights too), so a
-SIGKILL between two writes never pairs weights with another step's optimizer state; a ``latest``
-older than the state is written again on resume. A rerun resumes only the same run (see
-:func:`emseg.runs.check_same_run`; :data:`~emseg.train.config.RESUMABLE_FIELDS` may change);
-``overwrite`` deletes only these files. One trainer at a time holds a folder
-(:func:`emseg.io.lock.output_lock`). SIGINT stops at the end of the current step, saves
-``latest`` and raises :class:`TrainingInterrupted`; a second SIGINT stops at once.
+A checkpoint writes ``best.safetensors`` (when validation improved), then the state, then
+``latest.safetensors`` (the model at that step, a plain model checkpoint); each file is replaced
+atomically. The state is self-contained (it holds the weights too), so a SIGKILL between two
+writes never pairs weights with another step's optimizer state; a ``latest`` older than the
+state is written again on resume. The run folder, its ``run.json`` and which reruns may resume
+it: :mod:`emseg.train.rundir`. SIGINT stops at the end of the current step, saves ``latest``
+and raises :class:`TrainingInterrupted`; a second SIGINT stops at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
-import json
 import logging
 import math
 import os
@@ -43,18 +33,13 @@ import numpy as np
 
 from .. import faults
 from ..runtime import cpu_bf16, memory_format, torch_device
-from .config import RESUMABLE_FIELDS, TrainConfig
+from .config import TrainConfig
 from .data import fit_normalization, load_train_volume, sample_patch, validation_patches
+from .rundir import RUN_FILES, check_out_dir, claim_run_dir, signature_hash, train_signature
+from .state import STATE_FILE, load_state, restore_state, save_state
 
 __all__ = ["train", "TrainResult", "TrainingInterrupted", "make_target", "RUN_FILES"]
 log = logging.getLogger(__name__)
-
-RUN_FILES = ("run.json", "latest.state.safetensors", "latest.safetensors", "best.safetensors", "log.csv",
-             "tensorboard", "latest.safetensors.state")
-"""What the trainer writes in ``out_dir`` (the last: the pickled state of emseg before issue 12)."""
-_STATE = "latest.state.safetensors"
-_STATE_FORMAT, _RUN_FORMAT = "emseg-train-state", "emseg-train-run"
-_START_OVER = "delete the run folder or pass --overwrite to start over"
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -175,178 +160,6 @@ def _save(path, model, config, norm, voxel_size, step):
     save_model(model, path, extra=meta)
 
 
-# ---------------------------------------------------------------- trainer state: safetensors + JSON
-
-def _encode(obj, tensors):
-    """A JSON tree of ``obj`` with each tensor replaced by ``{"tensor": name}`` (tensors go to ``tensors``)."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        name = str(len(tensors))
-        tensors[name] = obj.detach().cpu().contiguous()
-        return {"tensor": name}
-    if isinstance(obj, dict):  # keys may be ints (optimizer state): kept as they are
-        return {"dict": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
-    if isinstance(obj, tuple):
-        return {"tuple": [_encode(v, tensors) for v in obj]}
-    if isinstance(obj, list):
-        return [_encode(v, tensors) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise TypeError(f"cannot store a {type(obj).__name__} in the trainer state")
-
-
-def _decode(tree, tensors):
-    if isinstance(tree, list):
-        return [_decode(v, tensors) for v in tree]
-    if isinstance(tree, dict):
-        (kind, value), = tree.items()
-        if kind == "tensor":
-            return tensors[value]
-        if kind == "tuple":
-            return tuple(_decode(v, tensors) for v in value)
-        return {_decode(k, tensors): _decode(v, tensors) for k, v in value}
-    return tree
-
-
-def _save_state(path, state):
-    from safetensors.torch import save
-
-    from ..io.atomic import write_bytes_atomic
-
-    tensors = {}
-    tree = json.dumps(_encode(state, tensors))
-    write_bytes_atomic(path, save(tensors, metadata={"format": _STATE_FORMAT, "version": "1", "state": tree}))
-
-
-def _load_state(path):
-    """The state written by :func:`_save_state`; read without pickle, every bound checked first."""
-    from ..models.io import read_safetensors
-
-    metadata, tensors = read_safetensors(path, what="training state", fix=_START_OVER)
-    if metadata.get("format") != _STATE_FORMAT or metadata.get("version") != "1":
-        raise ValueError(f"training state {path!r} is not an emseg {_STATE_FORMAT} version 1 file (format "
-                         f"{metadata.get('format')!r}, version {metadata.get('version')!r}); {_START_OVER}")
-    try:
-        state = _decode(json.loads(metadata["state"]), tensors)
-        if not isinstance(state, dict) or not {"model", "optimizer", "scheduler", "step", "torch_rng"} <= set(state):
-            raise ValueError("fields are missing")
-    except (KeyError, ValueError, TypeError) as err:
-        raise ValueError(f"training state {path!r} is corrupt ({err}); {_START_OVER}") from None
-    return state
-
-
-def _restore(state, path, model, opt, sched, scaler, device):
-    """Load ``state`` into the training objects; the optimizer's moments take their parameters' memory layout."""
-    import torch
-
-    try:
-        model.load_state_dict(state["model"], strict=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if state.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng"):
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-    except (RuntimeError, ValueError, KeyError, TypeError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"training state {path!r} does not fit this run's model and optimizer ({first}); "
-                         f"{_START_OVER}") from None
-    with torch.no_grad():  # saved contiguous; the uninterrupted run keeps them channels-last like the weights
-        for group in opt.param_groups:
-            for p in group["params"]:
-                for k, v in opt.state.get(p, {}).items():
-                    if isinstance(v, torch.Tensor) and v.shape == p.shape:
-                        opt.state[p][k] = torch.empty_like(p).copy_(v)
-
-
-# ---------------------------------------------------------------- the run folder
-
-def _signature(config):
-    from ..runs import run_signature
-
-    inputs = {}
-    for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
-        inputs[f"raw[{i}]"], inputs[f"labels[{i}]"] = r, lab
-    options = {k: v for k, v in config.as_dict().items() if k not in RESUMABLE_FIELDS + ("raw", "labels")}
-    return run_signature("train", inputs=inputs, options=options)
-
-
-def _run_files(out_dir):
-    """The trainer's files present in ``out_dir`` (tensorboard/ only when it holds event files)."""
-    if not os.path.isdir(out_dir):
-        return []
-    found = []
-    for name in RUN_FILES:
-        path = os.path.join(out_dir, name)
-        if name == "tensorboard":
-            if os.path.isdir(path) and any(n.startswith("events.out.tfevents.") for n in os.listdir(path)):
-                found.append(name)
-        elif os.path.lexists(path):
-            found.append(name)
-    return found
-
-
-def _check_out_dir(config, signature):
-    """``"new"``, ``"overwrite"`` or ``"resume"``; refuse (touching nothing) a folder holding another run."""
-    from ..runs import check_same_run
-
-    out = config.out_dir
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"out_dir {out!r} is a file; give a folder for the run")
-    found = _run_files(out)
-    if not found:
-        return "new"
-    if config.overwrite:
-        return "overwrite"
-    run = os.path.join(out, "run.json")
-    if "run.json" not in found:
-        raise ValueError(f"out_dir {out!r} holds {', '.join(found)} but no run.json: a run of an older emseg or "
-                         "another program's files, which cannot be resumed safely; pass --overwrite to delete "
-                         f"those files and start over, or use another out_dir")
-    try:
-        with open(run, encoding="utf-8") as f:
-            recorded = json.load(f)
-        recorded = recorded["signature"] if recorded.get("format") == _RUN_FORMAT else None
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
-        recorded = None
-    if not isinstance(recorded, dict):
-        raise ValueError(f"{run!r} is not an emseg training run record (corrupt, or another program's file); "
-                         "move it away, or pass --overwrite to delete it with the trainer's other files and start over")
-    check_same_run(recorded, signature, f"out_dir {out!r}",
-                   fix="pass --overwrite to start over, or use another out_dir")
-    if not config.resume:
-        raise ValueError(f"out_dir {out!r} holds this run already and resume is false; set resume: true to "
-                         "continue it, or pass --overwrite to start over")
-    return "resume"
-
-
-def _clear_run(out_dir, everything):
-    """Delete the trainer's files (``everything``) or only the temporaries of killed writes; nothing else."""
-    for name in os.listdir(out_dir):
-        if name.startswith(".emseg-partial-") and any(name.startswith(f".emseg-partial-{f}.") for f in RUN_FILES):
-            os.unlink(os.path.join(out_dir, name))
-        elif name.endswith(".partial") and name[:-8] in RUN_FILES:
-            os.unlink(os.path.join(out_dir, name))
-    if not everything:
-        return
-    for name in RUN_FILES:
-        path = os.path.join(out_dir, name)
-        if name == "tensorboard" and os.path.isdir(path) and not os.path.islink(path):
-            for event in os.listdir(path):
-                if event.startswith("events.out.tfevents."):
-                    os.unlink(os.path.join(path, event))
-            if not os.listdir(path):
-                os.rmdir(path)
-        elif os.path.lexists(path) and not os.path.isdir(path):
-            os.unlink(path)
-
-
-def _signature_hash(signature):
-    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()
-
-
 # ---------------------------------------------------------------- SIGINT: finish the step, save, stop
 
 @contextlib.contextmanager
@@ -440,7 +253,7 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     or lowest loss) and ``log.csv``. An ``out_dir`` holding the same run (same inputs and
     options but :data:`~emseg.train.config.RESUMABLE_FIELDS`) is resumed exactly when
     ``config.resume``; one holding another run is refused unless ``config.overwrite``, which
-    deletes the trainer's files (:data:`RUN_FILES`) and nothing else.
+    deletes the trainer's files (:data:`~emseg.train.rundir.RUN_FILES`) and nothing else.
 
     Raises
     ------
@@ -455,13 +268,11 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     """
     if not config.raw:
         raise ValueError("config.raw is empty: give at least one raw/labels pair to train on")
-    signature = _signature(config)
-    _check_out_dir(config, signature)  # refuse another run before loading anything
+    signature = train_signature(config)
+    check_out_dir(config, signature)  # refuse another run before loading anything
     train_vols, val_set, voxel_size, from_mask, norm, augmenter = _load_data(config)
 
     import torch
-
-    from ..io.lock import output_lock
 
     torch.manual_seed(config.seed)
     if config.threads:
@@ -470,16 +281,7 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     model = build_model(config, voxel_size).to(device)
     # until here SIGINT stops at once (nothing was written); from here on, at the end of a step
     with _sigint_at_step_end() as interrupt:
-        os.makedirs(config.out_dir, exist_ok=True)
-        with output_lock(config.out_dir, what=f"out_dir {config.out_dir!r}"):  # one trainer per folder
-            mode = _check_out_dir(config, signature)  # again: under the lock
-            _clear_run(config.out_dir, everything=mode == "overwrite")
-            if mode != "resume":
-                from ..io.atomic import write_text_atomic
-
-                write_text_atomic(os.path.join(config.out_dir, "run.json"), json.dumps(
-                    {"format": _RUN_FORMAT, "version": 1, "signature": signature}, indent=1) + "\n")
-                faults.point("train.run_json")
+        with claim_run_dir(config, signature):  # the lock, overwrite, run.json
             return _train_loop(config, signature, model, device, train_vols, val_set, voxel_size, from_mask, norm,
                                augmenter, progress, interrupt)
 
@@ -503,16 +305,13 @@ def _train_loop(config, signature, model, device, train_vols, val_set, voxel_siz
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and device.type == "cuda")
     latest = os.path.join(config.out_dir, "latest.safetensors")
-    state_path = os.path.join(config.out_dir, _STATE)
+    state_path = os.path.join(config.out_dir, STATE_FILE)
     best_path = os.path.join(config.out_dir, "best.safetensors")
-    sig_hash = _signature_hash(signature)
+    sig_hash = signature_hash(signature)
     step, best, best_step, bad_vals = 0, None, None, 0
     if config.resume and os.path.exists(state_path):
-        state = _load_state(state_path)
-        if state.get("signature") != sig_hash:
-            raise ValueError(f"training state {state_path!r} belongs to another run than run.json describes; "
-                             f"{_START_OVER}")
-        _restore(state, state_path, model, opt, sched, scaler, device)
+        state = load_state(state_path, signature=sig_hash)
+        restore_state(state, state_path, model, opt, sched, scaler, device)
         step, best, best_step, bad_vals = int(state["step"]), state.get("best"), state.get("best_step"), \
             int(state.get("bad_vals", 0))
         budget["total"] = int(state.get("budget", config.steps))
@@ -599,7 +398,7 @@ def _train_loop(config, signature, model, device, train_vols, val_set, voxel_siz
                     state["scaler"] = scaler.state_dict()
                 if device.type == "cuda":
                     state["cuda_rng"] = torch.cuda.get_rng_state_all()
-                _save_state(state_path, state)
+                save_state(state_path, state)
                 faults.point(f"train.state:{step}")
                 _save(latest, model, config, norm, voxel_size, step)
                 faults.point(f"train.latest:{step}")
