@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 __all__ = ["main"]
@@ -119,6 +120,11 @@ def cmd_convert(args):
 
 def cmd_evaluate(args):
     from .io import open_volume
+
+    if args.json and os.path.isdir(args.json):
+        raise ValueError(f"--json {args.json} is a folder; give a file name such as scores.json")
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise FileNotFoundError(f"--json {args.json}: its folder does not exist")
     from .metrics.evaluate import evaluate
 
     with open_volume(args.gt) as gt, open_volume(args.pred) as pred:
@@ -158,15 +164,31 @@ def cmd_train(args):
           f"best validation {best}; checkpoints: {result.latest}" + (f", {result.best}" if result.best else ""))
 
 
-def _check_output(path):
-    """Refuse a bad output path or dataset key at once, before models and data are loaded."""
-    from .io.output import Output
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1; got {text!r}")
+    return value
 
-    Output(path, signature={})
+
+def _check_output(path, command, dtype=None):
+    """Refuse a bad output path, format or dataset key at once, before models and data are loaded."""
+    from .io.output import Output
+    from .io.paths import CONTAINERS
+
+    o = Output(path, signature={})
+    if o.fmt not in CONTAINERS:
+        raise ValueError(f"{path}: {command} writes a chunked volume (.zarr, .n5 or .h5); got a {o.fmt} path: write "
+                         "to e.g. out.zarr, then emseg convert it")
+    if o.fmt == "n5" and dtype == "float16":
+        raise ValueError(f"{path}: N5 has no float16; pass --dtype float32 or --dtype uint8, or write to .zarr")
 
 
 def cmd_predict(args):
-    _check_output(args.output)
+    _check_output(args.output, "predict", args.dtype)
     from .predict import predict_blockwise
 
     models = args.model if len(args.model) > 1 else args.model[0]
@@ -174,6 +196,7 @@ def cmd_predict(args):
     r = predict_blockwise(args.input, models, args.output, block_shape=args.block_shape,
                           halo="auto" if args.halo == "auto" else tuple(int(v) for v in args.halo.split(",")),
                           tile_shape=args.tile_shape, tta=args.tta, dtype=args.dtype, device=args.device,
+                          normalization="data" if args.normalize == "data" else None,
                           workers=args.workers or args.threads, scheduler=scheduler, overwrite=args.overwrite,
                           progress=not args.no_progress)
     if r.complete_before:
@@ -203,13 +226,21 @@ def _execution(args):
 
 
 def cmd_segment(args):
-    _check_output(args.output)
+    _check_output(args.output, "segment")
+    if args.keep_probabilities:
+        _check_output(args.keep_probabilities, "segment", "float16")
+        from .io.paths import split_key
+
+        if [os.path.abspath(p) if i == 0 else p for i, p in enumerate(split_key(args.keep_probabilities))] == \
+                [os.path.abspath(p) if i == 0 else p for i, p in enumerate(split_key(args.output))]:
+            raise ValueError(f"--keep-probabilities {args.keep_probabilities} is the output itself; give another path")
     from .instances import segment_volume
 
     pr, sr = segment_volume(args.input, args.output, args.model, task=args.task, method=args.method,
                             params=_params(args.param), min_size=args.min_size, z_filter=args.z_filter,
                             probabilities=args.keep_probabilities, block_shape=args.block_shape, tta=args.tta,
-                            device=args.device, **_execution(args))
+                            device=args.device, normalization="data" if args.normalize == "data" else None,
+                            **_execution(args))
     if sr.complete_before:
         print(f"{args.output} already holds the finished result of this very run ({sr.n_objects} objects); "
               "nothing to do (--overwrite computes it again)")
@@ -219,7 +250,7 @@ def cmd_segment(args):
 
 
 def cmd_postprocess(args):
-    _check_output(args.output)
+    _check_output(args.output, "postprocess")
     from .instances import segment_blockwise
     from .io import open_volume
     from .probabilities import check_probability_source
@@ -351,9 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile-shape", type=_ints, help="split blocks into Gaussian-blended tiles of this shape")
     s.add_argument("--tta", choices=("flips", "d4"), help="test-time augmentation")
     s.add_argument("--dtype", default="float16", choices=("float16", "float32", "uint8"))
+    s.add_argument("--normalize", choices=("model", "data"), default="model",
+                   help="intensity normalization: the model's own (default) or fitted to this volume")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    s.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
-    s.add_argument("--workers", type=int, help="start a Dask LocalCluster with N worker processes")
+    s.add_argument("--threads", type=_positive_int, default=2, help="worker threads (default 2)")
+    s.add_argument("--workers", type=_positive_int, help="start a Dask LocalCluster with N worker processes")
     s.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--no-progress", action="store_true")
@@ -363,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def execution(s):
         s.add_argument("--block-shape", type=_ints, help="block z,y,x (also the output's chunks)")
-        s.add_argument("--threads", type=int, default=2, help="worker threads (default 2)")
-        s.add_argument("--workers", type=int, help="start a Dask LocalCluster with N worker processes")
+        s.add_argument("--threads", type=_positive_int, default=2, help="worker threads (default 2)")
+        s.add_argument("--workers", type=_positive_int, help="start a Dask LocalCluster with N worker processes")
         s.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
         s.add_argument("--min-size", type=int, help="remove objects with fewer voxels (whole-volume count)")
         s.add_argument("--z-filter", type=int, help="median of the prediction over N sections first (odd N)")
@@ -381,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-probabilities", metavar="PATH", help="also keep the prediction at PATH")
     s.add_argument("--tta", choices=("flips", "d4", "none"),
                    help="test-time augmentation (default: a shipped model's card, else none)")
+    s.add_argument("--normalize", choices=("model", "data"), default="model",
+                   help="intensity normalization: the model's own (default) or fitted to this volume")
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     execution(s)
     s.set_defaults(func=cmd_segment)
@@ -441,6 +476,9 @@ def main(argv=None) -> int:
                           if args.command in ("predict", "segment", "postprocess") else "interrupted")
         print(f"emseg {args.command}: {text}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `emseg info x.zarr | head`: the reader left; nothing to say
+        sys.stderr.close()
+        return 0
     except MemoryError:
         if args.debug:
             raise

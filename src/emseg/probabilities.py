@@ -345,6 +345,11 @@ def check_probability_source(vol, name="probabilities", *, trusted=False, fix=No
         raise ValueError(f"{name} is a uint8 volume holding only 0 and 1: uint8 is read as round(255 p), so this "
                          "0/1 mask would read as probabilities of at most 1/255 (no foreground); store the mask as "
                          "bool or as 0/255")
+    if dtype == np.uint8 and 1 < stats.distinct <= 26 and _sample_max(vol) <= 25:
+        raise ValueError(f"{name} is a uint8 volume whose sampled values are all small integers (at most 25, "
+                         f"{stats.distinct} distinct): a label volume, not probabilities (uint8 is read as "
+                         "round(255 p), so these would all be p <= 0.1 and give no objects); postprocess takes the "
+                         "output of emseg predict")
     if trusted:
         return
     if stats.looks_like_raw_em:
@@ -352,6 +357,37 @@ def check_probability_source(vol, name="probabilities", *, trusted=False, fix=No
     if dtype == np.uint8 and stats.looks_like_labels:
         raise ValueError(f"{name} looks like a label volume, not probabilities ({stats.mid:.0%} of sampled voxels "
                          f"are mid-range values in flat regions, {stats.distinct} distinct values); {fix or _FIX}")
+
+
+def sample_percentiles(vol, q=(1.0, 99.0)):
+    """Percentiles of a few sampled chunks of ``vol`` (cheap on any size)."""
+    data = np.concatenate([np.asarray(vol[r], np.float64).ravel()
+                           for r in _regions(vol.shape, getattr(vol, "chunks", None), _REGIONS)])
+    return tuple(float(v) for v in np.percentile(data, q))
+
+
+def check_intensity_range(vol, normalization, name="raw", model="the model"):
+    """Refuse raw whose intensities are far from what the model was trained on (its stored normalization).
+
+    The training data's 1st-99th percentiles map to [0, 1]; a volume whose sampled 1st-99th
+    percentiles map to a span under 0.1 or over 10, or lie wholly below -2 or above 3, would be seen
+    as flat or saturated by the network (e.g. a float [0, 1] volume for a model trained on uint8).
+    """
+    if not normalization or normalization.get("mode") == "none":
+        return
+    low, high = float(normalization["low"]), float(normalization["high"])
+    width = max(high - low, 1e-6)
+    p1, p99 = sample_percentiles(vol)
+    q1, q99 = (p1 - low) / width, (p99 - low) / width
+    if q99 - q1 < 0.1 or q99 - q1 > 10 or q99 < -2 or q1 > 3:
+        raise ValueError(f"{name} intensities lie in [{p1:.4g}, {p99:.4g}] (1st-99th percentile of a sample), but "
+                         f"{model} was trained on data normalized from [{low:.4g}, {high:.4g}]: it would see this "
+                         "volume as flat or saturated; rescale the volume to the training range, or pass "
+                         "--normalize data to fit the normalization to this volume")
+
+
+def _sample_max(vol):
+    return max(int(np.max(np.asarray(vol[r]))) for r in _regions(vol.shape, getattr(vol, "chunks", None), 8))
 
 
 def check_raw_source(vol, name="raw") -> None:

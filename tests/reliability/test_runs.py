@@ -110,10 +110,10 @@ def test_rerun_of_a_finished_run_does_nothing_and_changes_are_refused(inputs, co
     assert r.returncode == 0 and "nothing to do" in r.stdout, (r.stdout, r.stderr)
     assert tree("out.zarr") == before
     if command == "postprocess":
+        one_line_error(emseg(*args("out.zarr"), "--min-size", "5"), command, "options.min_size")
         shutil.rmtree("prob.zarr")
         _prob("prob.zarr", seed=1)
         one_line_error(emseg(*args("out.zarr")), command, "out.zarr", "inputs.pred", "--overwrite")
-        one_line_error(emseg(*args("out.zarr"), "--min-size", "5"), command, "options.min_size")
     else:
         _raw("raw.tif", seed=1)  # another volume of the same shape
         one_line_error(emseg(*args("out.zarr")), command, "out.zarr", "inputs.raw", "--overwrite")

@@ -116,7 +116,8 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     shape = tuple(int(s) for s in (pred_vol.shape[1:] if channels_first else pred_vol.shape))
     if channels_first:
         need = METHODS[method]["channels"] or len(offsets)
-        if len(shape) not in (2, 3) or pred_vol.shape[0] < need:
+        exact = METHODS[method]["channels"] not in (None, 1)  # bc/bcd: exactly their channels
+        if len(shape) not in (2, 3) or pred_vol.shape[0] < need or (exact and pred_vol.shape[0] != need):
             raise ValueError(f"{pred_path or 'pred'}: method {method!r} needs a channels-first (C, [z,] y, x) "
                              f"prediction with {need} channel(s); got shape {tuple(pred_vol.shape)}")
         if METHODS[method]["channels"] is None and pred_vol.shape[0] != len(offsets):
@@ -138,6 +139,10 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
         raise ValueError(f"z_filter must be an odd number of sections (3, 5, ...); got {z_filter}")
 
     out_path = out if isinstance(out, (str, os.PathLike)) else None
+    if out_path is not None:
+        from ..io.output import check_not_input
+
+        check_not_input(out_path, pred_path)
     spec = {"pred": str(pred_path) if pred_path else None, "channels_first": channels_first, "method": method,
             "params": params, "offsets": offsets, "shape": shape, "block_shape": block_shape, "halo": halo,
             "z_filter": int(z_filter or 0), "zf": zf, "min_size": int(min_size), "stitch_overlap": stitch_overlap}
@@ -224,7 +229,8 @@ def _passes(spec, signature, blocks, pred_vol, scratch, resume, overwrite, worke
     spec["cap"] = cap
     if len(blocks) * cap >= 2**63:
         raise ValueError("too many blocks for 64-bit ids; use larger blocks")
-    frag_record = BlockRecord(os.path.join(str(scratch), "segment.jsonl"), signature, resume, what="the scratch")
+    frag_record = BlockRecord(os.path.join(str(scratch), "segment.jsonl"), signature, resume,
+                              what=f"the intermediate state {scratch}")
     if frag_record.done and os.path.exists(spec["fragments"]):
         frag = open_volume(spec["fragments"], mode="r+")
     else:

@@ -94,7 +94,7 @@ def _check_voxel_size(raw, p):
 
 def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_size=None, z_filter=None,
                    probabilities=None, block_shape=None, tta=None, device="auto", workers=2, scheduler=None,
-                   resume=True, overwrite=False, progress=None):
+                   resume=True, overwrite=False, progress=None, normalization=None):
     """Predict ``raw`` with ``model`` and turn the prediction into instances, both blockwise and resumable.
 
     Parameters
@@ -126,6 +126,9 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
         auto_params = {}
     method = method or auto_method
     params = {**auto_params, **(params or {})}
+    from .methods import method_params
+
+    method_params(method, params, offsets)  # bad parameters are refused before anything is predicted
     if METHODS[method]["channels"] is None and not offsets:
         raise ValueError(f"method {method!r} needs the affinity offsets, which the model does not record")
     _check_voxel_size(raw, p)
@@ -150,7 +153,7 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
                              [_model_identity(m, as_predictor(m, device=device)) for m in models],
                              {"method": method, "params": params, "offsets": offsets, "tta": tta, "z_filter": z_filter,
                               "min_size": auto_min if min_size is None else min_size, "task": task,
-                              "block_shape": block_shape, "prediction_dtype": "float16",
+                              "block_shape": block_shape, "prediction_dtype": "float16", "normalization": normalization,
                               "device": str(torch_device(device).type)})
     if resume and not overwrite:
         done = _finished(out, pipeline, None if keep else sibling(path, key, ".emseg-prob-", ".zarr"))
@@ -159,7 +162,8 @@ def segment_volume(raw, out, model, *, task=None, method=None, params=None, min_
                     SegmentResult(done[0], done[1], 0, 0.0, 0.0, complete_before=True))
     prob_path = probabilities or sibling(path, key, ".emseg-prob-", ".zarr")
     predict = partial(predict_blockwise, raw, model, prob_path, block_shape=block_shape, tta=tta, device=device,
-                      workers=workers, scheduler=scheduler, resume=resume, progress=progress, dtype="float16")
+                      workers=workers, scheduler=scheduler, resume=resume, progress=progress, dtype="float16",
+                      normalization=normalization)
     try:
         pr = predict(overwrite=overwrite)
     except FileExistsError as e:  # our own hidden prediction, left by an earlier run with other inputs

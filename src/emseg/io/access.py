@@ -68,6 +68,10 @@ def open_volume(path, key=None, mode="r", *, format=None, ndim=None) -> Volume:
     """
     path, key = split_key(path, key)
     _exists(path, key)
+    if mode == "r" and any(p.startswith(".emseg-partial-") for p in
+                           [os.path.basename(os.path.abspath(path))] + (key or "").split("/")):
+        raise ValueError(f"{path}: this is the incomplete output of an interrupted run, not a volume to read; "
+                         "rerun the command that wrote it to finish it")
     fmt = detect_format(path, format)
     if key is not None and fmt not in CONTAINERS:
         raise ValueError(f"{path}: a {fmt} file holds one volume; drop the key {key!r} "

@@ -53,10 +53,11 @@ def partial_location(path, key=None) -> str:
 def incomplete_hint(path, key=None) -> str:
     """A sentence to add to "does not exist" when an interrupted run left a partial output of ``path``."""
     path, key = split_key(os.fspath(path), key)
-    p = partial_location(path, key)
-    if os.path.exists(p):
-        return (f" (an incomplete output of an interrupted run is at {p}: rerun the same command to resume, "
-                "or pass --overwrite to start over)")
+    for p in (partial_location(path, key), sibling(path, key, ".emseg-scratch-", ".d"),
+              sibling(path, key, ".emseg-run-", ".jsonl")):
+        if os.path.exists(p):
+            return (f" (an incomplete output of an interrupted run is at {p}: rerun the same command to resume, "
+                    "or pass --overwrite to start over)")
     return ""
 
 
@@ -87,6 +88,21 @@ def _rmtree(path):
         time.sleep(0.02)
     if os.path.lexists(path):
         raise OSError(f"cannot remove {path}: it keeps coming back or is not removable; remove it by hand")
+
+
+def check_not_input(out, *inputs):
+    """Refuse an output that is one of the run's inputs (the same file, or the same dataset of a container)."""
+    from .paths import split_key
+
+    o_path, o_key = split_key(os.fspath(out))
+    for i in inputs:
+        if i is None or not isinstance(i, (str, os.PathLike)):
+            continue
+        i_path, i_key = split_key(os.fspath(i))
+        if os.path.exists(i_path) and os.path.exists(o_path) and os.path.samefile(i_path, o_path) and \
+                (o_key or "") == (i_key or ""):
+            raise ValueError(f"{out} is also this run's input {i}: write the output to another file or dataset "
+                             "(--overwrite would replace the input with its own result)")
 
 
 # -- the emseg attribute of a finished output -------------------------------------------------------------

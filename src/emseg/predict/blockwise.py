@@ -196,6 +196,9 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
         Threads (default) or, with ``scheduler="local"``, processes of a Dask ``LocalCluster``.
     scheduler : None, "local" or "tcp://host:port"
         Run on a Dask cluster (paths only: workers open the volumes themselves).
+    normalization : None, "data", dict or Normalization
+        None: the model's own (refused when the raw's intensities are far from it); "data": fitted
+        to this volume's sampled 1st-99th percentiles.
     roi : tuple of slices, optional ; mask : array-like, optional
         Only blocks intersecting ``roi`` / containing nonzero ``mask`` (any lower resolution,
         scaled to the volume) are predicted; the rest stay 0.
@@ -231,6 +234,10 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
 
     check_raw_source(raw_vol, str(raw_path or "raw"))
     out_path = out if isinstance(out, (str, os.PathLike)) else None
+    if out_path is not None:
+        from ..io.output import check_not_input
+
+        check_not_input(out_path, raw_path, *[m for m in models if isinstance(m, (str, os.PathLike))])
     out_chunks = None if out_path is not None else tuple(getattr(out, "chunks", None) or ())[1:] or None
     block_shape, halo = _geometry(shape, predictors, block_shape, halo, out_chunks)
     divisor = tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(p.ndim))
@@ -248,8 +255,17 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
             "voxel_size": tuple(vs[-p.ndim:]) if vs else None,
             "normalization": normalization.as_dict() if hasattr(normalization, "as_dict") else normalization,
             "ndim": p.ndim, "context": (p.in_channels - 1) // 2}
-    if spec["normalization"] is None and p.normalization is not None:
+    if normalization == "data":  # fitted to this volume's sampled 1st-99th percentiles
+        from ..probabilities import sample_percentiles
+
+        low, high = sample_percentiles(raw_vol)
+        spec["normalization"] = {"mode": "percentile", "low": low, "high": high}
+    elif spec["normalization"] is None and p.normalization is not None:
         spec["normalization"] = p.normalization.as_dict()
+        from ..probabilities import check_intensity_range
+
+        check_intensity_range(raw_vol, spec["normalization"], str(raw_path or "raw"),
+                              f"model {models[0] if isinstance(models[0], str) else 'the model'}")
     if scheduler is not None and (spec["raw"] is None or out_path is None or None in spec["models"]):
         raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
     if scheduler not in (None, "local"):

@@ -88,6 +88,20 @@ class TrainVolume:
     foreground: np.ndarray  # (n, ndim) coordinates of foreground voxels inside the region (a sample)
 
 
+def _check_pair(raw, labels, raw_path, labels_path):
+    """Refuse raw EM given as labels, and labels or a mask given as raw (a swapped pair trains on noise)."""
+    from ..probabilities import check_raw_source, sample_stats
+
+    stats = sample_stats(labels, str(labels_path))
+    if stats.looks_like_raw_em:
+        raise ValueError(f"labels {labels_path} look like raw EM, not labels ({stats.raw_em_reason()}); "
+                         "are raw and labels swapped?")
+    try:
+        check_raw_source(raw, f"raw {raw_path}")
+    except ValueError as e:
+        raise ValueError(f"{e}; are raw and labels swapped?") from None
+
+
 def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, in_memory=None,
                       max_foreground=200_000, seed=0):
     """Open a raw/labels pair and split it. Returns ``(train TrainVolume, validation TrainVolume or None)``.
@@ -99,6 +113,7 @@ def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, 
 
     raw = open_volume(raw_path)
     labels = open_volume(labels_path)
+    _check_pair(raw, labels, raw_path, labels_path)
     if raw.shape != labels.shape:
         raise ValueError(f"labels {labels_path} have shape {labels.shape} but raw {raw_path} has {raw.shape}; "
                          "they must match voxel for voxel")
