@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 
 __all__ = ["main"]
@@ -164,6 +165,19 @@ def cmd_train(args):
           f"best validation {best}; checkpoints: {result.latest}" + (f", {result.best}" if result.best else ""))
 
 
+def _halo(text):
+    if text == "auto":
+        return text
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or comma-separated integers like 4,32,32; got {text!r}") \
+            from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"a halo is 0 or more voxels per axis; got {text!r}")
+    return values
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -194,7 +208,7 @@ def cmd_predict(args):
     models = args.model if len(args.model) > 1 else args.model[0]
     scheduler = args.scheduler or ("local" if args.workers else None)
     r = predict_blockwise(args.input, models, args.output, block_shape=args.block_shape,
-                          halo="auto" if args.halo == "auto" else tuple(int(v) for v in args.halo.split(",")),
+                          halo=args.halo,
                           tile_shape=args.tile_shape, tta=args.tta, dtype=args.dtype, device=args.device,
                           normalization="data" if args.normalize == "data" else None,
                           workers=args.workers or args.threads, scheduler=scheduler, overwrite=args.overwrite,
@@ -242,8 +256,10 @@ def cmd_segment(args):
                             device=args.device, normalization="data" if args.normalize == "data" else None,
                             **_execution(args))
     if sr.complete_before:
+        kept = "" if not args.keep_probabilities or os.path.exists(args.keep_probabilities.split(":")[0]) else \
+            f"; the earlier run kept no probabilities, so {args.keep_probabilities} was not written"
         print(f"{args.output} already holds the finished result of this very run ({sr.n_objects} objects); "
-              "nothing to do (--overwrite computes it again)")
+              f"nothing to do (--overwrite computes it again){kept}")
         return
     print(f"predicted {pr.n_computed} of {pr.n_blocks} blocks in {pr.seconds:.1f} s; {sr.n_objects} objects "
           f"in {sr.seconds:.1f} s -> {args.output}")
@@ -265,7 +281,7 @@ def cmd_postprocess(args):
             from None
     r = segment_blockwise(args.input, args.output, args.method, _params(args.param), offsets=offsets,
                           block_shape=args.block_shape,
-                          halo="auto" if args.halo == "auto" else tuple(int(v) for v in args.halo.split(",")),
+                          halo=args.halo,
                           z_filter=args.z_filter or 0, min_size=args.min_size or 0, **_execution(args))
     if r.complete_before:
         print(f"{args.output} already holds the finished result of this very run ({r.n_objects} objects); "
@@ -378,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, action="append",
                    help="a shipped model's name or a checkpoint (.safetensors); repeat for an ensemble")
     s.add_argument("--block-shape", type=_ints, help="write block z,y,x (default: from the model and chunks)")
-    s.add_argument("--halo", default="auto", help="'auto' (the model's receptive field) or z,y,x")
+    s.add_argument("--halo", default="auto", type=_halo, help="'auto' (the model's receptive field) or z,y,x")
     s.add_argument("--tile-shape", type=_ints, help="split blocks into Gaussian-blended tiles of this shape")
     s.add_argument("--tta", choices=("flips", "d4"), help="test-time augmentation")
     s.add_argument("--dtype", default="float16", choices=("float16", "float32", "uint8"))
@@ -426,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("output", help="label volume to write")
     s.add_argument("--method", required=True, choices=tuple(METHODS))
     s.add_argument("--offsets", help="affinity offsets as JSON, e.g. '[[-1,0,0],[0,-1,0],[0,0,-1]]'")
-    s.add_argument("--halo", default="auto", help="'auto' (the method's default) or z,y,x")
+    s.add_argument("--halo", default="auto", type=_halo, help="'auto' (the method's default) or z,y,x")
     execution(s)
     s.set_defaults(func=cmd_postprocess)
 
@@ -462,6 +478,10 @@ def _message(e: BaseException) -> str:
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv  # accepted anywhere on the line
+    for i in range(len(argv) - 1):  # "--halo -1,0,0": argparse would take the value for an option
+        if argv[i].startswith("--") and "=" not in argv[i] and re.match(r"^-\d", argv[i + 1] or ""):
+            argv[i], argv[i + 1] = f"{argv[i]}={argv[i + 1]}", None
+    argv = [a for a in argv if a is not None]
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

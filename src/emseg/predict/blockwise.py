@@ -77,8 +77,11 @@ def _geometry(shape, predictors, block_shape, halo, out_chunks):
     if halo == "auto" or halo is None:
         halo = model_halo
     halo = tuple(int(h) for h in (halo if np.ndim(halo) else (halo,) * vn))
-    if len(halo) != vn:
-        raise ValueError(f"halo must have {vn} entries (one per axis of {shape}); got {halo}")
+    if len(halo) != vn or min(halo) < 0:
+        raise ValueError(f"halo must be {vn} non-negative ints (one per axis of {shape}); got {halo}")
+    if any(h < m for h, m in zip(halo, model_halo)):
+        log.warning("halo %s is smaller than the network's receptive-field halo %s: blocks will show seams "
+                    "(results differ from a whole-volume pass near block faces)", halo, model_halo)
     halo = tuple(_ceil_to(h, d) for h, d in zip(halo, divisor))
     if block_shape is None:  # big enough that the halo is a small part of what is computed
         base = (1, 1024, 1024) if lead else (64, 256, 256) if vn == 3 else (2048, 2048)
