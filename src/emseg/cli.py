@@ -16,13 +16,13 @@ import sys
 __all__ = ["main"]
 
 
-def _ints(text):
+def _ints(text, minimum=1):
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,64,64; got {text!r}") from None
-    if any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers; got {text!r}")
+    if any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers of at least {minimum}; got {text!r}")
     return values
 
 
@@ -166,16 +166,8 @@ def cmd_train(args):
 
 
 def _halo(text):
-    if text == "auto":
-        return text
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'auto' or comma-separated integers like 4,32,32; got {text!r}") \
-            from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"a halo is 0 or more voxels per axis; got {text!r}")
-    return values
+    """'auto' or 0 or more voxels per axis."""
+    return text if text == "auto" else _ints(text, minimum=0)
 
 
 def _positive_int(text):

@@ -7,17 +7,9 @@ import os
 import numpy as np
 import pytest
 from harness import emseg, one_line_error, tree
-from test_runs import SHAPE, _model, _prob, _raw
+from test_runs import SHAPE, inputs  # noqa: F401 - the fixture
 
 from emseg.io import read_volume, write_volume
-
-
-@pytest.fixture
-def inputs(tmp_path):
-    _raw("raw.tif")
-    _model("m.safetensors")
-    _prob("prob.zarr")
-    return tmp_path
 
 
 def test_prediction_inputs_that_would_give_garbage(inputs):
