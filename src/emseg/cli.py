@@ -326,10 +326,17 @@ def cmd_demo(args):
     run_demo(args.out, shape=args.shape, seed=args.seed, steps=args.steps, minutes=args.minutes)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument ends in one line ``emseg CMD: error: ...`` (``--help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="emseg", description="Deep-learning segmentation of electron microscopy.")
+    p = _Parser(prog="emseg", description="Deep-learning segmentation of electron microscopy.")
     p.add_argument("--version", action="version", version=f"emseg {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
