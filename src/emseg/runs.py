@@ -30,13 +30,21 @@ class RunMismatchError(ValueError):
     """A rerun whose signature differs from the one recorded with the output."""
 
 
+_CHECKSUMS: dict = {}
+
+
 def file_checksum(path, chunk=1 << 22) -> str:
-    """sha256 of a file's bytes (model checkpoints: a few MB)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+    """sha256 of a file's bytes (model checkpoints: a few MB); read once per process while the file's
+    size and time stay the same (segment computes the model's identity for itself and for predict)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _CHECKSUMS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(chunk), b""):
+                h.update(block)
+        _CHECKSUMS[key] = h.hexdigest()
+    return _CHECKSUMS[key]
 
 
 def _stat_identity(path):
