@@ -112,10 +112,11 @@ def held_out(data, spec):
 def run_segment(name, raw, voxel_size, work, model=None):
     """``emseg segment`` on the held-out raw, as a user runs it; returns (labels, probabilities, seconds)."""
     from emseg.cli import main as emseg
+    from emseg.config import ExecutionConfig
     from emseg.io import read_volume, write_volume
 
     raw_path, seg_path, prob_path = (os.path.join(work, f"{name}-{k}.zarr") for k in ("raw", "seg", "prob"))
-    write_volume(raw_path, raw, voxel_size=voxel_size, overwrite=True)
+    write_volume(raw_path, raw, voxel_size=voxel_size, execution=ExecutionConfig(overwrite=True))
     t0 = time.perf_counter()
     rc = emseg(["segment", raw_path, seg_path, "--model", model or name, "--keep-probabilities", prob_path,
                 "--no-progress"])
@@ -165,7 +166,7 @@ def score_membranes(gt, seg, prob):
 def score_neurons(gt, seg, voxel_size):
     from emseg.metrics import adapted_rand_error, cremi_score, variation_of_information
 
-    voi = variation_of_information(gt, seg, ignore_gt=(0,))
+    voi = variation_of_information(gt, seg, ignore_label=(0,))
     cremi = cremi_score(gt, seg, voxel_size=voxel_size)
     return {"voi_split": voi.split, "voi_merge": voi.merge, "voi": voi.total,
             "adapted_rand": adapted_rand_error(gt, seg).error, "cremi": cremi.score,
@@ -199,7 +200,7 @@ def neuron_baselines(gt, prob, offsets, voxel_size, train_gt, train_prob):
     for label, (what, method, fixed, name, candidates) in BASELINES.items():
         offs = [offsets[i] for i in near] if what == "affinities" else None
         tries = {v: variation_of_information(train_gt, segment(train[what], method, {**fixed, name: v}, offsets=offs),
-                                             ignore_gt=(0,)).total for v in candidates}
+                                             ignore_label=(0,)).total for v in candidates}
         best = min(tries, key=tries.get)
         t0 = time.perf_counter()
         seg = segment(held[what], method, {**fixed, name: best}, offsets=offs)

@@ -29,7 +29,8 @@ from importlib import metadata
 import numpy as np
 
 from emseg.blockwise import aligned_block_shape, block_slices
-from emseg.io import create_volume, write_volume
+from emseg.config import ExecutionConfig
+from emseg.io import VolumeMeta, create_volume, write_volume
 
 SEED = 0
 PLANE = (2048, 2048)            # yx of the TIFF stack
@@ -213,7 +214,7 @@ def bench_tiff_to_zarr(workdir, tiff_gb, n_check=8):
     log(f"tiff_to_zarr: building {tif} {shape} uint8 ({nbytes / 1e9:.2f} GB) from a lazy generator")
     stack = SmoothNoiseStack(shape)
     t = time.perf_counter()
-    write_volume(tif, stack, voxel_size=(8, 8, 8), overwrite=True)
+    write_volume(tif, stack, voxel_size=(8, 8, 8), execution=ExecutionConfig(overwrite=True))
     build_s = time.perf_counter() - t
     log(f"  built in {build_s:.1f} s, {disk_bytes(tif) / 1e9:.2f} GB on disk")
 
@@ -315,7 +316,7 @@ def bench_open_read(workdir, gib, trials):
         f"{ZARR_CHUNKS}, every chunk, in blocks of {block}")
     content = RampVolume(shape, block)
     t = time.perf_counter()
-    vol = create_volume(path, shape, "uint8", chunks=ZARR_CHUNKS, voxel_size=(8, 8, 8), overwrite=True)
+    vol = create_volume(path, shape, "uint8", chunks=ZARR_CHUNKS, meta=VolumeMeta("zyx", (8, 8, 8)), overwrite=True)
     blocks = block_slices(shape, block)
     for i, roi in enumerate(blocks):
         vol[roi] = content.write_block(roi)

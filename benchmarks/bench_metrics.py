@@ -100,7 +100,7 @@ def perturb(labels, rng, n_merges=20, n_splits=20):
 
 def neuron_like(shape, seed):
     """Dense neuron-like ids at ``shape`` from the synthetic generator at a quarter of the in-plane size."""
-    from emseg.data.synthetic import synthetic_em
+    from emseg.synthetic import synthetic_em
 
     small = synthetic_em((shape[0], shape[1] // 4, shape[2] // 4), seed=seed, voxel_size=(30, 24, 24),
                          mito_fraction=0.0).neurons.astype(np.uint32)
@@ -155,7 +155,7 @@ print(json.dumps({"rc": rc, "seconds": time.perf_counter() - t0, "peak_rss_mb": 
 
 
 def out_of_core(workdir, gvox):
-    from emseg.io import create_volume
+    from emseg.io import VolumeMeta, create_volume
 
     z = max(1, int(round(gvox * 1e9 / (2048 * 2048))))
     shape, chunks = (z, 2048, 2048), (64, 128, 128)
@@ -163,7 +163,7 @@ def out_of_core(workdir, gvox):
     tile_pred = perturb(tile, np.random.default_rng(SEED), 10, 10)
     log(f"out_of_core: writing two {shape} uint32 Zarr volumes ({np.prod(shape) / 1e9:.2f} Gvox each)")
     for name, t in (("gt", tile), ("pred", tile_pred)):
-        vol = create_volume(workdir / f"{name}.zarr", shape, np.uint32, chunks=chunks, voxel_size=(30, 6, 6))
+        vol = create_volume(workdir / f"{name}.zarr", shape, np.uint32, chunks=chunks, meta=VolumeMeta("zyx", (30, 6, 6)))
         for z0 in range(0, shape[0], 64):
             slab = np.tile(t, (1, 4, 4))[: shape[0] - z0]
             slab = slab + np.uint32(z0 // 64) * np.uint32(100_000)  # new ids every slab: many objects

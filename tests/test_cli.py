@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from emseg.cli import main
-from emseg.io import open_volume, write_volume
+from emseg.io import StorageConfig, open_volume, write_volume
 
 HEAVY = ("torch", "dask", "distributed", "zarr", "h5py", "tifffile", "scipy", "skimage", "nibabel", "mrcfile")
 
@@ -83,7 +83,7 @@ def test_interrupted_convert_leaves_no_output(sig, tmp_path):
     # big enough that the conversion takes seconds after its partial output appears (64 slices finished
     # within the 0.5 s below on a fast, idle machine, and the interrupt came too late)
     write_volume("big.h5:raw", np.random.default_rng(0).integers(0, 255, (256, 512, 512), dtype=np.uint8),
-                 chunks=(8, 512, 512), compression=None)
+                 chunks=(8, 512, 512), storage=StorageConfig(compression=None))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # a child inherits an ignored SIGINT (Python then installs no KeyboardInterrupt handler), and the test
     # process may have it ignored by then: give the child the default disposition, as in a shell

@@ -34,7 +34,7 @@ def test_cli_segment_runs_prediction_and_components(capsys, monkeypatch):
     from conftest import same_partition
 
     assert same_partition(connected_components(prob, 0.5), labels)
-    import emseg.instances.blockwise as b
+    import emseg.instances.stitch as b
 
     def fail(*a, **k):
         raise AssertionError("a finished run recomputed a block")
@@ -62,14 +62,15 @@ def test_cli_postprocess_and_errors(capsys):
     assert "l.zarr already holds" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("target,method", [("binary", "cc"), ("bc", "bc"), ("bcd", "bcd"), ("boundary", "watershed")])
-def test_method_follows_the_model_target(target, method):
-    from emseg.instances import method_for_model
+@pytest.mark.parametrize("task,method", [("binary", "cc"), ("bc", "bc"), ("bcd", "bcd"), ("boundary", "watershed"),
+                                         ("sdt", "sdt")])
+def test_method_follows_the_model_task(task, method):
+    from emseg.models.reader import postprocess_defaults
 
-    assert method_for_model({"target": target})[0] == method
+    assert postprocess_defaults(task).method == method
     offsets = [[-1, 0, 0], [0, -1, 0], [0, 0, -1]]
-    assert method_for_model({"target": "affinities", "offsets": offsets})[0] == "agglomerate"
-    assert method_for_model({"target": "affinities", "offsets": offsets + [[0, -9, 0]]})[0] == "mws"
-    assert method_for_model({"target": "binary"}, task="mito")[3] == 200
-    with pytest.raises(ValueError, match="unknown task 'cells'"):
-        method_for_model({"target": "binary"}, task="cells")
+    assert postprocess_defaults("affinities", {"offsets": offsets}).method == "agglomerate"
+    assert postprocess_defaults("affinities", {"offsets": offsets + [[0, -9, 0]]}).method == "mws"
+    assert postprocess_defaults("binary", objects="mito").min_size == 200
+    with pytest.raises(ValueError, match="unknown kind of objects 'cells'"):
+        postprocess_defaults("binary", objects="cells")

@@ -157,7 +157,7 @@ def test_killed_segment_resumes():
     rng = np.random.default_rng(5)
     write_volume("p.zarr", smooth_random(rng, (32, 64, 64))[None])
     segment_blockwise("p.zarr", "ref.zarr", "watershed", block_shape=(16, 32, 32), halo=(4, 8, 8))
-    code = ("import time, emseg.instances.blockwise as b\n"
+    code = ("import time, emseg.instances.stitch as b\n"
             "orig = b._segment_block\n"
             "def slow(*a, **k):\n    time.sleep(0.3)\n    return orig(*a, **k)\n"
             "b._segment_block = slow\n"

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from emseg.io import KeyNotFoundError, open_volume, parse_voxel_size, write_volume
+from emseg.config import ExecutionConfig
+from emseg.io import KeyNotFoundError, StorageConfig, open_volume, parse_voxel_size, write_volume
 
 
 def test_missing_path():
@@ -121,7 +122,10 @@ def test_not_an_hdf5_file():
 
 def test_bad_format_name():
     with pytest.raises(ValueError, match=r"format must be one of \['hdf5'"):
-        write_volume("x.out", np.zeros((2, 2, 2)), format="hdf6")
+        write_volume("x.out", np.zeros((2, 2, 2)), storage=StorageConfig(format="hdf6"))
+
+
+TINY_BLOCKS = ExecutionConfig(max_block_mb=512 / 2**20)  # 512-byte blocks: many of them
 
 
 def test_failed_write_leaves_nothing():
@@ -135,12 +139,12 @@ def test_failed_write_leaves_nothing():
 
     for path in ("out.zarr", "out.tif", "out.h5:raw", "out.n5:raw", "out.nii.gz", "out.mrc"):
         with pytest.raises(RuntimeError, match="disk on fire"):
-            write_volume(path, Exploding(), chunks=(2, 16, 16), max_block_bytes=512)
+            write_volume(path, Exploding(), chunks=(2, 16, 16), execution=TINY_BLOCKS)
         assert not os.listdir("."), f"{path} left {os.listdir('.')}"
     # into an existing container: the other datasets survive, the failed key is absent
     write_volume("keep.h5:raw", np.zeros((2, 2, 2), np.uint8))
     with pytest.raises(RuntimeError):
-        write_volume("keep.h5:labels", Exploding(), chunks=(2, 16, 16), max_block_bytes=512)
+        write_volume("keep.h5:labels", Exploding(), chunks=(2, 16, 16), execution=TINY_BLOCKS)
     from emseg.io import list_datasets
 
     assert list_datasets("keep.h5") == ["raw"]
@@ -157,7 +161,7 @@ def test_failed_overwrite_keeps_the_old_data():
     for path in ("keep.h5:raw", "keep.zarr:raw", "keep.n5:raw", "keep.tif"):
         write_volume(path, old)
         with pytest.raises(RuntimeError):
-            write_volume(path, Exploding(), overwrite=True)
+            write_volume(path, Exploding(), execution=ExecutionConfig(overwrite=True))
         from emseg.io import read_volume
 
         np.testing.assert_array_equal(read_volume(path), old)
@@ -180,7 +184,7 @@ class _Failing:
 def _volume(array, **kwargs):
     from emseg.io import Volume, VolumeMeta
 
-    return Volume(array, VolumeMeta("zyx"), path="v.zarr", key="raw", format="zarr", chunks=array.chunks, **kwargs)
+    return Volume(array, VolumeMeta("zyx"), path="v.zarr", key="raw", format="zarr", **kwargs)
 
 
 def test_read_error_names_the_first_failing_chunk():

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from emseg.config import ExecutionConfig
 from emseg.io import create_volume, open_volume, write_volume
 from emseg.io.paths import check_key, inside_container, sniff_format, split_key, suffix_hint
 
@@ -25,7 +26,8 @@ def test_bad_keys_are_refused_for_reading_and_writing(key):
         for call in (lambda: split_key(f"{container}:{key}") if ":" not in key else split_key(container, key),
                      lambda: split_key(container, key),
                      lambda: open_volume(container, key),
-                     lambda: write_volume(container, np.zeros((2, 2, 2), np.uint8), key=key, overwrite=True),
+                     lambda: write_volume(f"{container}:{key}", np.zeros((2, 2, 2), np.uint8),
+                                          execution=ExecutionConfig(overwrite=True)),
                      lambda: create_volume(container, (2, 2, 2), "uint8", key=key, overwrite=True)):
             with pytest.raises(ValueError) as caught:
                 call()

@@ -101,10 +101,12 @@ def test_cli_info_and_convert_real(shared_data, rel, capsys, tmp_path):
 
 
 def test_convert_whole_real_volume(shared_data, tmp_path):
+    from emseg.config import ExecutionConfig
     from emseg.io import convert_volume
 
     src = shared_data / "flyem_medulla/sample2_z000-149.h5:volumes/labels/neuron_ids"
-    convert_volume(src, tmp_path / "ids.n5:neuron_ids", chunks=(32, 64, 64), max_block_bytes=2**20)
+    convert_volume(src, tmp_path / "ids.n5:neuron_ids", chunks=(32, 64, 64),
+                   execution=ExecutionConfig(max_block_mb=1))
     np.testing.assert_array_equal(read_volume(tmp_path / "ids.n5:neuron_ids"), read_volume(src))
     with open_volume(tmp_path / "ids.n5:neuron_ids") as vol:
         assert vol.voxel_size == (10.0, 10.0, 10.0) and vol.chunks == (32, 64, 64)

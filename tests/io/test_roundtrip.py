@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from emseg.io import create_volume, list_datasets, open_volume, read_volume, write_volume
+from emseg.config import ExecutionConfig
+from emseg.io import StorageConfig, VolumeMeta, create_volume, list_datasets, open_volume, read_volume, write_volume
 
 # (path, format override, carries voxel size, carries offset, dtype that comes back for uint8)
 FORMATS = [
@@ -22,7 +23,8 @@ FORMATS = [
 @pytest.mark.parametrize("path,fmt,has_vs,has_offset", FORMATS)
 def test_roundtrip_uint8(path, fmt, has_vs, has_offset, rng):
     data = rng.integers(0, 256, (5, 37, 41), dtype=np.uint8)  # shapes no chunking divides
-    write_volume(path, data, voxel_size=(30, 6, 5), offset=(300, 60, 50) if has_offset else None, format=fmt)
+    write_volume(path, data, voxel_size=(30, 6, 5), offset=(300, 60, 50) if has_offset else None,
+                 storage=StorageConfig(format=fmt))
     with open_volume(path, format=fmt) as vol:
         assert vol.shape == data.shape and vol.axes == "zyx"
         np.testing.assert_array_equal(vol[...], data)
@@ -74,7 +76,8 @@ def test_roundtrip_channels(path, rng):
 
 def test_zarr_v3_ome_05(rng):
     data = rng.integers(0, 9, (6, 30, 30), dtype=np.uint32)
-    write_volume("v3.zarr", data, voxel_size=(5, 5, 5), offset=(10, 0, 0), zarr_format=3, chunks=(4, 16, 16))
+    write_volume("v3.zarr", data, voxel_size=(5, 5, 5), offset=(10, 0, 0), chunks=(4, 16, 16),
+                 storage=StorageConfig(zarr_format=3))
     import zarr
 
     group = zarr.open_group("v3.zarr", mode="r")
@@ -122,7 +125,7 @@ def test_ome_zarr_read_by_reference_reader(rng):
 def test_create_volume_blockwise(rng):
     data = rng.integers(0, 255, (10, 50, 70), dtype=np.uint8)
     for path in ("out.zarr", "out.h5:pred", "out.n5:pred"):
-        vol = create_volume(path, data.shape, np.uint8, chunks=(4, 16, 16), voxel_size=(8, 8, 8))
+        vol = create_volume(path, data.shape, np.uint8, chunks=(4, 16, 16), meta=VolumeMeta("zyx", (8, 8, 8)))
         assert vol.chunks == (4, 16, 16)
         for z in range(0, 10, 4):
             vol[z:z + 4] = data[z:z + 4]
@@ -154,12 +157,12 @@ def test_overwrite(rng):
     write_volume("o.zarr", np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(FileExistsError, match="overwrite"):
         write_volume("o.zarr", np.ones((2, 4, 4), np.uint8))
-    write_volume("o.zarr", np.ones((2, 4, 4), np.uint8), overwrite=True)
+    write_volume("o.zarr", np.ones((2, 4, 4), np.uint8), execution=ExecutionConfig(overwrite=True))
     assert read_volume("o.zarr").min() == 1
     write_volume("o.h5:a", np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(FileExistsError, match="o.h5:a already holds"):
         write_volume("o.h5:a", np.ones((2, 4, 4), np.uint8))
-    write_volume("o.h5:a", np.ones((2, 4, 4), np.uint8), overwrite=True)
+    write_volume("o.h5:a", np.ones((2, 4, 4), np.uint8), execution=ExecutionConfig(overwrite=True))
     assert read_volume("o.h5:a").min() == 1
 
 
@@ -181,9 +184,10 @@ def test_volume_slicing_like_numpy(rng):
 
 @pytest.mark.parametrize("zarr_format", [2, 3])
 def test_datasets_added_to_a_container_keep_the_others(zarr_format):
-    write_volume("t.zarr:raw", np.zeros((2, 4, 4), np.uint8), zarr_format=zarr_format)
-    write_volume("t.zarr:labels/cells", np.ones((2, 4, 4), np.uint32), zarr_format=zarr_format)  # a new group
-    write_volume("t.zarr:labels/mito", np.full((2, 4, 4), 2, np.uint32), zarr_format=zarr_format)
+    storage = StorageConfig(zarr_format=zarr_format)
+    write_volume("t.zarr:raw", np.zeros((2, 4, 4), np.uint8), storage=storage)
+    write_volume("t.zarr:labels/cells", np.ones((2, 4, 4), np.uint32), storage=storage)  # a new group
+    write_volume("t.zarr:labels/mito", np.full((2, 4, 4), 2, np.uint32), storage=storage)
     assert read_volume("t.zarr:raw").max() == 0 and read_volume("t.zarr:labels/cells").max() == 1
     assert read_volume("t.zarr:labels/mito").max() == 2
     assert list_datasets("t.zarr") == ["labels/cells/0", "labels/mito/0", "raw/0"]

@@ -120,7 +120,7 @@ def test_cremi_score_golden_and_tolerance():
     shifted = np.roll(gt, 1, axis=2)  # boundary one voxel off
     shifted[:, :, 0] = 1
     c = cremi_score(gt, shifted)
-    voi, are = variation_of_information(gt, shifted, ignore_gt=(0,)), adapted_rand_error(gt, shifted)
+    voi, are = variation_of_information(gt, shifted, ignore_label=(0,)), adapted_rand_error(gt, shifted)
     assert c.score == pytest.approx(np.sqrt((voi.split + voi.merge) * are.error))
     assert c.score > 0
     tolerant = cremi_score(gt, shifted, boundary_tolerance_nm=8, voxel_size=(40, 4, 4))  # 2 voxels

@@ -121,7 +121,7 @@ def test_shapes_are_named_and_a_one_channel_prediction_is_its_channel():
 
 
 def test_raw_em_is_refused_as_pred_and_as_gt():
-    from emseg.data.synthetic import synthetic_em
+    from emseg.synthetic import synthetic_em
 
     em = synthetic_em((4, 64, 64), seed=0)
     mask = (em.mito > 0).astype(np.uint8) * 255
@@ -175,9 +175,32 @@ def test_cli_evaluate_bad_values_end_in_one_line(capsys):
     assert main(["evaluate", "gt.tif", "p.zarr", "--threshold", "5"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "threshold=5.0 must lie in (0, 1)" in err
-    from emseg.data.synthetic import synthetic_em
+    from emseg.synthetic import synthetic_em
 
     write_volume("raw.tif", synthetic_em((4, 32, 32), seed=1).raw)
     assert main(["evaluate", "gt.tif", "raw.tif"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "pred raw.tif looks like raw EM" in err
+
+
+def test_public_functions_take_at_most_8_parameters():
+    """Options beyond that go into a config (EvaluateConfig); dataclass constructors are records, not counted."""
+    import dataclasses
+    import importlib
+    import inspect
+    import pkgutil
+
+    import emseg.metrics
+
+    too_many = []
+    for info in pkgutil.iter_modules(emseg.metrics.__path__):
+        module = importlib.import_module(f"emseg.metrics.{info.name}")
+        for name, obj in vars(module).items():
+            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                continue
+            functions = [(name, obj)] if inspect.isfunction(obj) else []
+            if inspect.isclass(obj):
+                functions += [(f"{name}.{k}", f) for k, f in vars(obj).items() if inspect.isfunction(f)
+                              and (not k.startswith("_") or (k == "__init__" and not dataclasses.is_dataclass(obj)))]
+            too_many += [f"{module.__name__}.{n}" for n, f in functions if len(inspect.signature(f).parameters) > 8]
+    assert not too_many

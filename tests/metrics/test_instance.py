@@ -4,9 +4,9 @@ import io
 import numpy as np
 import pytest
 
+from emseg.metrics import (aggregated_jaccard_index, average_precision, match_instances, match_instances_thresholds,
+                           panoptic_quality)
 from emseg.metrics.contingency import contingency_table
-from emseg.metrics.instance import (aggregated_jaccard_index, average_precision, match_instances,
-                                    match_instances_thresholds, panoptic_quality)
 
 nan = float("nan")
 

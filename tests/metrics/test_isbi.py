@@ -1,4 +1,4 @@
-"""Tests for the ISBI 2012 metrics (emseg.metrics.isbi).
+"""Tests for the ISBI 2012 metrics (emseg.metrics.isbi and emseg.metrics.warping).
 
 References used here: brute-force pair counting (V_rand), entropies from np.unique counts
 (V_info), and plain-Python transcriptions of Fiji's WarpingError.simplePointWarp2d /
@@ -13,10 +13,8 @@ import pytest
 from scipy import ndimage
 
 from emseg.metrics.contingency import contingency_table
-from emseg.metrics.isbi import (
-    ISBI_THRESHOLDS, _RING, _SIMPLE_LUT, best_scores_from_probability, label_cells, pixel_error, v_info,
-    v_rand, warping_error,
-)
+from emseg.metrics.isbi import ISBI_THRESHOLDS, best_scores_from_probability, label_cells, pixel_error, v_info, v_rand
+from emseg.metrics.warping import _RING, _SIMPLE_LUT, warping_error
 
 FOUR = ndimage.generate_binary_structure(2, 1)
 

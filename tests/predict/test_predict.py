@@ -101,7 +101,7 @@ def test_killed_prediction_resumes(tmp_path):
     raw = np.random.default_rng(4).random((32, 64, 64)).astype(np.float32)
     write_volume("raw.zarr", raw)
     predict_blockwise("raw.zarr", "m.safetensors", "ref.zarr", block_shape=(4, 32, 32), dtype="float32")
-    code = ("import time, emseg.predict.blockwise as b\n"
+    code = ("import time, emseg.predict.blocks as b\n"
             "orig = b._run_block\n"
             "def slow(*a, **k):\n    time.sleep(0.2)\n    return orig(*a, **k)\n"
             "b._run_block = slow\n"
@@ -166,7 +166,7 @@ def test_multi_slice_2_5d_model():
 
 def test_trained_model_blockwise_equals_whole_volume(tmp_path):
     """A model trained by emseg (a few steps on synthetic EM) predicts blockwise exactly as in one pass."""
-    from emseg.data.synthetic import synthetic_em
+    from emseg.synthetic import synthetic_em
     from emseg.models import load_model
     from emseg.train import load_config, train
 
@@ -179,7 +179,7 @@ def test_trained_model_blockwise_equals_whole_volume(tmp_path):
     predict_blockwise(f"{tmp_path}/em.h5:raw", result.best, "pred.zarr", block_shape=(2, 32, 32), dtype="float32")
     model = load_model(result.best)
     from emseg.models import read_model_header
-    from emseg.train.data import Normalization
+    from emseg.normalization import Normalization
 
     norm = Normalization(**read_model_header(result.best).extra["normalization"])
     whole = _whole(model, norm(em.raw))

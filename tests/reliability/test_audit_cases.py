@@ -54,7 +54,7 @@ def test_postprocess_inputs_that_would_give_garbage(inputs):
 
 
 def test_raw_and_labels_swapped_for_training(tmp_path, shared_data):
-    from emseg.train.data import load_train_volume
+    from emseg.train.patches import load_train_volume
 
     raw, labels = shared_data / "lucchi" / "training.tif", shared_data / "lucchi" / "training_groundtruth.tif"
     with pytest.raises(ValueError, match="swapped"):

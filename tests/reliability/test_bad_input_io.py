@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from emseg.io import open_volume, write_volume
+from emseg.io import StorageConfig, open_volume, write_volume
 
 VOL = np.random.default_rng(0).integers(0, 255, (6, 64, 64), dtype=np.uint8)  # incompressible: Blosc stores it raw
 
@@ -55,13 +55,13 @@ def zarr_truncated_chunk():  # numcodecs would decode it from memory past the bu
 
 
 def zarr3_truncated_chunk():
-    write_volume("z.zarr", VOL, chunks=(2, 32, 32), zarr_format=3)
+    write_volume("z.zarr", VOL, chunks=(2, 32, 32), storage=StorageConfig(zarr_format=3))
     _cut("z.zarr/0/c/1/0/1", lambda n: n // 2)
     return "z.zarr", [r"chunk \(1, 0, 1\)", r"z\.zarr/0/c/1/0/1", "truncated"]
 
 
 def zarr_uncompressed_truncated_chunk():
-    write_volume("z.zarr", VOL, chunks=(2, 32, 32), compression=None)
+    write_volume("z.zarr", VOL, chunks=(2, 32, 32), storage=StorageConfig(compression=None))
     _cut("z.zarr/0/2/1/1", 100)
     return "z.zarr", [r"chunk \(2, 1, 1\)", r"z\.zarr/0/2/1/1"]
 
@@ -73,7 +73,7 @@ def zarr_bad_metadata():
 
 
 def zarr_metadata_lacks_a_field():
-    write_volume("z.zarr", VOL, chunks=(2, 32, 32), zarr_format=3)
+    write_volume("z.zarr", VOL, chunks=(2, 32, 32), storage=StorageConfig(zarr_format=3))
     open("z.zarr/0/zarr.json", "w").write('{"zarr_format": 3, "node_type": "array"}')
     return "z.zarr", [r"^z\.zarr:0: Zarr metadata file z\.zarr/0/zarr\.json lacks the field"]
 

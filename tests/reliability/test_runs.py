@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
+from emseg.config import ExecutionConfig
 from emseg.io import open_volume, read_volume, write_volume
 
 from harness import emseg, fault_points, one_line_error, spread, tree
@@ -39,7 +40,8 @@ def _raw(path, seed=0):
 
     smooth = ndimage.gaussian_filter(np.random.default_rng(seed).random(SHAPE), (1, 3, 3))
     smooth = (smooth - smooth.min()) / (smooth.max() - smooth.min())
-    write_volume(path, (smooth * 255).astype(np.uint8), voxel_size=(30, 8, 8), overwrite=True)
+    write_volume(path, (smooth * 255).astype(np.uint8), voxel_size=(30, 8, 8),
+                 execution=ExecutionConfig(overwrite=True))
 
 
 def _prob(path, seed=0):
@@ -227,7 +229,7 @@ def test_a_changed_chunk_of_a_zarr_input_is_a_different_input(tmp_path):
 
 
 def test_two_callables_that_differ_only_in_what_they_capture_are_two_models():
-    from emseg.predict.blockwise import _model_identity
+    from emseg.predict.blocks import _model_identity
     from emseg.predict.model import as_predictor
 
     def make(scale):

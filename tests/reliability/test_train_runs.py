@@ -22,7 +22,8 @@ import time
 import numpy as np
 import pytest
 
-from emseg.data.synthetic import synthetic_em
+from emseg.config import ExecutionConfig
+from emseg.synthetic import synthetic_em
 from emseg.io import write_volume
 
 from harness import wait_for
@@ -173,7 +174,7 @@ def _step(point):
 def _saved_steps(out):
     """(step of the trainer state, step of latest.safetensors); 0 for a missing file."""
     from emseg.models import read_model_header
-    from emseg.models.io import read_safetensors_header
+    from emseg.models.checkpoint import read_safetensors_header
 
     state, latest = out / "latest.state.safetensors", out / "latest.safetensors"
     s = dict(json.loads(read_safetensors_header(state)[0]["state"])["dict"])["step"] if state.exists() else 0
@@ -268,7 +269,7 @@ def test_overwrite_starts_over_and_deletes_only_the_trainers_files(data, clean):
     em = synthetic_em((8, 64, 64), seed=5)
     mito = em.mito.copy()
     mito[0, :8, :8] = 1
-    write_volume(f"{labels}:mito", mito, voxel_size=em.voxel_size, overwrite=True)
+    write_volume(f"{labels}:mito", mito, voxel_size=em.voxel_size, execution=ExecutionConfig(overwrite=True))
     _one_line_error(_run(config), "inputs.labels[0].fingerprint")
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from emseg.data.synthetic import synthetic_em
+from emseg.synthetic import synthetic_em
 from emseg.io import open_volume, write_volume
 from emseg.probabilities import (as_probabilities, check_finite, check_probability_source, check_raw_source,
                                  is_prediction, sample_stats)

@@ -242,6 +242,72 @@ def test_unequal_lengths_or_sizes_are_never_transposed():
     assert len(_orbit(sq, (6, 12), 200)) == 4  # anisotropic pixels: flips only
 
 
+def _is_flip_of(out, raw):
+    """True if out is raw with some of its axes reversed (no transpose)."""
+    return any(np.array_equal(out, raw[tuple(slice(None, None, -1 if f else 1) for f in flips)])
+               for flips in np.ndindex(*(2,) * raw.ndim))
+
+
+def test_flip_false_only_permutes_axes():
+    raw = np.fromfunction(lambda z, y, x: 100 * z + 10 * y + x, (3, 3, 3), dtype=np.float32)
+    outs = [aug.random_flip_rotate(raw, None, np.random.default_rng(s), (8, 8, 8), flip=False)[0]
+            for s in range(200)]
+    assert all(o[0, 0, 0] == 0 for o in outs)  # the origin stays: no axis reversed
+    assert all(sorted([o[1, 0, 0], o[0, 1, 0], o[0, 0, 1]]) == [1, 10, 100] for o in outs)
+    assert len({o.tobytes() for o in outs}) == 6  # the 3! transposes
+
+
+def test_rotate90_false_only_flips():
+    raw = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+    outs = [aug.random_flip_rotate(raw, None, np.random.default_rng(s), (8, 8, 8), rotate90=False)[0]
+            for s in range(200)]
+    assert all(_is_flip_of(o, raw) for o in outs) and len({o.tobytes() for o in outs}) == 8
+    same = aug.random_flip_rotate(raw, None, np.random.default_rng(0), (8, 8, 8), flip=False, rotate90=False)[0]
+    np.testing.assert_array_equal(same, raw)
+
+
+def test_rotate90_yx_keeps_z_on_isotropic_voxels():
+    raw = np.fromfunction(lambda z, y, x: 100 * z + 10 * y + x, (3, 3, 3), dtype=np.float32)
+    for seed in range(100):
+        r, _ = aug.random_flip_rotate(raw, None, np.random.default_rng(seed), (8, 8, 8), rotate90="yx")
+        assert all(len(np.unique(r[z] // 100)) == 1 for z in range(3))  # each section from one z
+    cube = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    orbit = {aug.random_flip_rotate(cube, None, np.random.default_rng(s), (8, 8, 8), rotate90="yx")[0].tobytes()
+             for s in range(300)}
+    assert len(orbit) == 16
+
+
+def test_rotate90_zyx_is_refused_on_anisotropic_voxels():
+    raw = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    for vs in [(30, 6, 6), (6, 6, 12), None]:
+        with pytest.raises(ValueError, match="rotate90='zyx'.*anisotropic.*use rotate90=True"):
+            aug.random_flip_rotate(raw, None, np.random.default_rng(0), vs, rotate90="zyx")
+    with pytest.raises(ValueError, match="anisotropic"):
+        aug.random_flip_rotate(raw[0], None, np.random.default_rng(0), (6, 12), rotate90="zyx")
+    for seed in range(20):  # where every voxel size is equal it is the default
+        a = aug.random_flip_rotate(raw, None, np.random.default_rng(seed), (8, 8, 8), rotate90="zyx")[0]
+        b = aug.random_flip_rotate(raw, None, np.random.default_rng(seed), (8, 8, 8))[0]
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"params\['random_flip_rotate'\]: rotate90='zyx'"):
+        Augmenter((30, 6, 6), params={"random_flip_rotate": {"rotate90": "zyx"}})
+    Augmenter((8, 8, 8), params={"random_flip_rotate": {"rotate90": "zyx"}})
+    for bad in ("xy", 1, None):
+        with pytest.raises(ValueError, match="rotate90 must be one of"):
+            aug.random_flip_rotate(raw, None, np.random.default_rng(0), (8, 8, 8), rotate90=bad)
+    with pytest.raises(ValueError, match="flip must be True or False"):
+        aug.random_flip_rotate(raw, None, np.random.default_rng(0), (8, 8, 8), flip="no")
+
+
+def test_switching_flip_or_rotate90_off_draws_the_same_numbers():
+    raw = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+    after = []
+    for kw in ({}, {"flip": False}, {"rotate90": False}, {"rotate90": "zyx"}):
+        rng = np.random.default_rng(4)
+        aug.random_flip_rotate(raw, None, rng, (8, 8, 8), **kw)
+        after.append(rng.random())
+    assert len(set(after)) == 1
+
+
 # ---------------------------------------------------------------- seeds, shapes, dtypes
 @pytest.mark.parametrize("f", ALL, ids=lambda f: f.__name__)
 def test_same_seed_same_output_and_inputs_untouched(f):

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from emseg.io import write_volume
-from emseg.train.data import (fit_normalization, load_train_volume, sample_patch, split_region,
+from emseg.normalization import fit_normalization
+from emseg.train.patches import (load_train_volume, sample_patch, split_region,
                               validation_patches)
 
 

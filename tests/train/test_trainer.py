@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from emseg.data.synthetic import synthetic_em
+from emseg.synthetic import synthetic_em
 from emseg.io import write_volume
 from emseg.train import load_config, train
 
@@ -174,7 +174,7 @@ def test_config_file_errors(tmp_path):
         load_config(bad)
     listed = tmp_path / "list.yaml"
     listed.write_text("- steps: 3\n")
-    with pytest.raises(ValueError, match="list.yaml' holds a YAML list; a training config is a mapping"):
+    with pytest.raises(ValueError, match="list.yaml' holds a YAML list; a config is a mapping"):
         load_config(listed)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         load_config(tmp_path / "missing.yaml")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from emseg.cli import main as emseg
-from emseg.instances.methods import METHODS, TASKS
+from emseg.instances.methods import METHODS
+from emseg.tasks import OBJECTS, TASKS
 from emseg.zoo import model_card, model_names, model_path, resolve_model
 
 NAMES = ["membrane-sstem", "mito-fibsem", "mito-sbem", "neurons-fibsem"]
@@ -23,9 +24,9 @@ def test_card_describes_the_model(name):
     from emseg.models import read_model_header
 
     card = model_card(name)
-    for key in ("summary", "purpose", "task", "modality", "target", "architecture", "license"):
+    for key in ("summary", "purpose", "objects", "modality", "target", "architecture", "license"):
         assert isinstance(card[key], str) and card[key], key
-    assert card["task"] in TASKS
+    assert card["objects"] in OBJECTS and card["target"] in TASKS  # a kind of objects; the registry's task
     assert card["postprocess"]["method"] in METHODS
     assert card["training"]["data"] and card["training"]["data_license"] and card["training"]["steps"] > 0
     assert os.path.exists(os.path.join(os.path.dirname(__file__), "..", "..", card["training"]["config"]))
@@ -45,7 +46,7 @@ def test_loads_by_name_and_predicts_probabilities(name):
     from emseg.predict.model import as_predictor
 
     p = as_predictor(name)
-    assert p.info["card"]["name"] == name and p.info["path"] == model_path(name)
+    assert p.checkpoint.card["name"] == name and p.checkpoint.path == model_path(name)
     shape = (1, 1) + ((16, 64, 64) if p.ndim == 3 else (64, 64))
     y = p.fn(np.random.default_rng(0).random(shape, dtype=np.float32))
     assert y.shape == (1, p.out_channels) + shape[2:] and 0 <= y.min() and y.max() <= 1
@@ -77,14 +78,16 @@ def test_cli_models_list_and_info(capsys):
     assert emseg(["models", "info"]) == 2
 
 
-def test_card_postprocessing_unless_a_task_is_given():
-    from emseg.instances import method_for_model
+def test_card_postprocessing_unless_a_kind_of_objects_is_given():
+    from emseg.models.reader import PostprocessDefaults, postprocess_defaults
 
-    info = {"target": "affinities", "offsets": [[-1, 0, 0], [0, -9, 0]],
-            "card": {"postprocess": {"method": "agglomerate", "params": {"threshold": 0.3}, "min_size": 7}}}
-    assert method_for_model(info) == ("agglomerate", {"threshold": 0.3}, [[-1, 0, 0], [0, -9, 0]], 7)
-    assert method_for_model(info, "neurons")[0] == "mws"  # an explicit task: the target's method, the task's size
-    assert method_for_model(info, "neurons")[3] == TASKS["neurons"]["min_size"]
+    offsets = [[-1, 0, 0], [0, -9, 0]]
+    card = {"postprocess": {"method": "agglomerate", "params": {"threshold": 0.3}, "min_size": 7}}
+    assert postprocess_defaults("affinities", {"offsets": offsets}, card) == \
+        PostprocessDefaults("agglomerate", {"threshold": 0.3}, offsets, 7)
+    named = postprocess_defaults("affinities", {"offsets": offsets}, card, objects="neurons")
+    assert named.method == "mws"  # a kind of objects named: the task's method, that kind's size filter
+    assert named.min_size == OBJECTS["neurons"]["min_size"]
 
 
 def test_segment_by_name_warns_about_another_voxel_size(caplog):

@@ -61,9 +61,9 @@ def test_neuron_model_beats_a_plain_watershed(shared_data):
     raw, vs = _crop(f"{f}:volumes/raw", roi)
     gt = _crop(f"{f}:volumes/labels/neuron_ids", roi)[0]
     seg, affs = _segment(raw, vs, "neurons-fibsem")
-    ours = variation_of_information(gt, seg, ignore_gt=(0,))
+    ours = variation_of_information(gt, seg, ignore_label=(0,))
     boundary = 1 - affs[:3].mean(0, keepdims=True)  # distance-transform seeds at the threshold that
     plain = segment(boundary, "watershed", {"seeds": "distance", "threshold": 0.2})  # did best on training z 60-99
-    plain = variation_of_information(gt, plain, ignore_gt=(0,))
+    plain = variation_of_information(gt, plain, ignore_label=(0,))
     assert ours.total < plain.total, (ours, plain)
     assert ours.total < 1.4, ours  # 1.10 (plain: 1.57) when written

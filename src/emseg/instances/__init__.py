@@ -5,7 +5,7 @@ In memory (numpy in, labels 1..n in the smallest unsigned dtype out): :func:`con
 :func:`z_filter`, :func:`bc_watershed`, :func:`bcd_watershed`, :func:`boundary_watershed`,
 :func:`agglomerate`, :func:`mutex_watershed`, and :func:`segment` (any of them by name, see
 :data:`METHODS`). Over volumes of any size, stitched without seams: :func:`segment_blockwise`;
-from raw EM with a model: :func:`segment_volume`.
+from raw EM with a model: :func:`emseg.workflows.segment_volume`.
 
 Names are imported on first use, so ``emseg --help`` does not load numba, scikit-image or waterz.
 """
@@ -13,11 +13,11 @@ Names are imported on first use, so ``emseg --help`` does not load numba, scikit
 import importlib
 
 _WHERE = {
-    "agglomerate": "agglomeration", "SegmentResult": "blockwise", "segment_blockwise": "blockwise",
+    "agglomerate": "agglomeration", "SegmentResult": "stitch", "segment_blockwise": "stitch", "PostprocessConfig": "config",
     "check_probability": "components", "connected_components": "components", "fill_holes": "components",
-    "remove_small_objects": "components", "METHODS": "methods", "TASKS": "methods", "segment": "methods",
-    "mutex_watershed": "mws", "mutex_watershed_graph": "mws", "method_for_model": "pipeline",
-    "segment_volume": "pipeline", "relabel_sequential": "relabel", "smallest_uint": "relabel",
+    "remove_small_objects": "components", "METHODS": "methods", "segment": "methods",
+    "mutex_watershed": "mws", "mutex_watershed_graph": "mws",
+    "relabel_sequential": "relabel", "smallest_uint": "relabel",
     "bc_watershed": "watershed", "bcd_watershed": "watershed", "boundary_watershed": "watershed",
     "seeded_watershed": "watershed", "z_filter": "zfilter",
 }

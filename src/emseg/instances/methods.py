@@ -9,40 +9,100 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..probabilities import as_probabilities
 from .relabel import relabel_sequential
 
-__all__ = ["METHODS", "TASKS", "segment", "method_params"]
+__all__ = ["METHODS", "segment", "method_params"]
 
-# channels: how many the method reads (None: one per offset); halo: default context per axis (zyx)
+
+def _cc(pred, offsets=None, *, channel=0, **p):
+    from .components import connected_components
+
+    return connected_components(pred[channel], **p)
+
+
+def _watershed(pred, offsets=None, *, channel=0, **p):
+    from .watershed import boundary_watershed
+
+    return boundary_watershed(pred[channel], **p)
+
+
+def _bc(pred, offsets=None, **p):
+    from .watershed import bc_watershed
+
+    return bc_watershed(pred[0], pred[1], **p)
+
+
+def _bcd(pred, offsets=None, **p):
+    from .watershed import bcd_watershed
+
+    return bcd_watershed(pred[0], pred[1], pred[2], **p)
+
+
+def _agglomerate(pred, offsets, **p):
+    from .agglomeration import agglomerate
+
+    return agglomerate(pred[:len(offsets)], offsets, **p)
+
+
+def _mws(pred, offsets, **p):
+    from .mws import mutex_watershed
+
+    return mutex_watershed(pred[:len(offsets)], offsets, **p)
+
+
+_P = ("real", 0, 1)  # a probability threshold; then: open at 0, open at 1, what it means
+# channels: how many the method reads (None: one per offset); halo: default context per axis (zyx);
+# params: defaults; ranges: name -> (kind, low, high, low_open, high_open, meaning), kind "real?" also takes None;
+# fn(pred, offsets, **params): labels of one in-memory block
 METHODS = {
     "cc": dict(channels=1, halo=(0, 0, 0), params=dict(threshold=0.5, connectivity=None, channel=0),
-               doc="threshold + connected components of one channel (exact across blocks)"),
+               ranges={"threshold": _P + (False, True, "foreground is p > threshold; 1 would select nothing")},
+               fn=_cc, doc="threshold + connected components of one channel (exact across blocks)"),
     "watershed": dict(channels=1, halo=(16, 32, 32),
                       params=dict(threshold=0.5, sigma=1.0, seeds="threshold", min_seed_size=8, min_seed_distance=2.0,
                                   max_distance=None, per_section=False, channel=0),
-                      doc="boundary/membrane map -> cells (seeded watershed)"),
+                      ranges={"threshold": _P + (True, False, "cell interior is the smoothed boundary map below it; "
+                                                 "0 would leave no interior"),
+                              "sigma": ("real", 0, None, False, False, "Gaussian smoothing in voxels; 0 = none"),
+                              "min_seed_size": ("int", 0, None, False, False, "voxels"),
+                              "min_seed_distance": ("real", 0, None, False, False, "voxels from the nearest membrane"),
+                              "max_distance": ("real?", 0, None, True, False, "voxels, or None for no cap")},
+                      fn=_watershed, doc="boundary/membrane map -> cells (seeded watershed)"),
     "bc": dict(channels=2, halo=(16, 32, 32), params=dict(seed_threshold=0.9, contour_threshold=0.2,
                                                          mask_threshold=0.5, min_seed_size=16),
-               doc="foreground + contour -> marker watershed (U3D-BC)"),
+               ranges={"seed_threshold": _P + (False, True, "seeds need foreground > seed_threshold"),
+                       "contour_threshold": _P + (True, False, "seeds need contour < contour_threshold"),
+                       "mask_threshold": _P + (False, True, "objects cover foreground > mask_threshold"),
+                       "min_seed_size": ("int", 0, None, False, False, "voxels")},
+               fn=_bc, doc="foreground + contour -> marker watershed (U3D-BC)"),
     "bcd": dict(channels=3, halo=(16, 32, 32), params=dict(seed_threshold=0.8, contour_threshold=0.3,
                                                           distance_threshold=0.5, mask_threshold=0.5,
                                                           min_seed_size=16),
-                doc="foreground + contour + distance -> marker watershed (U3D-BCD)"),
+                ranges={"seed_threshold": _P + (False, True, "seeds need foreground > seed_threshold"),
+                        "contour_threshold": _P + (True, False, "seeds need contour < contour_threshold"),
+                        "distance_threshold": ("real", -1, 1, False, True, "seeds need distance > distance_threshold "
+                                               "(normalised distance in [0, 1], or signed in (-1, 1))"),
+                        "mask_threshold": _P + (False, True, "objects cover foreground > mask_threshold"),
+                        "min_seed_size": ("int", 0, None, False, False, "voxels")},
+                fn=_bcd, doc="foreground + contour + distance -> marker watershed (U3D-BCD)"),
     "agglomerate": dict(channels=None, halo=(16, 32, 32), params=dict(threshold=0.5),
-                        doc="affinities -> fragments merged by mean affinity (waterz)"),
-    "mws": dict(channels=None, halo=(16, 32, 32), params=dict(strides=None),
+                        ranges={"threshold": _P + (False, False, "regions merge while their mean affinity is at "
+                                                   "least threshold")},
+                        fn=_agglomerate, doc="affinities -> fragments merged by mean affinity (waterz)"),
+    "mws": dict(channels=None, halo=(16, 32, 32), params=dict(strides=None), ranges={}, fn=_mws,
                 doc="affinities with long-range offsets -> mutex watershed (Wolf et al. 2018)"),
 }
 
-# `emseg segment --task`: settings for a kind of object; the method itself follows the model's target
-# (binary -> cc, bc, bcd, boundary -> watershed, affinities -> mws/agglomerate), or "method" when it does not say
-TASKS = {
-    "mito": dict(method="cc", min_size=200),
-    "nuclei": dict(method="bcd", min_size=1000),
-    "neurons": dict(method="agglomerate", min_size=50),
-    "membranes": dict(method="watershed", params=dict(per_section=True), min_size=20),
-}
+
+def _add_task_methods():
+    """The methods that tasks of the registry bring with them (e.g. ``sdt``)."""
+    from ..tasks import TASKS
+
+    for task in TASKS.values():
+        METHODS.update(task.methods)
+
+
+_add_task_methods()
 
 
 def method_params(method, params=None, offsets=None):
@@ -58,30 +118,6 @@ def method_params(method, params=None, offsets=None):
     if METHODS[method]["channels"] is None and not offsets:
         raise ValueError(f"method {method!r} reads affinities: pass their offsets (one per channel)")
     return {k: _check_param(method, k, v) for k, v in defaults.items()}
-
-
-# (method, name) -> (kind, low, high, low_open, high_open, what it means); kind "real?" also takes None
-_RANGES = {
-    ("cc", "threshold"): ("real", 0, 1, False, True, "foreground is p > threshold; 1 would select nothing"),
-    ("watershed", "threshold"): ("real", 0, 1, True, False, "cell interior is the smoothed boundary map below it; "
-                                 "0 would leave no interior"),
-    ("watershed", "sigma"): ("real", 0, None, False, False, "Gaussian smoothing in voxels; 0 = none"),
-    ("watershed", "min_seed_size"): ("int", 0, None, False, False, "voxels"),
-    ("watershed", "min_seed_distance"): ("real", 0, None, False, False, "voxels from the nearest membrane"),
-    ("watershed", "max_distance"): ("real?", 0, None, True, False, "voxels, or None for no cap"),
-    ("bc", "seed_threshold"): ("real", 0, 1, False, True, "seeds need foreground > seed_threshold"),
-    ("bc", "contour_threshold"): ("real", 0, 1, True, False, "seeds need contour < contour_threshold"),
-    ("bc", "mask_threshold"): ("real", 0, 1, False, True, "objects cover foreground > mask_threshold"),
-    ("bc", "min_seed_size"): ("int", 0, None, False, False, "voxels"),
-    ("bcd", "seed_threshold"): ("real", 0, 1, False, True, "seeds need foreground > seed_threshold"),
-    ("bcd", "contour_threshold"): ("real", 0, 1, True, False, "seeds need contour < contour_threshold"),
-    ("bcd", "distance_threshold"): ("real", -1, 1, False, True, "seeds need distance > distance_threshold "
-                                    "(normalised distance in [0, 1], or signed in (-1, 1))"),
-    ("bcd", "mask_threshold"): ("real", 0, 1, False, True, "objects cover foreground > mask_threshold"),
-    ("bcd", "min_seed_size"): ("int", 0, None, False, False, "voxels"),
-    ("agglomerate", "threshold"): ("real", 0, 1, False, False, "regions merge while their mean affinity is at "
-                                   "least threshold"),
-}
 
 
 def _interval(lo, hi, lo_open, hi_open):
@@ -115,7 +151,7 @@ def _check_param(method, name, value):
         if not ok:
             raise ValueError(f"{where}: must be None or a list of positive integers, one per spatial axis")
         return value if value is None else [int(v) for v in value]
-    spec = _RANGES.get((method, name))
+    spec = METHODS[method].get("ranges", {}).get(name)
     if spec is None:
         return value
     if name == "sigma" and isinstance(value, (list, tuple)):  # one sigma per axis
@@ -161,15 +197,9 @@ def segment(pred, method, params=None, *, offsets=None, z_filter=0, min_size=0) 
     return remove_small_objects(labels, min_size) if min_size > 0 else relabel_sequential(labels)
 
 
-def _as_float(pred, name):
-    """Kept for callers of the old name: :func:`emseg.probabilities.as_probabilities`."""
-    return as_probabilities(pred, name)
-
-
 def segment_block(pred, method, params, offsets=None, z_filter=0) -> np.ndarray:
     """Run ``method`` on one float32 block ``(C, *spatial)`` (already checked); labels of the spatial shape."""
-    from . import components, watershed, zfilter
-    from .agglomeration import agglomerate
+    from . import zfilter
 
     need = METHODS[method]["channels"] or len(offsets)
     if pred.ndim < 3 or pred.shape[0] < need:
@@ -181,16 +211,4 @@ def segment_block(pred, method, params, offsets=None, z_filter=0) -> np.ndarray:
     if "channel" in p and p["channel"] >= pred.shape[0]:
         raise ValueError(f"{method} parameter channel={p['channel']} is out of range: the prediction has "
                          f"{pred.shape[0]} channel(s) (shape {pred.shape}); use 0..{pred.shape[0] - 1}")
-    if method == "cc":
-        return components.connected_components(pred[p.pop("channel")], **p)
-    if method == "watershed":
-        return watershed.boundary_watershed(pred[p.pop("channel")], **p)
-    if method == "bc":
-        return watershed.bc_watershed(pred[0], pred[1], **p)
-    if method == "bcd":
-        return watershed.bcd_watershed(pred[0], pred[1], pred[2], **p)
-    if method == "agglomerate":
-        return agglomerate(pred[:len(offsets)], offsets, **p)
-    from .mws import mutex_watershed
-
-    return mutex_watershed(pred[:len(offsets)], offsets, **p)
+    return METHODS[method]["fn"](pred, offsets, **p)

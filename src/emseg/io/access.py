@@ -1,28 +1,26 @@
-"""Open, read, create and write volumes in any supported format, by path."""
+"""Open, read and create volumes in any supported format, by path (writing is :mod:`emseg.io.write`)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..blockwise import aligned_block_shape, block_slices
 from .meta import VolumeMeta
 from .paths import CONTAINERS, FORMATS, detect_format, split_key
+from .storage import StorageConfig
 from .volume import Volume
 
-__all__ = ["open_volume", "read_volume", "create_volume", "write_volume", "list_datasets", "default_chunks"]
+__all__ = ["open_volume", "read_volume", "create_volume", "list_datasets", "default_chunks"]
 
 _DEFAULT_AXES = {2: "yx", 3: "zyx", 4: "czyx"}
 _DEFAULT_COMPRESSION = {"hdf5": "gzip", "zarr": "zstd", "n5": "gzip", "tiff": "zlib"}
-WRITABLE = ("tiff", "image-folder", "hdf5", "zarr", "n5", "mrc", "nifti")
 
 
 def _exists(path, key=None) -> None:
     if not os.path.exists(path):
-        from .output import incomplete_hint
+        from .siblings import incomplete_hint
 
         parent = os.path.dirname(os.path.abspath(path))
         hint = incomplete_hint(path, key) if os.path.isdir(parent) else f" (its folder {parent} does not exist either)"
@@ -60,6 +58,7 @@ def open_volume(path, key=None, mode="r", *, format=None, ndim=None) -> Volume:
     Examples
     --------
     >>> import numpy as np, tempfile, os
+    >>> from emseg.io import write_volume
     >>> path = os.path.join(tempfile.mkdtemp(), "cells.h5")
     >>> write_volume(path + ":raw", np.arange(24, dtype=np.uint8).reshape(2, 3, 4), voxel_size=(40, 4, 4))
     >>> with open_volume(path + ":raw") as vol:
@@ -97,7 +96,7 @@ def open_volume(path, key=None, mode="r", *, format=None, ndim=None) -> Volume:
     try:
         vol = opener(path, key, mode) if fmt in CONTAINERS else opener(path, mode)
     except KeyError as e:
-        from .output import incomplete_hint
+        from .siblings import incomplete_hint
 
         hint = incomplete_hint(path, key)
         if hint:
@@ -127,7 +126,7 @@ def list_datasets(path) -> list[str]:
     elif fmt == "zarr":
         from .omezarr import list_zarr_arrays as lister
     elif fmt == "n5":
-        from .n5 import list_n5_datasets as lister
+        from .n5attrs import list_n5_datasets as lister
     else:
         return []
     return [k for k in lister(path) if not any(p.startswith(".emseg-") for p in k.split("/"))]
@@ -151,41 +150,57 @@ def default_chunks(shape, voxel_size=None) -> tuple[int, ...]:
     return tuple(max(1, min(b, s)) for b, s in zip(base, shape))
 
 
-def _meta(shape, axes, voxel_size, offset) -> VolumeMeta:
+def _meta(shape, axes=None, voxel_size=None, offset=None) -> VolumeMeta:
     axes = axes or _DEFAULT_AXES.get(len(shape))
     if axes is None or len(axes) != len(shape):
         raise ValueError(f"axes {axes!r} do not fit data of shape {tuple(shape)}; give axes like 'zyx' or 'czyx'")
     return VolumeMeta(axes, voxel_size, offset)
 
 
-def create_volume(path, shape, dtype, chunks=None, voxel_size=None, *, key=None, offset=None, axes=None,
-                  format=None, compression="default", zarr_format=2, overwrite=False) -> Volume:
+def create_volume(path, shape, dtype, chunks=None, *, key=None, meta=None, storage=None, overwrite=False) -> Volume:
     """Create an empty chunked volume (HDF5, Zarr/OME-Zarr or N5) to be written block by block.
 
     Unwritten chunks read as 0. Returns the volume open for writing (``vol[roi] = block``).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A container path, with the dataset as ``file.h5:key`` or ``key=``.
+    shape, dtype : the array's.
+    chunks : tuple of int, optional
+        Storage chunks (default: :func:`default_chunks`).
+    meta : VolumeMeta, optional
+        Axes, voxel size (nm) and offset (nm); default: axes from the number of dimensions
+        (``yx``, ``zyx``, ``czyx``), no voxel size.
+    storage : StorageConfig, optional
+        Format, compression and Zarr version (default: from the suffix, the format's default
+        codec, Zarr v2).
+    overwrite : bool
+        Replace a volume already at ``path`` (``key``); otherwise that raises ``FileExistsError``.
 
     Examples
     --------
     >>> import numpy as np, tempfile, os
     >>> path = os.path.join(tempfile.mkdtemp(), "pred.zarr")
-    >>> vol = create_volume(path, (4, 100, 100), "uint8", chunks=(4, 64, 64), voxel_size=(8, 8, 8))
+    >>> vol = create_volume(path, (4, 100, 100), "uint8", chunks=(4, 64, 64), meta=VolumeMeta("zyx", (8, 8, 8)))
     >>> vol[:, :64, :64] = 7
-    >>> int(open_volume(path)[...].sum())
-    114688
+    >>> int(open_volume(path)[...].sum()), open_volume(path).voxel_size
+    (114688, (8.0, 8.0, 8.0))
     """
     path, key = split_key(path, key)
-    fmt = detect_format(path, format, for_writing=True)
+    storage = storage or StorageConfig()
+    fmt = detect_format(path, storage.format, for_writing=True)
     if fmt not in CONTAINERS:
-        raise ValueError(f"{path}: create_volume makes chunked volumes ({', '.join(f for c in CONTAINERS for f in FORMATS[c])}); "
-                         f"got a {fmt} path. Use write_volume() for {fmt} output")
+        suffixes = ", ".join(s for c in CONTAINERS for s in FORMATS[c])
+        raise ValueError(f"{path}: create_volume makes chunked volumes ({suffixes}); got a {fmt} path. "
+                         f"Use write_volume() for {fmt} output")
     shape = tuple(int(s) for s in shape)
-    meta = _meta(shape, axes, voxel_size, offset)
+    meta = _meta(shape) if meta is None else _meta(shape, meta.axes, meta.voxel_size, meta.offset)
     chunks = tuple(chunks) if chunks is not None else default_chunks(shape, meta.voxel_size)
     if len(chunks) != len(shape) or any(int(c) < 1 for c in chunks):
         raise ValueError(f"chunks must be {len(shape)} positive ints for shape {shape}; got {chunks}")
     chunks = tuple(min(int(c), s) for c, s in zip(chunks, shape))
-    if compression == "default":
-        compression = _DEFAULT_COMPRESSION[fmt]
+    compression = _DEFAULT_COMPRESSION[fmt] if storage.compression == "default" else storage.compression
     _remove_existing(path, key, fmt, overwrite)
     if fmt == "hdf5":
         from .hdf5 import create_hdf5
@@ -194,7 +209,7 @@ def create_volume(path, shape, dtype, chunks=None, voxel_size=None, *, key=None,
     if fmt == "zarr":
         from .omezarr import create_zarr
 
-        return create_zarr(path, key, shape, dtype, chunks, meta, zarr_format=zarr_format,
+        return create_zarr(path, key, shape, dtype, chunks, meta, zarr_format=storage.zarr_format,
                            compression=compression)
     from .n5volume import create_n5_volume
 
@@ -229,122 +244,3 @@ def _remove_existing(path, key, fmt, overwrite):
             if not overwrite:
                 raise FileExistsError(f"{path} already holds {key!r}; pass overwrite=True to replace it")
             os.remove(node) if os.path.islink(node) else shutil.rmtree(node)
-
-
-def write_volume(path, data, *, key=None, voxel_size=None, offset=None, axes=None, chunks=None, format=None,
-                 compression="default", zarr_format=2, overwrite=False, progress=None,
-                 max_block_bytes=64 * 2**20, signature=None) -> None:
-    """Write an array or any array-like (a lazy ``Volume``, an h5py/zarr array) to ``path``.
-
-    Reads ``data`` in blocks of at most ``max_block_bytes``, so volumes larger than memory are
-    copied with bounded memory. The output appears only when complete (written under a hidden
-    temporary name, then renamed): a failed or interrupted write leaves nothing that looks done.
-
-    Parameters
-    ----------
-    voxel_size, offset, axes : optional
-        Override (or supply) metadata; by default taken from ``data`` when it is a ``Volume``.
-    chunks : tuple of int, optional
-        Storage chunks for HDF5/Zarr/N5 (default: :func:`default_chunks`).
-    format : str, optional
-        Force one of ``tiff, image-folder, hdf5, zarr, n5, mrc, nifti`` (default: from the suffix).
-    compression : str or None
-        ``"default"`` (gzip for HDF5/N5, Blosc-zstd for Zarr, zlib for TIFF), a codec name, or None.
-    progress : callable, optional
-        Called with the number of voxels written after each block.
-    signature : dict, optional
-        The run's signature (:func:`emseg.runs.run_signature`), kept with HDF5/Zarr/N5 output; when
-        the output already holds this very signature's finished result, nothing is written.
-    """
-    _write(path, data, key=key, voxel_size=voxel_size, offset=offset, axes=axes, chunks=chunks, format=format,
-           compression=compression, zarr_format=zarr_format, overwrite=overwrite, progress=progress,
-           max_block_bytes=max_block_bytes, signature=signature)
-
-
-def _write(path, data, *, key=None, voxel_size=None, offset=None, axes=None, chunks=None, format=None,
-                 compression="default", zarr_format=2, overwrite=False, progress=None,
-                 max_block_bytes=64 * 2**20, signature=None) -> bool:
-    """:func:`write_volume`, returning False when ``signature``'s finished result was already there."""
-    path, key = split_key(path, key)
-    fmt = detect_format(path, format, for_writing=True)
-    if fmt not in WRITABLE:
-        raise ValueError(f"{path}: cannot write {fmt!r}; writable formats: {', '.join(WRITABLE)}")
-    if key is not None and fmt not in CONTAINERS:
-        raise ValueError(f"{path}: a {fmt} file holds one volume; drop the key {key!r}")
-    if fmt in CONTAINERS and fmt == "hdf5" and key is None:
-        key = "data"
-    if not hasattr(data, "shape") or not hasattr(data, "__getitem__"):
-        data = np.asarray(data)
-    src_meta = getattr(data, "meta", None)
-    meta = _meta(data.shape, axes or (src_meta.axes if src_meta else None),
-                 voxel_size if voxel_size is not None else (src_meta.voxel_size if src_meta else None),
-                 offset if offset is not None else (src_meta.offset if src_meta else None))
-    if fmt not in ("zarr", "n5", "hdf5", "tiff") and meta.axes not in ("zyx", "yx"):
-        raise ValueError(f"{path}: {fmt} holds zyx volumes or yx images; got axes {meta.axes!r} "
-                         "(write channels to Zarr, N5, HDF5 or TIFF)")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise FileNotFoundError(f"{path}: output folder {parent} does not exist")
-    from ..runs import run_signature
-    from .output import Output
-
-    known = signature is not None
-    signature = signature or run_signature("write", options={"shape": list(data.shape), "format": fmt,
-                                                             "dtype": str(np.dtype(data.dtype)), "chunks": chunks,
-                                                             "compression": compression})
-    with Output(path, key, signature=signature, overwrite=overwrite, resumable=False, format=fmt,
-                complete_ok=known) as o:
-        if o.complete:
-            return False
-        tmp_path, tmp_key = o.tmp_path, o.tmp_key
-        if fmt in CONTAINERS:
-            out = create_volume(tmp_path, data.shape, data.dtype, chunks, meta.voxel_size, key=tmp_key,
-                                offset=meta.offset, axes=meta.axes, format=fmt, compression=compression,
-                                zarr_format=zarr_format, overwrite=True)
-            with out:
-                _copy_blocks(data, out, max_block_bytes, progress)
-        elif fmt == "tiff":
-            from .tiff import write_tiff
-
-            write_tiff(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes,
-                       compression=_DEFAULT_COMPRESSION["tiff"] if compression == "default" else compression)
-        elif fmt == "image-folder":
-            from .images import write_image_folder
-
-            write_image_folder(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes)
-        elif fmt == "mrc":
-            from .mrc import write_mrc
-
-            write_mrc(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes)
-        else:
-            from .nifti import write_nifti
-
-            write_nifti(tmp_path, data, meta, progress=progress, max_bytes=max_block_bytes)
-        o.commit()
-    return True
-
-
-def _copy_blocks(src, out: Volume, max_block_bytes, progress):
-    """Copy ``src`` into ``out`` in blocks aligned to ``out``'s chunks (and the source's when cheap)."""
-    from .. import faults
-
-    align = list(out.chunks)
-    src_chunks = getattr(src, "chunks", None)
-    if src_chunks:
-        for i, (c, s) in enumerate(zip(align, src_chunks)):
-            both = np.lcm(int(c), int(s))
-            if both <= 4 * c:
-                align[i] = int(both)
-    block = aligned_block_shape(out.shape, align, out.dtype.itemsize, max_block_bytes)
-    rois = block_slices(out.shape, block)
-    # Read the next block while this one is compressed and written: one extra block in memory.
-    with ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(lambda r: np.asarray(src[r]), rois[0])
-        for i, roi in enumerate(rois):
-            data = pending.result()
-            if i + 1 < len(rois):
-                pending = reader.submit(lambda r: np.asarray(src[r]), rois[i + 1])
-            out[roi] = data
-            faults.point("block-copied")
-            if progress is not None:
-                progress(data.size)

@@ -107,7 +107,7 @@ def open_hdf5(path, key=None, mode="r") -> Volume:
         f.close()
         raise VolumeReadError(f"{path}:{key}: cannot read the dataset's header ({describe_error(e)}); the file "
                               "is damaged: restore it from a copy or write it again") from None
-    return Volume(ds, meta, path=path, key=key, format="hdf5", mode=mode, chunks=ds.chunks, closer=f.close,
+    return Volume(ds, meta, path=path, key=key, format="hdf5", mode=mode, closer=f.close,
                   chunk_location=_chunk_location(ds))
 
 
@@ -143,4 +143,4 @@ def create_hdf5(path, key, shape, dtype, chunks, meta: VolumeMeta, compression="
     except Exception:
         f.close()
         raise
-    return Volume(ds, meta, path=path, key=key, format="hdf5", mode="r+", chunks=ds.chunks, closer=f.close)
+    return Volume(ds, meta, path=path, key=key, format="hdf5", mode="r+", closer=f.close)

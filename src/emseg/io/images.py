@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 
-from ..blockwise import iter_planes
+from ..blockwise.geometry import iter_planes
 from .meta import VolumeMeta
 from .paths import IMAGE_SUFFIXES, natural_key, suffix_hint
 from .volume import Volume, VolumeReadError, describe_error, unreadable_file
@@ -131,7 +131,7 @@ def open_image_folder(path, mode="r") -> Volume:
     if len(shape) != 2:
         raise ValueError(f"{path}: slices must be 2D grey-value images; {names[0]!r} has shape {shape}")
     return Volume(_Stack(files, shape, dtype), VolumeMeta("zyx"), path=path, format="image-folder",
-                  chunks=(1,) + shape, chunk_location=functools.partial(_slice_file, files))
+                  chunk_location=functools.partial(_slice_file, files))
 
 
 def open_image(path, mode="r") -> Volume:
@@ -144,7 +144,8 @@ def open_image(path, mode="r") -> Volume:
     return Volume(data, VolumeMeta("yx"), path=path, format="image")
 
 
-def write_image_folder(path, data, meta: VolumeMeta, *, suffix=None, progress=None, max_bytes=64 * 2**20):
+def write_image_folder(path, data, meta: VolumeMeta, *, suffix=None, progress=None,
+                       max_block_bytes=64 * 2**20):
     """Write a zyx array-like as one file per z-slice: ``0000.png``, ``0001.png``, …
 
     PNG for 8/16-bit unsigned data, TIFF for anything else (or when ``suffix='.tif'``).
@@ -160,7 +161,7 @@ def write_image_folder(path, data, meta: VolumeMeta, *, suffix=None, progress=No
         raise ValueError(f"suffix must be one of {IMAGE_SUFFIXES}; got {suffix!r}")
     os.makedirs(path, exist_ok=False)
     width = max(4, len(str(data.shape[0] - 1)))
-    for z, plane in enumerate(iter_planes(data, max_bytes)):
+    for z, plane in enumerate(iter_planes(data, max_block_bytes)):
         name = os.path.join(path, f"{z:0{width}d}{suffix}")
         if suffix in (".tif", ".tiff"):
             tifffile.imwrite(name, plane, compression="zlib")

@@ -16,6 +16,8 @@ import os
 import socket
 import time
 
+from .siblings import sibling
+
 __all__ = ["OutputBusyError", "output_lock", "lock_path"]
 
 
@@ -25,11 +27,7 @@ class OutputBusyError(FileExistsError):
 
 def lock_path(path, key=None) -> str:
     """``dir/.emseg-lock-NAME`` (``NAME`` is ``KEY@name``, the key percent-encoded, for a dataset of a container)."""
-    from urllib.parse import quote
-
-    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
-    tag = (quote(key, safe="") + "@") if key else ""
-    return os.path.join(folder, f".emseg-lock-{tag}{name}")
+    return sibling(path, key, ".emseg-lock-")
 
 
 def _holder(fd) -> str:

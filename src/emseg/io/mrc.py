@@ -11,7 +11,7 @@ import struct
 
 import numpy as np
 
-from ..blockwise import iter_planes
+from ..blockwise.geometry import iter_planes
 from .meta import VolumeMeta, plausible_voxel_size
 from .paths import suffix_hint
 from .volume import Volume, VolumeReadError, unreadable_file
@@ -69,7 +69,7 @@ def open_mrc(path, mode="r") -> Volume:
     return Volume(data, meta, path=path, format="mrc", mode=mode, closer=mrc.close)
 
 
-def write_mrc(path, data, meta: VolumeMeta, progress=None, max_bytes=64 * 2**20):
+def write_mrc(path, data, meta: VolumeMeta, progress=None, max_block_bytes=64 * 2**20):
     """Stream ``data`` (zyx or yx array-like) into a new MRC file through a memory map."""
     import mrcfile
 
@@ -85,7 +85,7 @@ def write_mrc(path, data, meta: VolumeMeta, progress=None, max_bytes=64 * 2**20)
         if meta.axes == "yx":
             mrc.data[...] = np.asarray(data[...])
         else:
-            for z, plane in enumerate(iter_planes(data, max_bytes)):
+            for z, plane in enumerate(iter_planes(data, max_block_bytes)):
                 mrc.data[z] = plane
                 if progress is not None:
                     progress(plane.size)

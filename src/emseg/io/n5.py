@@ -19,6 +19,9 @@ writes full-size edge blocks). Missing blocks read as 0. Each block and attribut
 written to a temporary file and renamed into place, so a crashed writer never leaves half a
 block, and threads may write different blocks at once.
 
+This module is the array; :mod:`emseg.io.n5blocks` reads and writes the block files and
+:mod:`emseg.io.n5attrs` the attributes.json files (groups, datasets, their attributes).
+
 Examples
 --------
 >>> import shutil, tempfile
@@ -33,173 +36,24 @@ Examples
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import itertools
 import json
-import lzma
-import math
 import operator
 import os
 import shutil
-import struct
-import threading
-import zlib
 
 import numpy as np
 
-from .atomic import write_bytes_atomic
-from .paths import KeyNotFoundError, check_key, suffix_hint
-from .volume import VolumeReadError
+from .n5attrs import (N5_VERSION, RESERVED_KEYS, check_reserved, is_dataset, json_default, list_n5_datasets, locate,
+                      read_json, read_n5_attrs, update_json, write_n5_attrs)
+from .n5blocks import normalize_compression, read_block, write_block
+from .paths import KeyNotFoundError
 
+# list_n5_datasets, read_n5_attrs and write_n5_attrs live in n5attrs and are importable from here.
 __all__ = ["N5Array", "open_n5", "create_n5", "list_n5_datasets", "read_n5_attrs", "write_n5_attrs"]
 
-N5_VERSION = "4.0.0"
 DATA_TYPES = ("uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float32", "float64")
-COMPRESSIONS = {  # type -> default parameters, as the N5 Java libraries write them
-    "raw": {},
-    "gzip": {"level": -1, "useZlib": False},
-    "bzip2": {"blockSize": 9},
-    "xz": {"preset": 6},
-    "blosc": {"cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0},
-    "zstd": {"level": 3},
-}
-RESERVED_KEYS = ("dimensions", "blockSize", "dataType", "compression", "compressionType")
 MODES = ("r", "r+")
-_ATTRS_LOCK = threading.Lock()
-
-
-def _compression(compression, where) -> dict:
-    """Normalise a compression (None, a type name or an N5 dict) to a full N5 dict."""
-    if compression is None:
-        compression = "gzip"
-    if isinstance(compression, str):
-        compression = {"type": compression}
-    kind = compression.get("type") if isinstance(compression, dict) else compression
-    if kind not in COMPRESSIONS:
-        raise ValueError(f"{where}: unsupported N5 compression {kind!r}; supported types are "
-                         f"{', '.join(COMPRESSIONS)}")
-    return {"type": kind, **COMPRESSIONS[kind], **compression}
-
-
-def _compress(block: np.ndarray, c: dict) -> bytes:
-    kind = c["type"]
-    if kind == "blosc":
-        from numcodecs import Blosc
-
-        codec = Blosc(cname=c["cname"], clevel=c["clevel"], shuffle=c["shuffle"], blocksize=c["blocksize"])
-        return bytes(codec.encode(block))  # the array, not bytes, so Blosc shuffles by item size
-    data = block.tobytes()
-    if kind == "gzip":
-        level = c["level"] if c["level"] >= 0 else 6  # -1: zlib's default
-        return zlib.compress(data, level) if c["useZlib"] else gzip.compress(data, level, mtime=0)
-    if kind == "bzip2":
-        return bz2.compress(data, c["blockSize"])
-    if kind == "xz":
-        return lzma.compress(data, format=lzma.FORMAT_XZ, preset=c["preset"])
-    if kind == "zstd":
-        from numcodecs import Zstd
-
-        return bytes(Zstd(level=c["level"]).encode(data))
-    return data
-
-
-def _decompress(data: bytes, kind: str):
-    if kind == "gzip":  # useZlib only says which framing the writer chose; the magic bytes tell
-        return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else zlib.decompress(data)
-    if kind == "bzip2":
-        return bz2.decompress(data)
-    if kind == "xz":
-        return lzma.decompress(data)
-    if kind in ("blosc", "zstd"):
-        from numcodecs import Blosc, Zstd  # Zstd also takes frames without a content size (zstd-jni)
-
-        return (Blosc() if kind == "blosc" else Zstd()).decode(data)
-    return data
-
-
-def _read_block(path, dtype: np.dtype, ndim: int, kind: str) -> np.ndarray | None:
-    """One block file as a numpy-order array of its stored size, or None when it does not exist."""
-    try:
-        with open(path, "rb") as f:
-            buf = f.read()
-    except FileNotFoundError:
-        return None
-    mode, nd = struct.unpack_from(">HH", buf) if len(buf) >= 4 else (None, None)
-    start = 4 + 4 * ndim + 4 * (mode == 1)
-    if mode not in (0, 1) or nd != ndim or len(buf) < start:
-        raise ValueError(f"N5 block {path}: bad header (mode {mode}, ndim {nd}, {len(buf)} bytes); expected "
-                         f"mode 0 or 1 and ndim {ndim} in a header of {start} bytes")
-    size = struct.unpack_from(f">{ndim}I", buf, 4)[::-1]
-    if mode == 1 and struct.unpack_from(">I", buf, 4 + 4 * ndim)[0] != math.prod(size):
-        raise ValueError(f"N5 block {path}: varlength element count differs from the block size {size[::-1]}")
-    try:
-        data = np.frombuffer(_decompress(buf[start:], kind), np.uint8)
-    except Exception as e:  # zlib.error, OSError, EOFError, LZMAError, RuntimeError: all mean corrupt
-        raise ValueError(f"N5 block {path}: cannot decompress the {kind} payload ({e})") from e
-    expected = math.prod(size) * dtype.itemsize
-    if data.size != expected:
-        raise ValueError(f"N5 block {path}: payload is {data.size} bytes after decompression; expected {expected} "
-                         f"(block size {list(size[::-1])} in N5 order x {dtype.itemsize}-byte {dtype})")
-    return data.view(dtype.newbyteorder(">")).reshape(size).astype(dtype)
-
-
-def _write_block(path, block: np.ndarray, compression: dict) -> None:
-    header = struct.pack(f">HH{block.ndim}I", 0, block.ndim, *block.shape[::-1])
-    payload = _compress(np.ascontiguousarray(block, block.dtype.newbyteorder(">")), compression)
-    write_bytes_atomic(path, header + payload)
-
-
-def _json_default(obj):
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.tolist()
-    raise TypeError(f"N5 attribute value {obj!r} ({type(obj).__name__}) cannot be stored as JSON")
-
-
-def _read_json(path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            attrs = json.load(f)
-    except FileNotFoundError:
-        return {}
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        why = "is empty" if os.path.getsize(path) == 0 else f"is not valid JSON ({e})"
-        raise VolumeReadError(f"{path} {why}; the N5 container is damaged: restore the file or write the "
-                              "volume again") from e
-    if not isinstance(attrs, dict):
-        raise ValueError(f"{path} holds a JSON {type(attrs).__name__}; expected an object")
-    return attrs
-
-
-def _update_json(path, attrs: dict) -> None:
-    with _ATTRS_LOCK:
-        merged = {**_read_json(path), **attrs}
-        write_bytes_atomic(path, json.dumps(merged, indent=2, default=_json_default).encode())
-
-
-def _is_dataset(attrs: dict) -> bool:
-    return all(k in attrs for k in ("dimensions", "blockSize", "dataType"))
-
-
-def _node(path, key) -> tuple[str, str]:
-    """(container, node folder) for ``key`` inside the container at ``path``; checks both."""
-    root = os.fspath(path)
-    if not os.path.isdir(root):
-        if os.path.exists(root):
-            raise VolumeReadError(f"{root}: not an N5 container: an N5 container is a folder, this is a file"
-                                  f"{suffix_hint(root, 'n5')}")
-        raise FileNotFoundError(f"N5 container {root} does not exist")
-    if not isinstance(key, str):
-        raise TypeError(f"key must be a str such as 'volumes/raw'; got {type(key).__name__}")
-    name = check_key(root, key)
-    return root, os.path.join(root, *(name.split("/") if name else []))
-
-
-def _check_reserved(attrs: dict) -> None:
-    reserved = sorted(set(attrs) & set(RESERVED_KEYS))
-    if reserved:
-        raise ValueError(f"attributes {reserved} describe the dataset layout and cannot be set; "
-                         "use create_n5(..., overwrite=True) to change them")
 
 
 def _normalize_index(key, shape):
@@ -260,8 +114,8 @@ class N5Array:
             raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
         self.path, self.mode = os.fspath(path), mode
         where = os.path.join(self.path, "attributes.json")
-        meta = _read_json(where)
-        if not _is_dataset(meta):
+        meta = read_json(where)
+        if not is_dataset(meta):
             below = list_n5_datasets(self.path)
             raise ValueError(f"{self.path} is an N5 group, not a dataset (its attributes.json has no dimensions, "
                              f"blockSize and dataType); datasets below it: {', '.join(below) or '(none)'}")
@@ -272,7 +126,7 @@ class N5Array:
         self.chunks = tuple(int(n) for n in meta["blockSize"][::-1])
         if len(self.chunks) != len(self.shape) or min(self.chunks, default=1) < 1:
             raise ValueError(f"{where}: blockSize {meta['blockSize']} does not fit dimensions {meta['dimensions']}")
-        self.compression = _compression(meta.get("compression", meta.get("compressionType", "raw")), where)
+        self.compression = normalize_compression(meta.get("compression", meta.get("compressionType", "raw")), where)
         self.attrs = {k: v for k, v in meta.items() if k not in RESERVED_KEYS}
 
     @property
@@ -295,7 +149,7 @@ class N5Array:
     def _read(self, lo, hi) -> np.ndarray:
         out = np.zeros([b - a for a, b in zip(lo, hi)], self.dtype)
         for index in self._blocks(lo, hi):
-            block = _read_block(self._block_path(index), self.dtype, self.ndim, self.compression["type"])
+            block = read_block(self._block_path(index), self.dtype, self.ndim, self.compression["type"])
             if block is None:
                 continue
             start = [i * c for i, c in zip(index, self.chunks)]
@@ -314,13 +168,13 @@ class N5Array:
             path = self._block_path(index)
             if box != list(zip(start, stop)):  # partly covered: read, modify, write
                 block = np.zeros([e - s for s, e in zip(start, stop)], self.dtype)
-                old = _read_block(path, self.dtype, self.ndim, self.compression["type"])
+                old = read_block(path, self.dtype, self.ndim, self.compression["type"])
                 if old is not None:
                     overlap = tuple(slice(0, min(m, n)) for m, n in zip(old.shape, block.shape))
                     block[overlap] = old[overlap]
                 block[tuple(slice(x0 - s, x1 - s) for (x0, x1), s in zip(box, start))] = part
                 part = block
-            _write_block(path, part, self.compression)
+            write_block(path, part, self.compression)
 
     def __getitem__(self, key) -> np.ndarray:
         lo, hi, local = _normalize_index(key, self.shape)
@@ -339,9 +193,9 @@ class N5Array:
     def update_attrs(self, **attrs) -> None:
         """Merge ``attrs`` into the dataset's attributes.json (rewritten atomically)."""
         self._check_writable()
-        _check_reserved(attrs)
-        _update_json(os.path.join(self.path, "attributes.json"), attrs)
-        self.attrs.update(json.loads(json.dumps(attrs, default=_json_default)))
+        check_reserved(attrs)
+        update_json(os.path.join(self.path, "attributes.json"), attrs)
+        self.attrs.update(json.loads(json.dumps(attrs, default=json_default)))
 
     def _check_writable(self):
         if self.mode == "r":
@@ -374,8 +228,8 @@ def open_n5(path, key=None, mode="r") -> N5Array:
     ValueError
         ``key`` is a group, or the dataset uses an unsupported dataType or compression.
     """
-    root, node = _node(path, key or "")
-    if key is None and not _is_dataset(_read_json(os.path.join(root, "attributes.json"))):
+    root, node = locate(path, key or "")
+    if key is None and not is_dataset(read_json(os.path.join(root, "attributes.json"))):
         datasets = list_n5_datasets(root)
         node = os.path.join(root, datasets[0]) if len(datasets) == 1 else node
     elif not os.path.isdir(node):
@@ -418,56 +272,23 @@ def create_n5(path, key, shape, dtype, chunks, compression=None, attrs=None, ove
         raise ValueError(f"chunks must be one positive int per axis of shape {shape}; got {chunks}")
     if np.dtype(dtype).name not in DATA_TYPES:
         raise ValueError(f"N5 has no dataType for {np.dtype(dtype)}; supported: {', '.join(DATA_TYPES)}")
-    compression = _compression(compression, "compression")
-    _check_reserved(attrs or {})
+    compression = normalize_compression(compression, "compression")
+    check_reserved(attrs or {})
     os.makedirs(path, exist_ok=True)
-    root, node = _node(path, key)
+    root, node = locate(path, key)
     parent = os.path.dirname(node)
     while parent != root:
-        if _is_dataset(_read_json(os.path.join(parent, "attributes.json"))):
+        if is_dataset(read_json(os.path.join(parent, "attributes.json"))):
             raise ValueError(f"{parent} is a dataset; N5 datasets cannot hold {key!r}")
         parent = os.path.dirname(parent)
     if os.path.exists(node):
         if not overwrite:
             raise FileExistsError(f"{node} already exists; pass overwrite=True to replace it")
         shutil.rmtree(node)
-    if "n5" not in _read_json(os.path.join(root, "attributes.json")):
-        _update_json(os.path.join(root, "attributes.json"), {"n5": N5_VERSION})
+    if "n5" not in read_json(os.path.join(root, "attributes.json")):
+        update_json(os.path.join(root, "attributes.json"), {"n5": N5_VERSION})
     os.makedirs(node)
-    _update_json(os.path.join(node, "attributes.json"), {
+    update_json(os.path.join(node, "attributes.json"), {
         "dimensions": list(shape[::-1]), "blockSize": list(chunks[::-1]), "dataType": np.dtype(dtype).name,
         "compression": compression, **(attrs or {})})
     return N5Array(node, "r+")
-
-
-def list_n5_datasets(path) -> list[str]:
-    """Keys of every dataset below the N5 container or group ``path``, sorted (``""``: ``path`` itself)."""
-    root, _ = _node(path, "")
-    found = []
-    for folder, subfolders, _ in os.walk(root):
-        if _is_dataset(_read_json(os.path.join(folder, "attributes.json"))):
-            key = os.path.relpath(folder, root).replace(os.sep, "/")
-            found.append("" if key == "." else key)
-            subfolders.clear()  # block folders hold no datasets
-        subfolders.sort()
-    return sorted(found)
-
-
-def read_n5_attrs(path, key="") -> dict:
-    """The attributes.json of the group or dataset ``key`` (all of it), or {} when it has none."""
-    root, node = _node(path, key)
-    if not os.path.isdir(node):
-        raise KeyNotFoundError(f"N5 container {root} has no group or dataset {key!r}; datasets: "
-                               f"{', '.join(list_n5_datasets(root)) or '(none)'}")
-    return _read_json(os.path.join(node, "attributes.json"))
-
-
-def write_n5_attrs(path, key, attrs) -> None:
-    """Merge ``attrs`` into the attributes.json of group or dataset ``key`` (a missing group is made).
-
-    The layout keys (dimensions, blockSize, dataType, compression) cannot be set this way.
-    """
-    root, node = _node(path, key)
-    _check_reserved(attrs)
-    os.makedirs(node, exist_ok=True)
-    _update_json(os.path.join(node, "attributes.json"), attrs)

@@ -52,7 +52,7 @@ def open_n5_volume(path, key=None, mode="r") -> Volume:
     except KeyError as e:
         raise KeyNotFoundError(str(e.args[0]) if e.args else str(e)) from None
     meta = _meta(arr.attrs, arr.ndim, f"{path}:{key}")
-    return Volume(arr, meta, path=path, key=key, format="n5", mode=mode, chunks=arr.chunks)
+    return Volume(arr, meta, path=path, key=key, format="n5", mode=mode)
 
 
 def create_n5_volume(path, key, shape, dtype, chunks, meta: VolumeMeta, compression="gzip") -> Volume:
@@ -68,4 +68,4 @@ def create_n5_volume(path, key, shape, dtype, chunks, meta: VolumeMeta, compress
     comp = {"type": "raw"} if compression is None else (
         {"type": compression} if isinstance(compression, str) else compression)
     arr = create_n5(path, key, shape, dtype, chunks, compression=comp, attrs=attrs)
-    return Volume(arr, meta, path=path, key=key, format="n5", mode="r+", chunks=arr.chunks)
+    return Volume(arr, meta, path=path, key=key, format="n5", mode="r+")

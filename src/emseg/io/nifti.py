@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from ..blockwise import iter_planes
+from ..blockwise.geometry import iter_planes
 from .meta import VolumeMeta, plausible_voxel_size, to_nm
 from .paths import suffix_hint
 from .volume import Volume, VolumeReadError, unreadable_file
@@ -78,7 +78,7 @@ class _Squeezed:
         return np.asarray(self._proxy[tuple(key) + (0,)])
 
 
-def write_nifti(path, data, meta: VolumeMeta, progress=None, max_bytes=64 * 2**20):
+def write_nifti(path, data, meta: VolumeMeta, progress=None, max_block_bytes=64 * 2**20):
     """Write ``data`` (zyx or yx array-like) as NIfTI-1, voxel size in µm, z-slice by z-slice."""
     import nibabel as nib
 
@@ -101,7 +101,7 @@ def write_nifti(path, data, meta: VolumeMeta, progress=None, max_bytes=64 * 2**2
         header.write_to(f)  # 348 header bytes + 4 extension-flag bytes: data starts at 352
         if f.tell() != 352:
             raise RuntimeError(f"{path}: NIfTI header took {f.tell()} bytes, expected 352")
-        for plane in iter_planes(data, max_bytes):
+        for plane in iter_planes(data, max_block_bytes):
             f.write(np.ascontiguousarray(plane, dtype=out_dtype).tobytes())
             if progress is not None:
                 progress(plane.size)

@@ -22,6 +22,7 @@ from .volume import Volume, VolumeReadError, describe_error
 __all__ = ["open_zarr", "create_zarr", "list_zarr_arrays", "ome_multiscales"]
 
 BLOSC_CODECS = ("zstd", "lz4", "lz4hc", "zlib", "blosclz")
+BLOSC_LEVEL = 3  # the Blosc compression level of new Zarr arrays
 _AXIS_TYPES = {"c": "channel", "t": "time", "z": "space", "y": "space", "x": "space"}
 _METADATA_FILES = (".zgroup", ".zarray", ".zattrs", ".zmetadata", "zarr.json")
 
@@ -249,8 +250,7 @@ def open_zarr(path, key=None, mode="r") -> Volume:
     arr, meta, key = _find_array(store, path, key, mode)
     if _blosc_coded(arr):
         store.blosc_arrays.add(arr.path)
-    return Volume(arr, meta, path=path, key=key, format="zarr", mode=mode, chunks=arr.chunks,
-                  chunk_location=_ChunkFiles(arr, path))
+    return Volume(arr, meta, path=path, key=key, format="zarr", mode=mode, chunk_location=_ChunkFiles(arr, path))
 
 
 def _find_array(store, path, key, mode):
@@ -319,8 +319,7 @@ def ome_attrs(meta: VolumeMeta, zarr_format: int) -> dict:
     return {"ome": {"version": "0.5", "multiscales": [ms]}}
 
 
-def create_zarr(path, key, shape, dtype, chunks, meta: VolumeMeta, *, zarr_format=2, compression="zstd",
-                level=3) -> Volume:
+def create_zarr(path, key, shape, dtype, chunks, meta: VolumeMeta, *, zarr_format=2, compression="zstd") -> Volume:
     """Create an OME-Zarr image group (at ``key`` inside the store, or at its root) for blockwise writes.
 
     Chunks are stored nested (``0/1/2``), as OME-NGFF requires; compression is Blosc with
@@ -351,14 +350,13 @@ def create_zarr(path, key, shape, dtype, chunks, meta: VolumeMeta, *, zarr_forma
     elif zarr_format == 2:
         from numcodecs import Blosc
 
-        kwargs["compressors"] = Blosc(cname=compression, clevel=level, shuffle=Blosc.SHUFFLE)
+        kwargs["compressors"] = Blosc(cname=compression, clevel=BLOSC_LEVEL, shuffle=Blosc.SHUFFLE)
     else:
-        kwargs["compressors"] = BloscCodec(cname=compression, clevel=level, shuffle="shuffle")
+        kwargs["compressors"] = BloscCodec(cname=compression, clevel=BLOSC_LEVEL, shuffle="shuffle")
     if zarr_format == 2:
         kwargs["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
     else:
         kwargs["dimension_names"] = list(meta.axes)
     arr = group.create_array("0", shape=tuple(shape), chunks=tuple(chunks), dtype=np.dtype(dtype),
                              fill_value=0, **kwargs)
-    return Volume(arr, meta, path=path, key="/".join(p for p in (key, "0") if p), format="zarr", mode="r+",
-                  chunks=arr.chunks)
+    return Volume(arr, meta, path=path, key="/".join(p for p in (key, "0") if p), format="zarr", mode="r+")

@@ -15,85 +15,30 @@ signature resumes the partial output; another signature is refused with the fiel
 one is complete. A completed output of a container format carries its signature in the ``emseg``
 attribute, so rerunning a finished command does nothing. Nothing is deleted unless its real path
 lies inside the output folder and carries one of the names above, or is the requested output itself.
+
+The names beside an output are :mod:`emseg.io.siblings`, the ``emseg`` attribute
+:mod:`emseg.io.runattrs`; this module is the :class:`Output` that uses both.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import os
-import shutil
-import time
 
+from ..config import ExecutionConfig
 from .lock import output_lock
 from .paths import CONTAINERS, check_key, detect_format, inside_container, split_key
+from .runattrs import read_run_attrs, write_run_attrs
+from .siblings import incomplete_hint, partial_location, remove_ours, sibling
 
-__all__ = ["Output", "partial_location", "incomplete_hint", "read_run_attrs", "remove_ours", "sibling"]
-
-_OURS = (".emseg-partial-", ".emseg-run-", ".emseg-old-", ".emseg-scratch-", ".emseg-prob-")
-
-
-def _tag(key):
-    from urllib.parse import quote
-
-    return quote(key, safe="") + "@" if key else ""  # injective: "a/b" and "a~b" get different names
-
-
-def sibling(path, key, prefix, suffix=""):
-    """``dir/PREFIX[KEY@]NAME[SUFFIX]``: where emseg keeps what belongs to the output ``path`` (``key``)."""
-    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
-    return os.path.join(folder, f"{prefix}{_tag(key)}{name}{suffix}")
-
-
-def partial_location(path, key=None) -> str:
-    """The hidden path an output of ``path`` (``key``) is written to until it is complete."""
-    return sibling(path, key, ".emseg-partial-")
-
-
-def incomplete_hint(path, key=None) -> str:
-    """A sentence to add to "does not exist" when an interrupted run left a partial output of ``path``."""
-    path, key = split_key(os.fspath(path), key)
-    for p in (partial_location(path, key), sibling(path, key, ".emseg-scratch-", ".d"),
-              sibling(path, key, ".emseg-run-", ".jsonl")):
-        if os.path.exists(p):
-            return (f" (an incomplete output of an interrupted run is at {p}: rerun the same command to resume, "
-                    "or pass --overwrite to start over)")
-    return ""
-
-
-def remove_ours(path, folder=None):
-    """Delete ``path`` (file or folder) if it is one of emseg's own names in ``folder``; else refuse.
-
-    A symbolic link of such a name is unlinked, never followed.
-    """
-    path = os.path.abspath(os.fspath(path))
-    here = os.path.realpath(os.path.dirname(path))
-    folder = os.path.realpath(folder or os.path.dirname(path))
-    if here != folder or not os.path.basename(path).startswith(_OURS):
-        raise RuntimeError(f"refusing to delete {path}: not one of emseg's own files in {folder}")
-    _rmtree(path)
-
-
-def _rmtree(path):
-    # Zarr writes from its own I/O thread: a chunk in flight when we were interrupted can land
-    # after the first removal, so look again after a moment.
-    for _ in range(100):
-        if not os.path.lexists(path):
-            return
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(path)
-        time.sleep(0.02)
-    if os.path.lexists(path):
-        raise OSError(f"cannot remove {path}: it keeps coming back or is not removable; remove it by hand")
+# The names and the attribute live in siblings and runattrs; they are importable from here too.
+__all__ = ["Output", "check_not_input", "partial_location", "incomplete_hint", "read_run_attrs",
+           "write_run_attrs", "remove_ours", "sibling"]
 
 
 def check_not_input(out, *inputs):
     """Refuse an output that is one of the run's inputs (the same file, or the same dataset of a container)."""
-    from .paths import split_key
-
     o_path, o_key = split_key(os.fspath(out))
     for i in inputs:
         if i is None or not isinstance(i, (str, os.PathLike)):
@@ -105,57 +50,6 @@ def check_not_input(out, *inputs):
                              "(--overwrite would replace the input with its own result)")
 
 
-# -- the emseg attribute of a finished output -------------------------------------------------------------
-
-def write_run_attrs(path, key, fmt, attrs) -> None:
-    """Store ``attrs`` as the ``emseg`` attribute of the dataset (HDF5, Zarr, N5); other formats keep none."""
-    if fmt == "zarr":
-        import zarr
-
-        root = zarr.open(str(path), mode="r+")
-        node = root[key] if key else root
-        node.attrs["emseg"] = attrs
-        if isinstance(node, zarr.Group) and "0" in node:  # an OME-Zarr image: its array says it too
-            node["0"].attrs["emseg"] = attrs
-    elif fmt == "n5":
-        from .n5 import write_n5_attrs
-
-        write_n5_attrs(path, key or "", {"emseg": attrs})
-    elif fmt == "hdf5":
-        import h5py
-
-        with h5py.File(path, "a") as f:
-            f[key].attrs["emseg"] = json.dumps(attrs)
-
-
-def read_run_attrs(path, key=None, fmt=None) -> dict | None:
-    """The ``emseg`` attribute of a dataset written by emseg, or None (no such attribute, or unreadable)."""
-    path, key = split_key(os.fspath(path), key)
-    try:
-        fmt = fmt or detect_format(path)
-        if fmt == "zarr":
-            import zarr
-
-            root = zarr.open(str(path), mode="r")
-            node = root[key] if key else root
-            value = node.attrs.get("emseg")
-        elif fmt == "n5":
-            from .n5 import read_n5_attrs
-
-            value = read_n5_attrs(path, key or "").get("emseg")
-        elif fmt == "hdf5":
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                value = f[key].attrs.get("emseg") if key in f else None
-            value = json.loads(value) if isinstance(value, (str, bytes)) else None
-        else:
-            return None
-    except Exception:  # noqa: BLE001 - an unreadable attribute is no attribute
-        return None
-    return value if isinstance(value, dict) else None
-
-
 # -- the output ---------------------------------------------------------------------------------------------
 
 class Output:
@@ -163,10 +57,10 @@ class Output:
 
     Use as a context manager::
 
-        with Output("pred.zarr", signature=sig, overwrite=False) as o:
+        with Output("pred.zarr", signature=sig, execution=ExecutionConfig(overwrite=False)) as o:
             if o.complete:            # this very run finished before: nothing to do
                 ...
-            vol = o.create(shape, dtype, chunks=..., voxel_size=...)   # or reopens the partial
+            vol = o.create(shape, dtype, chunks=..., meta=VolumeMeta("czyx", voxel_size))  # or reopens the partial
             ... write blocks, o.record.mark(i) ...
             o.commit({"kind": "prediction"})
 
@@ -175,21 +69,23 @@ class Output:
     path, key : the requested output (``file.h5:key`` allowed).
     signature : dict
         The run's :func:`emseg.runs.run_signature`; the record starts with it.
-    overwrite : bool
-        Start over: an existing partial output is discarded and, at commit, the existing output
-        (that file, or that dataset of its container) is replaced.
-    resume : bool
-        False: discard a partial output of this run instead of continuing it.
-    complete_ok : bool, optional
-        Whether a finished output carrying this very signature counts as done (``complete``),
-        rather than as existing data to refuse; default ``resumable``.
+    execution : emseg.config.ExecutionConfig, optional
+        Only ``overwrite`` and ``resume`` apply. ``overwrite``: start over; an existing partial
+        output is discarded and, at commit, the existing output (that file, or that dataset of its
+        container) is replaced. ``resume=False``: discard a partial output of this run instead of
+        continuing it. Default: ``ExecutionConfig()`` (resume, never overwrite).
     resumable : bool
         Keep the partial output when interrupted so a rerun with the same signature continues it
         (block outputs); False for writes that start over (conversion).
+    complete_ok : bool, optional
+        Whether a finished output carrying this very signature counts as done (``complete``),
+        rather than as existing data to refuse; default ``resumable``.
+    format : str, optional
+        Force the output's format (default: from the path's suffix).
     """
 
-    def __init__(self, path, key=None, *, signature, overwrite=False, resumable=True, resume=True, format=None,
-                 what=None, complete_ok=None):
+    def __init__(self, path, key=None, *, signature, execution=None, resumable=True, complete_ok=None, format=None):
+        execution = execution or ExecutionConfig()
         self.path, self.key = split_key(os.fspath(path), key)
         self.fmt = detect_format(self.path, format, for_writing=True)
         if self.key is not None and self.fmt not in CONTAINERS:
@@ -209,11 +105,11 @@ class Output:
             raise FileNotFoundError(f"{self.path}: output folder {folder} does not exist")
         self.folder = folder
         self.name = self.path + (f":{self.key}" if self.key else "")
-        self.what = what or self.name
         self.keyed = self.key is not None and self.fmt in CONTAINERS
         self.tmp_path, self.tmp_key = partial_location(self.path, self.key if self.keyed else None), self.key
         self.record_file = sibling(self.path, self.key if self.keyed else None, ".emseg-run-", ".jsonl")
-        self.signature, self.overwrite, self.resumable, self.resume = signature, overwrite, resumable, resume
+        self.signature, self.resumable = signature, resumable
+        self.overwrite, self.resume = execution.overwrite, execution.resume
         self.complete_ok = resumable if complete_ok is None else complete_ok
         self.complete, self.record, self.resumed = False, None, False
         self.zarr_format = None
@@ -244,7 +140,7 @@ class Output:
             self._stack.close()
 
     def _start(self):
-        from ..execute import BlockRecord, read_record_head
+        from ..blockwise.execute import BlockRecord, read_record_head
 
         self._restore_old()
         if self.exists():
@@ -329,12 +225,20 @@ class Output:
         return os.path.exists(inside_container(self.path, self.key))
 
     # writing ------------------------------------------------------------------------------------------
-    def create(self, shape, dtype, *, chunks=None, voxel_size=None, offset=None, axes=None, compression="default",
-               zarr_format=2):
-        """The partial volume to write into: created, or reopened when this run resumes."""
-        from .access import create_volume, open_volume
+    def create(self, shape, dtype, *, chunks=None, meta=None, storage=None):
+        """The partial volume to write into: created, or reopened when this run resumes.
 
-        zarr_format = self.zarr_format or zarr_format
+        ``meta`` (a :class:`~emseg.io.VolumeMeta`) and ``storage`` (a
+        :class:`~emseg.io.StorageConfig`) as for :func:`~emseg.io.create_volume`; the format is
+        the output's own, and a dataset added to an existing Zarr container takes its version.
+        """
+        from .access import create_volume, open_volume
+        from .storage import StorageConfig
+
+        storage = storage or StorageConfig()
+        if storage.format not in (None, self.fmt):
+            raise ValueError(f"{self.name} is a {self.fmt} output; storage.format {storage.format!r} does not fit it")
+        storage = dataclasses.replace(storage, format=self.fmt, zarr_format=self.zarr_format or storage.zarr_format)
         if self.resumed:
             vol = open_volume(self.tmp_path, self.tmp_key, mode="r+", format=self.fmt)
             if tuple(vol.shape) == tuple(shape) and str(vol.dtype) == str(__import__("numpy").dtype(dtype)):
@@ -342,13 +246,12 @@ class Output:
             vol.close()  # another shape with the same signature cannot happen; start over to be safe
             self.record.close()
             self.discard()
-            from ..execute import BlockRecord
+            from ..blockwise.execute import BlockRecord
 
             self.record = BlockRecord(self.record_file, self.signature, resume=False, what=self.name,
                                       resumable=self.resumable)
             self.resumed = False
-        return create_volume(self.tmp_path, shape, dtype, chunks, voxel_size, key=self.tmp_key, offset=offset,
-                             axes=axes, format=self.fmt, compression=compression, zarr_format=zarr_format,
+        return create_volume(self.tmp_path, shape, dtype, chunks, key=self.tmp_key, meta=meta, storage=storage,
                              overwrite=True)
 
     @property

@@ -6,8 +6,8 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["FORMATS", "split_key", "check_key", "inside_container",
-           "detect_format", "sniff_format", "suffix_hint", "natural_key", "IMAGE_SUFFIXES", "KeyNotFoundError"]
+__all__ = ["FORMATS", "split_key", "check_key", "inside_container", "check_format", "detect_format", "sniff_format",
+           "suffix_hint", "natural_key", "IMAGE_SUFFIXES", "KeyNotFoundError"]
 
 # format name -> file suffixes. Containers (hdf5, zarr, n5) hold named datasets ("keys").
 FORMATS = {
@@ -137,6 +137,22 @@ def _suffix(path: str) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
 
 
+def check_format(format) -> str:
+    """``format`` if it names a format of :data:`FORMATS`, else ``ValueError`` listing them.
+
+    Examples
+    --------
+    >>> check_format("zarr")
+    'zarr'
+    >>> check_format("hdf6")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: format must be one of ['hdf5', 'image', ...]; got 'hdf6'
+    """
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {sorted(FORMATS)}; got {format!r}")
+    return format
+
+
 def detect_format(path, format=None, *, for_writing=False) -> str:
     """Name the format of ``path`` from its suffix (or, for directories, its contents).
 
@@ -148,9 +164,7 @@ def detect_format(path, format=None, *, for_writing=False) -> str:
     ('tiff', 'nifti', 'n5')
     """
     if format is not None:
-        if format not in FORMATS:
-            raise ValueError(f"format must be one of {sorted(FORMATS)}; got {format!r}")
-        return format
+        return check_format(format)
     path = os.fspath(path)
     suffix = _suffix(path)
     for name, suffixes in FORMATS.items():

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from ..blockwise import iter_planes
+from ..blockwise.geometry import iter_planes
 from .meta import VolumeMeta, plausible_voxel_size, to_nm
 from .paths import suffix_hint
 from .volume import Volume, VolumeReadError, unreadable_file
@@ -88,7 +88,7 @@ def open_tiff(path, mode="r") -> Volume:
     except Exception:
         tif.close()
         raise
-    return Volume(array, meta, path=path, format="tiff", chunks=array.chunks, closer=tif.close,
+    return Volume(array, meta, path=path, format="tiff", closer=tif.close,
                   chunk_location=_chunk_location(series, axes, array.chunks))
 
 
@@ -190,7 +190,7 @@ def _ome_physical_sizes(xml: str) -> dict:
 
 
 def write_tiff(path, data, meta: VolumeMeta, *, compression="zlib", progress=None,
-               max_bytes=64 * 2**20):
+               max_block_bytes=64 * 2**20):
     """Write ``data`` (any array-like, ``yx``/``zyx``/``czyx``) as one TIFF, a page at a time.
 
     uint8/uint16/float32 data under 4 GB becomes an ImageJ hyperstack (Fiji shows the voxel
@@ -214,7 +214,7 @@ def write_tiff(path, data, meta: VolumeMeta, *, compression="zlib", progress=Non
                               **({"voxel_size_nm": list(vs)} if vs is not None else {})}
 
     def pages():
-        for plane in iter_planes(data, max_bytes):
+        for plane in iter_planes(data, max_block_bytes):
             yield plane
             if progress is not None:
                 progress(plane.size)

@@ -106,6 +106,15 @@ def normalize_index(key, shape) -> tuple[tuple[slice, ...], tuple[int, ...]]:
     return tuple(slices), tuple(int_axes), tuple(steps)
 
 
+def _chunk_shape(array) -> tuple[int, ...] | None:
+    """The storage chunk shape ``array`` declares (h5py, zarr and our readers say ``chunks``), or None."""
+    chunks = getattr(array, "chunks", None)
+    if chunks is None or len(chunks) != len(array.shape) or \
+            not all(isinstance(c, (int, np.integer)) for c in chunks):  # e.g. dask's tuples of tuples
+        return None
+    return tuple(int(c) for c in chunks)
+
+
 class Volume:
     """A lazily read (and, when opened for writing, written) array with EM metadata.
 
@@ -115,8 +124,8 @@ class Volume:
 
     Attributes
     ----------
-    shape, dtype, ndim, chunks : array geometry; ``chunks`` is the storage chunk shape or None
-        (contiguous storage).
+    shape, dtype, ndim, chunks : array geometry; ``chunks`` is the storage chunk shape (the
+        ``array``'s own ``chunks``, one int per axis) or None (contiguous storage).
     meta : VolumeMeta (axes, voxel_size in nm, offset in nm); also exposed as ``axes``,
         ``voxel_size`` and ``offset``.
     path, key, format : where the data lives.
@@ -126,15 +135,15 @@ class Volume:
     raw.zarr/0/1/0/3") and the cause.
     """
 
-    def __init__(self, array, meta: VolumeMeta, *, path, key=None, format, mode="r", chunks=None,
-                 closer=None, chunk_location=None):
+    def __init__(self, array, meta: VolumeMeta, *, path, key=None, format, mode="r", closer=None,
+                 chunk_location=None):
         if len(meta.axes) != len(array.shape):
             raise ValueError(f"{path}: axes {meta.axes!r} do not match the array's {len(array.shape)}D "
                              f"shape {tuple(array.shape)}")
         self._array = array
         self.meta = meta
         self.path, self.key, self.format, self.mode = str(path), key, format, mode
-        self.chunks = None if chunks is None else tuple(int(c) for c in chunks)
+        self.chunks = _chunk_shape(array)
         self._closer = closer
         self._closed = False
         self._chunk_location = chunk_location

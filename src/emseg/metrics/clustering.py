@@ -2,6 +2,8 @@
 
 All are functions of the contingency table (:func:`contingency_table`), which is built once in a
 single pass and can be passed in as ``table=`` to compute several scores without re-reading.
+``ignore_label`` (a gt id, several ids, or None) leaves the voxels of those gt labels out; the
+SNEMI3D/CREMI scores ignore gt 0 (unlabelled) by default, Rand and VOI ignore nothing.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def _pair_sums(table: Contingency):
     return float(c @ c), float(a @ a), float(b @ b), float(c.sum())
 
 
-def rand_index(gt=None, pred=None, *, table=None, ignore_gt=()) -> RandResult:
+def rand_index(gt=None, pred=None, *, table=None, ignore_label=None) -> RandResult:
     """Rand index: the fraction of voxel pairs on which gt and pred agree (same/different segment).
 
     Notes
@@ -77,7 +79,7 @@ def rand_index(gt=None, pred=None, *, table=None, ignore_gt=()) -> RandResult:
     >>> round(rand_index(np.array([1, 1, 2, 2]), np.array([1, 1, 1, 1])).rand_index, 4)  # 2 of 6 pairs agree
     0.3333
     """
-    t = _table(gt, pred, table).without_gt(ignore_gt)
+    t = _table(gt, pred, table).without_gt(ignore_label)
     sum_ij, sum_a, sum_b, n = _pair_sums(t)
     if n < 2:
         raise ValueError("the Rand index needs at least two (non-ignored) voxels")
@@ -85,7 +87,7 @@ def rand_index(gt=None, pred=None, *, table=None, ignore_gt=()) -> RandResult:
     return RandResult(ri, 1.0 - ri)
 
 
-def adapted_rand_error(gt=None, pred=None, *, table=None, ignore_gt=(0,), alpha=0.5) -> AdaptedRand:
+def adapted_rand_error(gt=None, pred=None, *, table=None, ignore_label=0, alpha=0.5) -> AdaptedRand:
     """Adapted Rand error of the SNEMI3D challenge; gt label 0 is ignored by default.
 
     Notes
@@ -104,7 +106,7 @@ def adapted_rand_error(gt=None, pred=None, *, table=None, ignore_gt=(0,), alpha=
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be between 0 and 1; got {alpha}")
-    t = _table(gt, pred, table).without_gt(ignore_gt)
+    t = _table(gt, pred, table).without_gt(ignore_label)
     sum_ij, sum_a, sum_b, n = _pair_sums(t)
     pairs, gt_pairs, pred_pairs = sum_ij - n, sum_a - n, sum_b - n
     if gt_pairs <= 0 and pred_pairs <= 0:
@@ -115,7 +117,7 @@ def adapted_rand_error(gt=None, pred=None, *, table=None, ignore_gt=(0,), alpha=
     return AdaptedRand(1.0 - f, precision, recall)
 
 
-def variation_of_information(gt=None, pred=None, *, table=None, ignore_gt=(), base=2.0) -> VOI:
+def variation_of_information(gt=None, pred=None, *, table=None, ignore_label=None, base=2.0) -> VOI:
     """Variation of information, split and merge parts (bits by default).
 
     Notes
@@ -129,7 +131,7 @@ def variation_of_information(gt=None, pred=None, *, table=None, ignore_gt=(), ba
     >>> variation_of_information(np.array([1, 1, 1, 1]), np.array([1, 1, 2, 2]))  # one bit of split
     VOI(split=1.0, merge=0.0)
     """
-    t = _table(gt, pred, table).without_gt(ignore_gt)
+    t = _table(gt, pred, table).without_gt(ignore_label)
     n = float(t.n)
     if n == 0:
         raise ValueError("VOI is undefined on an empty (or fully ignored) volume")
@@ -168,7 +170,7 @@ def border_mask(gt: np.ndarray, tolerance_nm: float, voxel_size=None) -> np.ndar
     return out.reshape(gt.shape)
 
 
-def cremi_score(gt, pred, *, table=None, ignore_gt=(0,), boundary_tolerance_nm=None, voxel_size=None) -> CremiScore:
+def cremi_score(gt, pred, *, table=None, ignore_label=0, boundary_tolerance_nm=None, voxel_size=None) -> CremiScore:
     """CREMI neuron score: ``sqrt((VOI split + VOI merge) × adapted Rand error)``, lower is better.
 
     Notes
@@ -189,7 +191,7 @@ def cremi_score(gt, pred, *, table=None, ignore_gt=(0,), boundary_tolerance_nm=N
             raise ValueError("boundary_tolerance_nm masks voxels: pass gt and pred, not a precomputed table")
         keep = ~border_mask(gt, boundary_tolerance_nm, voxel_size)
         table = contingency_table(np.asarray(gt), np.asarray(pred), mask=keep)
-    t = _table(gt, pred, table).without_gt(ignore_gt)
+    t = _table(gt, pred, table).without_gt(ignore_label)
     voi = variation_of_information(table=t)
-    are = adapted_rand_error(table=t, ignore_gt=())
+    are = adapted_rand_error(table=t, ignore_label=None)
     return CremiScore(float(np.sqrt(voi.total * are.error)), voi.split, voi.merge, are.error)

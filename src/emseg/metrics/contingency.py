@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import fastremap
 import numpy as np
 
-from ..blockwise import aligned_block_shape, block_slices
+from ..blockwise.geometry import aligned_block_shape, block_slices
 
 __all__ = ["Contingency", "contingency_table", "check_labels"]
 
@@ -44,18 +44,11 @@ class Contingency:
         return int(self.counts.sum())
 
     def without_gt(self, labels) -> "Contingency":
-        """The table with the voxels whose gt label is in ``labels`` removed (e.g. ``(0,)``)."""
-        return self._without(self.gt_ids, labels)
-
-    def without_pred(self, labels) -> "Contingency":
-        """The table with the voxels whose pred label is in ``labels`` removed."""
-        return self._without(self.pred_ids, labels)
-
-    def _without(self, ids, labels) -> "Contingency":
-        labels = np.asarray(list(labels) if not np.isscalar(labels) else [labels])
+        """The table with the voxels whose gt label is in ``labels`` (an id, ids, or None) removed."""
+        labels = np.asarray([] if labels is None else [labels] if np.isscalar(labels) else list(labels))
         if labels.size == 0:
             return self
-        keep = ~np.isin(ids, labels.astype(ids.dtype, copy=False))
+        keep = ~np.isin(self.gt_ids, labels.astype(self.gt_ids.dtype, copy=False))
         return Contingency(self.gt_ids[keep], self.pred_ids[keep], self.counts[keep])
 
     def dense_indices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -69,13 +62,6 @@ class Contingency:
         gu, gi, pu, pi = self.dense_indices()
         return (np.bincount(gi, weights=self.counts, minlength=len(gu)).astype(np.int64),
                 np.bincount(pi, weights=self.counts, minlength=len(pu)).astype(np.int64))
-
-    def to_sparse(self):
-        """A ``scipy.sparse.csr_array`` of shape (n_gt, n_pred) over the dense indices."""
-        from scipy import sparse
-
-        gu, gi, pu, pi = self.dense_indices()
-        return sparse.csr_array((self.counts.astype(np.float64), (gi, pi)), shape=(len(gu), len(pu)))
 
 
 def check_labels(gt, pred, *, names=("gt", "pred")) -> None:

@@ -1,4 +1,4 @@
-"""The ISBI 2012 challenge metrics: V_rand, V_info, pixel error and the warping error.
+"""The ISBI 2012 challenge metrics: V_rand, V_info and pixel error (the warping error: :mod:`.warping`).
 
 Conventions, as in the code that scored the challenge (Fiji's Trainable_Segmentation,
 ``trainableSegmentation/metrics/{RandError,VariationOfInformation,PixelError,WarpingError}.java``):
@@ -26,8 +26,8 @@ import numpy as np
 
 from .contingency import Contingency, check_labels, contingency_table
 
-__all__ = ["ISBI_THRESHOLDS", "ForegroundScore", "BestScores", "WarpingResult", "v_rand", "v_info",
-           "best_scores_from_probability", "label_cells", "pixel_error", "warping_error"]
+__all__ = ["ISBI_THRESHOLDS", "ForegroundScore", "BestScores", "v_rand", "v_info", "best_scores_from_probability",
+           "label_cells", "pixel_error"]
 
 
 def _fiji_thresholds(start=0.0, stop=1.0, step=0.1) -> tuple[float, ...]:
@@ -62,28 +62,9 @@ class BestScores:
     v_info_threshold: float
 
 
-@dataclass(frozen=True, eq=False)
-class WarpingResult:
-    """Outcome of :func:`warping_error`.
-
-    ``error`` = ``n_errors`` / number of pixels; ``n_splits`` and ``n_mergers`` count the
-    remaining mismatched pixels that Fiji classifies as splits and mergers (``split_merge_error``
-    is the ISBI "splits and mergers" warping error); ``warped`` is the warped gt (True = cell).
-    """
-
-    error: float
-    n_errors: int
-    n_splits: int
-    n_mergers: int
-    warped: np.ndarray
-
-    @property
-    def split_merge_error(self) -> float:
-        return (self.n_splits + self.n_mergers) / self.warped.size
-
-
 # ---------------------------------------------------------------------------------------- checks
-def _check_pair(gt, pred, names=("gt", "pred")) -> None:
+def check_pair(gt, pred, names=("gt", "pred")) -> None:
+    """ValueError unless ``gt`` and ``pred`` are non-empty 2D images or stacks of the same shape."""
     if gt.shape != pred.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape; got {gt.shape} and {pred.shape}")
     if gt.ndim not in (2, 3) or gt.size == 0:
@@ -91,11 +72,12 @@ def _check_pair(gt, pred, names=("gt", "pred")) -> None:
                          f"got shape {gt.shape}")
 
 
-def _planes(a: np.ndarray) -> np.ndarray:
+def planes(a: np.ndarray) -> np.ndarray:
+    """``a`` as a stack of 2D slices."""
     return a if a.ndim == 3 else a[None]
 
 
-def _as_binary(a, name: str) -> np.ndarray:
+def as_binary(a, name: str) -> np.ndarray:
     """``a != 0`` for a binary map (bool, 0/1 or 0/255); a clear error otherwise."""
     a = np.asarray(a)
     if a.dtype == bool:
@@ -111,7 +93,7 @@ def _as_binary(a, name: str) -> np.ndarray:
     return on
 
 
-def _as_probability(a, name: str) -> np.ndarray:
+def as_fiji_probability(a, name: str) -> np.ndarray:
     """float64 copy of a probability map in [0, 1], rounded to float32 as ImageJ reads images."""
     a = np.asarray(a)
     if a.dtype.kind not in "buif":
@@ -126,7 +108,8 @@ def _as_probability(a, name: str) -> np.ndarray:
     return a
 
 
-def _label2d(mask: np.ndarray) -> np.ndarray:
+def label2d(mask: np.ndarray) -> np.ndarray:
+    """4-connected components of a 2D mask."""
     from scipy import ndimage
 
     return ndimage.label(mask, structure=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])[0]
@@ -159,14 +142,14 @@ def label_cells(cells, *, connectivity: int = 4) -> np.ndarray:
     """
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8; got {connectivity!r}")
-    mask = _as_binary(cells, "cells")
+    mask = as_binary(cells, "cells")
     if mask.ndim not in (2, 3):
         raise ValueError(f"cells must be a 2D image or a stack of 2D slices (z, y, x); got shape {mask.shape}")
     from scipy import ndimage
 
     out = np.zeros(mask.shape, np.uint32)
     offset = 0
-    for m, o in zip(_planes(mask), _planes(out)):
+    for m, o in zip(planes(mask), planes(out)):
         n = ndimage.label(m, structure=ndimage.generate_binary_structure(2, connectivity // 4), output=o)
         o[o > 0] += np.uint32(offset)
         offset += n
@@ -231,8 +214,8 @@ def _v_info_tables(tables) -> ForegroundScore:
 
 def _tables(gt, pred) -> list[Contingency]:
     gt, pred = np.asarray(gt), np.asarray(pred)
-    _check_pair(gt, pred)
-    return [contingency_table(g, p) for g, p in zip(_planes(gt), _planes(pred))]
+    check_pair(gt, pred)
+    return [contingency_table(g, p) for g, p in zip(planes(gt), planes(pred))]
 
 
 def v_rand(gt, pred, *, table: Contingency | None = None) -> ForegroundScore:
@@ -347,8 +330,8 @@ def best_scores_from_probability(gt, prob, *, membrane_is_high: bool = True,
     (1.0, 0.0)
     """
     gt = np.asarray(gt)
-    prob = _as_probability(prob, "prob")
-    _check_pair(gt, prob, ("gt", "prob"))
+    prob = as_fiji_probability(prob, "prob")
+    check_pair(gt, prob, ("gt", "prob"))
     check_labels(gt, gt, names=("gt", "gt"))
     ths = np.asarray(thresholds, dtype=np.float64).reshape(-1)
     if ths.size == 0 or ths.min() < 0 or ths.max() > 1:
@@ -356,7 +339,7 @@ def best_scores_from_probability(gt, prob, *, membrane_is_high: bool = True,
     cell = 1.0 - prob if membrane_is_high else prob
     best = {}
     for th in ths:
-        tables = [contingency_table(g, _label2d(c > th)) for g, c in zip(_planes(gt), _planes(cell))]
+        tables = [contingency_table(g, label2d(c > th)) for g, c in zip(planes(gt), planes(cell))]
         for name, fn in (("rand", _v_rand_tables), ("info", _v_info_tables)):
             s = fn(tables)
             if name not in best or s.score > best[name][0].score:
@@ -389,219 +372,6 @@ def pixel_error(gt, pred) -> float:
     >>> pixel_error(np.array([[1, 0, 1, 1]]), np.array([[1, 1, 0, 1]]))
     0.5
     """
-    g, p = _as_binary(gt, "gt"), _as_binary(pred, "pred")
-    _check_pair(g, p)
+    g, p = as_binary(gt, "gt"), as_binary(pred, "pred")
+    check_pair(g, p)
     return float(np.count_nonzero(g != p) / g.size)
-
-
-# ------------------------------------------------------------------------------- warping error
-# ring of the 3x3 neighbourhood, clockwise from top-left; bit k of a code = ring pixel k is a cell
-_RING = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
-_OBJECT_ADDITION, _OBJECT_DELETION, _HOLE_ADDITION, _HOLE_DELETION, _MERGE, _SPLIT = range(1, 7)
-
-
-def _simple_lut() -> np.ndarray:
-    """Simple-point table for 4-connected cells / 8-connected membranes (Bertrand & Malandain 1994:
-    T4(cells) == 1 and T8(membrane) == 1 in the 8-ring)."""
-    lut = np.zeros(256, np.uint8)
-    for code in range(256):
-        fg = [(code >> k) & 1 for k in range(8)]
-        if all(fg):
-            continue  # no membrane around: flipping opens or fills a hole
-        start, t4, touches = fg.index(0), 0, False  # T4: cyclic runs of cells holding a 4-neighbour
-        for k in range(start + 1, start + 9):
-            if fg[k % 8]:
-                touches |= k % 2 == 1
-            else:
-                t4, touches = t4 + touches, False
-        parent = list(range(8))  # T8: membrane ring pixels, 8-adjacent if consecutive or edge-edge
-
-        def find(i):
-            while parent[i] != i:
-                i = parent[i]
-            return i
-        for k in range(8):
-            for j in ((k + 1) % 8, (k + 2) % 8 if k % 2 else k):
-                if not fg[k] and not fg[j]:
-                    parent[find(k)] = find(j)
-        t8 = len({find(k) for k in range(8) if not fg[k]})
-        lut[code] = t4 == 1 and t8 == 1
-    return lut
-
-
-_SIMPLE_LUT = _simple_lut()
-
-
-def _warp_loop(src, tgt, order, w, lut):  # pragma: no cover - compiled by numba
-    """Flip mismatched simple pixels of ``src`` (flat, padded, in place) in ``order`` until none flips."""
-    prev = -1
-    while True:
-        diff = 0
-        for k in range(order.size):
-            if src[order[k]] != tgt[order[k]]:
-                diff += 1
-        if diff == 0 or diff == prev:
-            return diff
-        prev = diff
-        for k in range(order.size):
-            i = order[k]
-            if src[i] != tgt[i]:
-                code = (src[i - w - 1] | (src[i - w] << 1) | (src[i - w + 1] << 2) | (src[i + 1] << 3)
-                        | (src[i + w + 1] << 4) | (src[i + w] << 5) | (src[i + w - 1] << 6) | (src[i - 1] << 7))
-                if lut[code]:
-                    src[i] = 1 - src[i]
-
-
-def _classify_loop(cells, comps, ys, xs):  # pragma: no cover - compiled by numba
-    """Fiji's ``classifyMismatches2d`` (radius -1) for the remaining mismatches at (ys, xs)."""
-    h, w = cells.shape
-    codes = np.zeros(ys.size, np.int8)
-    stamp = np.zeros(h * w, np.int64)
-    stack = np.empty(h * w, np.int64)
-    vals = np.empty(8, np.int64)
-    for m in range(ys.size):
-        y, x = ys[m], xs[m]
-        nv, n_fg, has_bg = 0, 0, False
-        for yy in range(max(y - 1, 0), min(y + 2, h)):
-            for xx in range(max(x - 1, 0), min(x + 2, w)):
-                if yy == y and xx == x:
-                    continue
-                v = comps[yy, xx]
-                if v == 0:
-                    has_bg = True
-                else:
-                    n_fg += 1
-                seen = False
-                for k in range(nv):
-                    seen |= vals[k] == v
-                if not seen:
-                    vals[nv] = v
-                    nv += 1
-        centre = comps[y, x] != 0
-        if nv == 1:
-            if vals[0] == 0:
-                codes[m] = _OBJECT_DELETION if centre else _OBJECT_ADDITION
-            else:
-                codes[m] = _HOLE_ADDITION if centre else _HOLE_DELETION
-        elif nv >= 3:
-            codes[m] = _SPLIT if centre else _MERGE
-        elif not centre:
-            codes[m] = _HOLE_ADDITION
-        else:  # remove the pixel: do its cell neighbours fall into several 4-connected pieces?
-            cells[y, x] = 0
-            tid, pieces, reached = m + 1, 0, 0
-            for yy in range(max(y - 1, 0), min(y + 2, h)):
-                for xx in range(max(x - 1, 0), min(x + 2, w)):
-                    s = yy * w + xx
-                    if cells[yy, xx] == 0 or stamp[s] == tid:
-                        continue
-                    pieces += 1
-                    stamp[s], stack[0], top = tid, s, 1
-                    reached += 1
-                    while top > 0 and reached < n_fg:
-                        top -= 1
-                        p = stack[top]
-                        py, px = p // w, p % w
-                        for qy, qx in ((py - 1, px), (py + 1, px), (py, px - 1), (py, px + 1)):
-                            if 0 <= qy < h and 0 <= qx < w and cells[qy, qx] and stamp[qy * w + qx] != tid:
-                                stamp[qy * w + qx] = tid
-                                stack[top] = qy * w + qx
-                                top += 1
-                                if abs(qy - y) <= 1 and abs(qx - x) <= 1:
-                                    reached += 1
-            cells[y, x] = 1
-            codes[m] = _SPLIT if pieces + has_bg > 2 else _HOLE_DELETION
-    return codes
-
-
-_KERNELS: dict = {}
-
-
-def _kernels():
-    if not _KERNELS:
-        try:
-            from numba import njit
-            jit = njit(nogil=True)
-        except ImportError:  # pragma: no cover - plain Python: correct, but slow on large images
-            def jit(f):
-                return f
-        _KERNELS.update(warp=jit(_warp_loop), classify=jit(_classify_loop))
-    return _KERNELS["warp"], _KERNELS["classify"]
-
-
-def warping_error(gt, pred, *, threshold: float = 0.5) -> WarpingResult:
-    """Topology-preserving warping error (Jain et al. 2010) as computed for ISBI 2012.
-
-    Parameters
-    ----------
-    gt : array-like, 2D or 3D (z, y, x)
-        Binary gt: True / 1 / 255 = cell interior, 0 = membrane (the ISBI label format).
-    pred : array-like, same shape
-        Binary prediction (same convention) or cell-interior probability in [0, 1].
-    threshold : float
-        Cells are ``pred > threshold``.
-
-    Returns
-    -------
-    WarpingResult
-
-    Raises
-    ------
-    ValueError
-        If the shapes differ, gt is not binary, pred is neither binary nor in [0, 1], or
-        ``threshold`` is outside [0, 1].
-
-    Notes
-    -----
-    Per 2D slice (Fiji ``WarpingError.simplePointWarp2d``): the gt is relaxed towards the
-    binarised prediction by flipping mismatched *simple* pixels (flipping them changes neither
-    the 4-connected cells nor the 8-connected membranes; outside the image is membrane). Each
-    sweep visits the mismatches in decreasing ``|pred - threshold|`` (ties column by column;
-    0/255 maps keep their raw values, as in Fiji) and flips each that is simple at that moment;
-    sweeps repeat until one flips nothing. The error is the number of remaining mismatches over
-    the number of pixels. Remaining mismatches are
-    classified as Fiji's ``classifyMismatches2d`` (whole image): a gt-membrane pixel touching
-    ≥ 2 cells is a merger, a gt-cell pixel whose removal disconnects its cell is a split. Fiji
-    sorts with a comparator quantised at 1e-4; here the order is exact (stable).
-    Reference: Jain et al. (2010), Boundary learning by optimization with topological
-    constraints, CVPR.
-
-    Examples
-    --------
-    >>> gt = np.ones((5, 5), bool); gt[:, 2] = False     # two cells split by a membrane
-    >>> pred = gt.copy(); pred[2, 2] = True               # a gap in the membrane: a merger
-    >>> r = warping_error(gt, pred)
-    >>> r.n_errors, r.n_mergers, r.error
-    (1, 1, 0.04)
-    """
-    g = _as_binary(gt, "gt")
-    p = np.asarray(pred)
-    if p.dtype.kind in "bui":
-        _as_binary(p, "pred")
-        p = p.astype(np.float64)  # raw 0/1 or 0/255 values, which also set Fiji's flip order
-    else:
-        p = _as_probability(p, "pred")
-    _check_pair(g, p)
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1]; got {threshold!r}")
-    warp, classify = _kernels()
-    warped = np.empty(g.shape, bool)
-    n_errors = n_splits = n_mergers = 0
-    for gz, pz, wz in zip(_planes(g), _planes(p), _planes(warped)):
-        h, w = gz.shape
-        src = np.zeros((h + 2, w + 2), np.uint8)
-        tgt = np.zeros((h + 2, w + 2), np.uint8)
-        src[1:-1, 1:-1] = gz
-        tgt[1:-1, 1:-1] = pz > threshold
-        scan = ((np.arange(1, h + 1)[:, None] * (w + 2)) + np.arange(1, w + 1)).T.ravel()  # column by column
-        dist = np.abs(pz - threshold).astype(np.float32).T.ravel()
-        order = scan if dist.min() == dist.max() else scan[np.argsort(-dist, kind="stable")]
-        n_errors += int(warp(src.reshape(-1), tgt.reshape(-1), order, w + 2, _SIMPLE_LUT))
-        wz[...] = src[1:-1, 1:-1]
-        ys, xs = np.nonzero(src[1:-1, 1:-1] != tgt[1:-1, 1:-1])
-        if ys.size:
-            comps = _label2d(wz)
-            codes = classify(src[1:-1, 1:-1].copy(), comps, ys.astype(np.int64), xs.astype(np.int64))
-            n_splits += int(np.count_nonzero(codes == _SPLIT))
-            n_mergers += int(np.count_nonzero(codes == _MERGE))
-    return WarpingResult(n_errors / g.size, n_errors, n_splits, n_mergers, warped)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import ConfigError, check_number
 from ..probabilities import as_probabilities
 from .contingency import Contingency, contingency_table
 
@@ -136,7 +137,7 @@ def semantic_scores(gt, pred, *, binary=True, threshold=0.5, classes=None, ignor
     """
     if table is None:
         if binary:
-            _check_threshold(threshold)
+            check_threshold(threshold)
             gt, pred = binarize(gt, name="gt"), binarize(pred, threshold)
         table = contingency_table(gt, pred, mask=mask)
     if ignore_label is not None:
@@ -144,10 +145,14 @@ def semantic_scores(gt, pred, *, binary=True, threshold=0.5, classes=None, ignor
     return _scores(table, binary, classes)
 
 
-def _check_threshold(threshold):
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 < threshold < 1:
-        raise ValueError(f"threshold={threshold!r} must lie in (0, 1): it applies to probability maps (foreground is "
-                         "p > threshold); integer masks and labels are compared as nonzero")
+def check_threshold(threshold) -> float:
+    """``threshold`` as a float in (0, 1); ``ConfigError`` (a ValueError) saying what it applies to."""
+    value = threshold.item() if isinstance(threshold, np.generic) else threshold
+    try:
+        return check_number("threshold", value, float, (0, False), (1, False))
+    except ConfigError:
+        raise ConfigError("threshold", f"threshold={threshold!r} must lie in (0, 1): it applies to probability maps "
+                          "(foreground is p > threshold); integer masks and labels are compared as nonzero") from None
 
 
 def _scores(table: Contingency, binary: bool, classes) -> SemanticScores:

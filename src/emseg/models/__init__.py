@@ -4,7 +4,7 @@
 a model with its init arguments as one safetensors file).
 """
 
-from .io import MODEL_CLASSES, ModelHeader, load_model, read_model_header, save_model
+from .checkpoint import MODEL_CLASSES, ModelHeader, load_model, read_model_header, save_model
 from .unet import UNet, anisotropic_plan
 
 __all__ = ["UNet", "anisotropic_plan", "save_model", "load_model", "read_model_header", "ModelHeader",

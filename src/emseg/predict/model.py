@@ -3,8 +3,10 @@ function plus the geometry prediction needs (dimensionality, channels, halo, inp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
+
+import os
 
 import numpy as np
 
@@ -25,7 +27,8 @@ class Predictor:
     divisor: tuple
     normalization: object = None
     voxel_size: tuple | None = None
-    info: dict = field(default_factory=dict)
+    checkpoint: object = None
+    """The :class:`emseg.models.reader.CheckpointInfo` of a model loaded from a checkpoint, else None."""
 
 
 _CACHE: dict = {}
@@ -58,7 +61,8 @@ def _check_weights(module, what):
                          "weights are broken (diverged training or a damaged file): use another checkpoint or retrain")
 
 
-def _torch_fn(model, device, sigmoid, copy=False):
+def _torch_fn(model, device, activations, copy=False):
+    """``model`` as a numpy function; ``activations``: None (raw outputs) or one per channel ("sigmoid", "clip")."""
     import copy as _copy
 
     import torch
@@ -67,19 +71,35 @@ def _torch_fn(model, device, sigmoid, copy=False):
     if copy:  # a module the caller owns: leave its device and memory layout alone
         model = _copy.deepcopy(model)
     model = model.to(device).eval().to(memory_format=fmt)  # channels-last: ~2x faster convolutions on CPU
+    sig = [c for c, a in enumerate(activations or ()) if a == "sigmoid"]
+    clip = [c for c, a in enumerate(activations or ()) if a == "clip"]
 
     def fn(x):
         with torch.inference_mode():
             y = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device).contiguous(memory_format=fmt))
-            if sigmoid is True:
+            if activations is not None and len(activations) != y.shape[1]:
+                raise ValueError(f"the model outputs {y.shape[1]} channels but its task gives {len(activations)} "
+                                 "activations: the checkpoint is inconsistent")
+            if len(sig) == y.shape[1]:
                 y = torch.sigmoid(y)
-            elif sigmoid:  # some channels are probabilities, the others regressed values in [0, 1] (BCD distance)
-                probs = torch.sigmoid(y[:, list(sigmoid)])
-                y = y.clamp(0, 1)
-                y[:, list(sigmoid)] = probs
+            elif sig or clip:
+                probs = torch.sigmoid(y[:, sig]) if sig else None
+                y = y.clamp(0, 1) if clip else y
+                if sig:
+                    y[:, sig] = probs
             return np.ascontiguousarray(y.float().cpu().numpy())
 
     return fn
+
+
+def _activations(sigmoid, channels, default):
+    """Per-channel activations: ``default`` (the task's) for True, none for False, a sigmoid on the given
+    channels and the others clipped to [0, 1] for a tuple."""
+    if sigmoid is True:
+        return tuple(default) if default is not None else ("sigmoid",) * channels
+    if not sigmoid:
+        return None
+    return tuple("sigmoid" if c in tuple(sigmoid) else "clip" for c in range(channels))
 
 
 def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor:
@@ -87,47 +107,32 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor
     process and cached), a Predictor, a torch module with ``ndim``/``halo``/``input_divisor``
     (emseg's UNet), or a numpy callable with attributes ``ndim``, ``in_channels``,
     ``out_channels`` and optionally ``halo``/``divisor``.
-    Checkpoint outputs go through a sigmoid (probabilities) unless ``sigmoid=False``; a tuple of
-    channels applies it to those only and clips the others to [0, 1] (BCD checkpoints do this for
-    their regressed distance channel by themselves)."""
+    Checkpoint outputs get their task's activations (:mod:`emseg.tasks`: a sigmoid on probability
+    channels, regressed ones such as BCD's distance clipped to [0, 1]) unless ``sigmoid=False`` (raw
+    outputs); a tuple of channels applies a sigmoid to those only and clips the others."""
     if isinstance(model, Predictor):
         return model
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
-        import os
+        from ..models.reader import read_checkpoint
 
-        from ..zoo import resolve_model
-
-        model, card = resolve_model(model)
-        path = os.fspath(model)
-        if not os.path.exists(path):
-            from ..zoo import model_names
-
-            raise FileNotFoundError(f"model {path}: no such checkpoint file, nor a shipped model "
-                                    f"({', '.join(model_names())})")
-        st = os.stat(path)
-        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, str(device), sigmoid, card is not None)
+        info = read_checkpoint(model)  # the one reader: task, activations, normalisation, card (cached)
+        key = (info.path, os.stat(info.path).st_mtime_ns, str(device), sigmoid, info.card is not None)
         if cache and key in _CACHE:
             return _CACHE[key]
-        from ..models import load_model, read_model_header
-        from ..train.data import Normalization
+        from ..models import load_model
 
-        header = read_model_header(path)
-        net = load_model(path)  # refuses NaN/inf weights, naming the tensor
-        norm = header.extra.get("normalization")
-        if sigmoid is True and header.extra.get("target") == "bcd" and \
-                (header.extra.get("config") or {}).get("loss") != "mse":
-            sigmoid = (0, 1)  # foreground and contour; the distance channel was regressed (MSE), clipped to [0, 1]
-        pred = Predictor(_torch_fn(net, torch_device(device), sigmoid), net.ndim, net.in_channels, net.out_channels,
-                         tuple(net.halo), tuple(net.input_divisor), Normalization(**norm) if norm else None,
-                         tuple(header.extra["voxel_size"]) if header.extra.get("voxel_size") else None,
-                         {"path": path, **header.extra, **({"card": card} if card else {})})
-        _check_geometry(pred, f"checkpoint {path}")
+        net = load_model(info.path)  # refuses NaN/inf weights, naming the tensor
+        pred = Predictor(_torch_fn(net, torch_device(device), _activations(sigmoid, net.out_channels, info.activations)),
+                         net.ndim, net.in_channels, net.out_channels, tuple(net.halo), tuple(net.input_divisor),
+                         info.normalization, info.voxel_size, info)
+        _check_geometry(pred, f"checkpoint {info.path}")
         if cache:
             _CACHE[key] = pred
         return pred
     if hasattr(model, "state_dict") and hasattr(model, "input_divisor"):
         _check_weights(model, f"model {type(model).__name__}")
-        return _check_geometry(Predictor(_torch_fn(model, torch_device(device), sigmoid, copy=True), model.ndim,
+        acts = _activations(sigmoid, model.out_channels, None)
+        return _check_geometry(Predictor(_torch_fn(model, torch_device(device), acts, copy=True), model.ndim,
                                          model.in_channels, model.out_channels, tuple(model.halo),
                                          tuple(model.input_divisor)), f"model {type(model).__name__}")
     if callable(model) and hasattr(model, "ndim"):

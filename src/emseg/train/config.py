@@ -11,9 +11,10 @@ import math
 import os
 from dataclasses import dataclass, field
 
-__all__ = ["TrainConfig", "load_config", "ConfigError", "TARGETS", "RESUMABLE_FIELDS"]
+from ..config import ConfigError, check_number, fill, plain as _plain
 
-TARGETS = ("binary", "onehot", "bc", "bcd", "affinities", "boundary")
+__all__ = ["TrainConfig", "load_config", "ConfigError", "RESUMABLE_FIELDS"]
+
 NORMALIZATIONS = ("percentile", "fixed", "none")
 LOSSES = ("bce", "dice", "bce_dice", "mse", "l1")  # = emseg.train.losses.LOSSES (kept here: no torch import)
 RESUMABLE_FIELDS = ("steps", "max_minutes", "val_every", "early_stopping", "device", "threads", "out_dir",
@@ -21,23 +22,22 @@ RESUMABLE_FIELDS = ("steps", "max_minutes", "val_every", "early_stopping", "devi
 """Fields a resumed run may change; every other field is part of the run's signature."""
 
 
-class ConfigError(ValueError):
-    """A config value of the wrong type or out of range; ``key`` names the field."""
-
-    def __init__(self, key, message):
-        super().__init__(message)
-        self.key = key
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; stored in every checkpoint.
 
     Data: ``raw``/``labels`` paths (any format emseg reads, ``file.h5:key``), a validation part
-    split by region (``val_roi`` "z0:z1" or the last ``val_fraction`` of z), the ``target``
-    (``binary``, ``onehot``, ``bc``, ``bcd``, ``affinities`` with ``offsets``, ``boundary`` for
-    ISBI-style membrane labels), ``patch_shape`` (2 numbers: a 2D model on sections; 3: 3D).
-    Model: ``model`` holds UNet keyword arguments (``preset: light2d`` for the small 2D net).
+    split by region (``val_roi`` "z0:z1" or the last ``val_fraction`` of z), the ``target``: a task
+    of :data:`emseg.tasks.TASKS` (``binary``, ``onehot`` with ``n_classes``, ``bc``, ``bcd``,
+    ``affinities`` with ``offsets``, ``boundary`` for ISBI-style membrane labels, ``sdt``) and its
+    other parameters in ``target_params`` (e.g. ``{scale: 40}`` for ``sdt``), ``patch_shape`` (2 numbers: a 2D model on sections; 3: 3D).
+    Augmentation: ``augment`` is true (the defaults of :class:`~emseg.train.augment.Augmenter`),
+    false (none) or a mapping that changes them, e.g. ``{flip: true, rotate90: false, elastic: 0,
+    missing_section: {p: 0.1, n_sections: 2}}``: ``flip``, ``rotate90`` (true, false, yx, zyx) and
+    per transform a probability or ``{p: ..., its arguments}``
+    (:func:`~emseg.train.augment.check_augment`); 90° rotations never mix z with y/x on
+    anisotropic voxels. Model: ``model`` holds UNet keyword arguments (``preset: light2d`` for the
+    small 2D net).
     Optimisation: AdamW with ``lr``, ``weight_decay``, linear warm-up then cosine decay over
     ``steps``; mixed precision when ``amp`` (float16 on CUDA, bfloat16 on CPUs that compute it
     natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints, ``log.csv`` and
@@ -53,13 +53,14 @@ class TrainConfig:
     target: str = "binary"
     offsets: tuple = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
     n_classes: int = 2
+    target_params: dict = field(default_factory=dict)
     ignore_label: int | None = None
     patch_shape: tuple = (256, 256)
     batch_size: int = 4
     foreground_fraction: float = 0.5
     normalization: str = "percentile"
     voxel_size: tuple | None = None
-    augment: bool = True
+    augment: bool | dict = True
     model: dict = field(default_factory=dict)
     loss: str = "bce_dice"
     pos_weight: float | None = None
@@ -87,14 +88,13 @@ class TrainConfig:
             v = getattr(self, name)
             if v is None and name in _OPTIONAL:
                 continue
-            v = _number(name, v, kind)
-            if not (_above(v, low) and _below(v, high)):
-                raise ConfigError(name, f"{name} must be {text}; got {v!r}")
-            set_(name, v)
-        for name in ("augment", "amp", "resume", "overwrite"):
+            set_(name, check_number(name, v, kind, low, high, text))
+        for name in ("amp", "resume", "overwrite"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, f"{name} must be true or false; got {getattr(self, name)!r}")
-        for name, options in (("target", TARGETS), ("normalization", NORMALIZATIONS), ("loss", LOSSES)):
+        from ..tasks import TASKS, task_params
+
+        for name, options in (("target", tuple(TASKS)), ("normalization", NORMALIZATIONS), ("loss", LOSSES)):
             if getattr(self, name) not in options:
                 raise ConfigError(name, f"{name} must be one of {options}; got {getattr(self, name)!r}")
         for name in ("raw", "labels"):
@@ -113,6 +113,13 @@ class TrainConfig:
         if any(not any(o) for o in offsets):
             raise ConfigError("offsets", f"offsets must not hold the zero offset; got {_plain(offsets)}")
         set_("offsets", offsets)
+        if not isinstance(self.target_params, dict):
+            raise ConfigError("target_params", f"target_params must be a mapping of the task's parameters; got "
+                              f"{self.target_params!r}")
+        try:
+            task_params(self.target, {**self._from_fields(), **self.target_params})
+        except ValueError as err:
+            raise ConfigError("target_params", f"target_params: {err}") from None
         if self.voxel_size is not None:
             vs = self.voxel_size
             if not isinstance(vs, (tuple, list)) or len(vs) not in (2, 3) or not all(
@@ -121,6 +128,11 @@ class TrainConfig:
             set_("voxel_size", tuple(float(v) for v in vs))
         if self.val_roi is not None:
             _check_val_roi(self.val_roi)
+        from .augment import check_augment  # numpy and scipy only; here, so that importing emseg stays fast
+
+        ndim = len(self.patch_shape)
+        known = self.voxel_size is not None and len(self.voxel_size) >= ndim
+        set_("augment", check_augment(self.augment, self.voxel_size[-ndim:] if known else None))
         if not isinstance(self.model, dict) or not all(isinstance(k, str) for k in self.model):
             raise ConfigError("model", f"model must be a mapping of UNet arguments like {{features: 8}}; "
                               f"got {self.model!r}")
@@ -130,6 +142,20 @@ class TrainConfig:
         if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
             raise ConfigError("out_dir", f"out_dir must be a folder path; got {self.out_dir!r}")
         set_("out_dir", os.fspath(self.out_dir))
+
+    def _from_fields(self):
+        from ..tasks import get_task
+
+        names = get_task(self.target).params
+        return {k: getattr(self, k) for k in ("offsets", "n_classes") if k in names}
+
+    @property
+    def task_params(self) -> dict:
+        """The parameters of the task (:mod:`emseg.tasks`): its defaults, ``offsets``/``n_classes`` when the
+        task takes them, then ``target_params``."""
+        from ..tasks import task_params
+
+        return task_params(self.target, {**self._from_fields(), **self.target_params})
 
     def as_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -157,33 +183,6 @@ _NUMBERS = {
 _OPTIONAL = ("ignore_label", "pos_weight", "max_minutes", "threads")
 
 
-def _above(v, bound):
-    return bound is None or (v >= bound[0] if bound[1] else v > bound[0])
-
-
-def _below(v, bound):
-    return bound is None or (v <= bound[0] if bound[1] else v < bound[0])
-
-
-def _number(name, v, kind):
-    """``v`` as ``kind``; YAML reads 3e-4 as a string, so numeric strings are accepted."""
-    what = "an integer" if kind is int else "a number"
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            raise ConfigError(name, f"{name} must be {what}; got {v!r}") from None
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(name, f"{name} must be {what}; got {_plain(v)!r}")
-    if kind is int:
-        if isinstance(v, float) and not v.is_integer():
-            raise ConfigError(name, f"{name} must be {what}; got {v!r}")
-        return int(v)
-    if math.isnan(v):
-        raise ConfigError(name, f"{name} must be {what}; got nan")
-    return float(v)
-
-
 def _ints(name, v, lengths, text, positive=False):
     ok = isinstance(v, (tuple, list)) and len(v) in lengths and all(
         (isinstance(x, int) and not isinstance(x, bool)) or (isinstance(x, float) and x.is_integer()) for x in v)
@@ -206,31 +205,9 @@ def _check_val_roi(roi):
         raise ConfigError("val_roi", f"val_roi must be a z range z0:z1 with 0 <= z0 < z1; got {roi!r}")
 
 
-def _plain(v):
-    if isinstance(v, tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    return v
-
-
-def _tuples(v):
-    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
-
-
 def load_config(path=None, overrides=(), **kwargs) -> TrainConfig:
-    """Build a :class:`TrainConfig` from a YAML file, ``key=value`` overrides and keyword arguments.
-
-    Unknown keys raise ``ValueError`` listing the valid ones. Override values are parsed as YAML
-    (``--set lr=3e-4``, ``--set patch_shape=[32,128,128]``, ``--set model.features=16``).
-
-    Raises
-    ------
-    FileNotFoundError
-        If ``path`` does not exist.
-    ValueError
-        For malformed YAML (with the line and column), a file whose top level is not a mapping,
-        an unknown key or a bad value; the message names the file or the ``--set`` item.
+    """Build a :class:`TrainConfig` from a YAML file, ``key=value`` overrides and keyword arguments,
+    as :func:`emseg.config.fill` does for every configuration (``--set model.features=16``).
 
     Examples
     --------
@@ -239,69 +216,6 @@ def load_config(path=None, overrides=(), **kwargs) -> TrainConfig:
     >>> load_config(overrides=["val_every=0"])
     Traceback (most recent call last):
     ...
-    emseg.train.config.ConfigError: --set val_every=0: val_every must be an integer >= 1; got 0
+    emseg.config.ConfigError: --set val_every=0: val_every must be an integer >= 1; got 0
     """
-    import yaml
-
-    data, origin = {}, {}
-    if path is not None:
-        data = _read_yaml(path)
-        origin = dict.fromkeys(data, os.fspath(path))
-    data.update(kwargs)
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"--set takes key=value; got {item!r}")
-        key, text = item.split("=", 1)
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ValueError(f"--set {item}: the value is not valid YAML ({_yaml_problem(err)})") from None
-        if "." in key:
-            head, sub = key.split(".", 1)
-            if not isinstance(data.get(head, {}), dict):
-                raise ValueError(f"--set {item}: {head} is {data[head]!r}, not a mapping that could hold {sub}")
-            data[head] = {**data.get(head, {}), sub: value}
-        else:
-            data[key] = value
-        origin[key.split(".")[0]] = f"--set {item}"
-    valid = [f.name for f in dataclasses.fields(TrainConfig)]
-    unknown = sorted(set(data) - set(valid))
-    if unknown:
-        where = f" in {path}" if path else ""
-        raise ValueError(f"unknown config key(s){where}: {', '.join(unknown)}; valid keys: {', '.join(valid)}")
-    try:
-        return TrainConfig(**{k: _tuples(v) for k, v in data.items()})
-    except ConfigError as err:
-        if err.key in origin:
-            raise ConfigError(err.key, f"{origin[err.key]}: {err}") from None
-        raise
-
-
-def _read_yaml(path):
-    import yaml
-
-    p = os.fspath(path)
-    if os.path.isdir(p):
-        raise ValueError(f"config {p!r} is a folder; give a YAML file")
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"config file {p!r} does not exist")
-    try:
-        with open(p, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except UnicodeDecodeError:
-        raise ValueError(f"config {p!r} is not a text (UTF-8) YAML file") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"config {p!r} is not valid YAML: {_yaml_problem(err)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"config {p!r} holds a YAML {type(data).__name__}; a training config is a mapping of "
-                         "keys to values (key: value lines)")
-    return data
-
-
-def _yaml_problem(err):
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    return f"{where}{problem}"
+    return fill(TrainConfig, path, overrides, **kwargs)

@@ -9,7 +9,7 @@ as tagged JSON in the file's metadata, each tensor replaced by ``{"tensor": NAME
 
 ``{"dict": [[key, value], ...]}`` keeps non-string keys (the optimizer's parameter ids) and
 ``{"tuple": [...]}`` keeps tuples; a plain JSON list is a list. Reading checks the file's bounds
-before decoding (:func:`emseg.models.io.read_safetensors`), then its format, version and fields;
+before decoding (:func:`emseg.models.checkpoint.read_safetensors`), then its format, version and fields;
 every failure is a ValueError that says how to start over.
 """
 
@@ -115,7 +115,7 @@ def load_state(path, signature=None) -> dict:
         The file is damaged, not an emseg trainer state version 1, lacks a field, or belongs to
         another run than ``signature``; the message says how to start over.
     """
-    from ..models.io import read_safetensors
+    from ..models.checkpoint import read_safetensors
 
     metadata, tensors = read_safetensors(path, what="training state", fix=_START_OVER)
     if metadata.get("format") != _FORMAT or metadata.get("version") != "1":

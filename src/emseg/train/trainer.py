@@ -32,9 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import faults
+from ..config import plain as _plain
+from ..tasks import get_task
 from ..runtime import cpu_bf16, memory_format, torch_device
 from .config import TrainConfig
-from .data import fit_normalization, load_train_volume, sample_patch, validation_patches
+from ..normalization import fit_normalization
+from .patches import load_train_volume, sample_patch, validation_patches
 from .rundir import RUN_FILES, check_out_dir, claim_run_dir, signature_hash, train_signature
 from .state import STATE_FILE, load_state, restore_state, save_state
 
@@ -67,41 +70,31 @@ class TrainResult:
 
 
 def make_target(labels: np.ndarray, config: TrainConfig, voxel_size=None, from_mask=False):
-    """(target, mask) channels-first float32 arrays for ``labels`` under ``config.target``.
+    """(target, mask) channels-first float32 arrays for ``labels`` under the config's task (:mod:`emseg.tasks`).
 
-    ``from_mask``: the labels are a semantic mask (0/1, 0/255); instance targets (bc, bcd) then
+    ``from_mask``: the labels are a semantic mask (0/1, 0/255); instance targets (bc, bcd, sdt) then
     take its connected components as the instances.
     """
-    from . import targets as T
-
-    kind = config.target
+    task = get_task(config.target)
     if voxel_size is not None:
         voxel_size = list(voxel_size)[-labels.ndim:]
-    if kind in ("bc", "bcd") and from_mask:
+    if task.instances and from_mask:
         from scipy import ndimage
 
         labels = ndimage.label(labels > 0)[0]
-    if kind == "binary":
-        return T.binary_target(labels, ignore_label=config.ignore_label)
-    if kind == "onehot":
-        return T.one_hot_target(labels, config.n_classes, ignore_label=config.ignore_label)
-    if kind == "bc":
-        return T.bc_target(labels, voxel_size=voxel_size, ignore_label=config.ignore_label)
-    if kind == "bcd":
-        return T.bcd_target(labels, voxel_size=voxel_size, ignore_label=config.ignore_label)
-    if kind == "affinities":
-        offsets = [o[-labels.ndim:] for o in config.offsets]
-        return T.affinities(labels, offsets, ignore_label=config.ignore_label)
-    return T.boundary_target(labels)
+    return task.target(labels, config.task_params, voxel_size, config.ignore_label)
 
 
-def _out_channels(config: TrainConfig) -> int:
-    return {"binary": 1, "onehot": config.n_classes, "bc": 2, "bcd": 3, "boundary": 1}.get(
-        config.target, len(config.offsets))
+def _loss(config: TrainConfig, out, target, mask, pos_weight=None):
+    """The task's loss: its own, or the configured one (per channel group when the task splits it);
+    validation leaves out the class weighting (``pos_weight``) of training."""
+    from .losses import segmentation_loss
 
-
-def _loss_channels(config: TrainConfig):
-    return {"bce_dice": [0, 1], "mse": [2]} if config.target == "bcd" and config.loss != "mse" else None
+    task = get_task(config.target)
+    if task.loss is not None:
+        return task.loss(out, target, mask)
+    return segmentation_loss(out, target, loss=config.loss, mask=mask, pos_weight=pos_weight,
+                             channels=task.channel_losses(config.task_params, config.loss))
 
 
 def build_model(config: TrainConfig, voxel_size):
@@ -121,7 +114,7 @@ def build_model(config: TrainConfig, voxel_size):
         raise ValueError(f"model.{unknown[0]} is not a UNet argument (ndim follows patch_shape, the channels the "
                          f"target); valid: preset, {', '.join(valid)}")
     ndim = len(config.patch_shape)
-    common = dict(in_channels=1, out_channels=_out_channels(config))
+    common = dict(in_channels=1, out_channels=get_task(config.target).channels(config.task_params))
     try:
         if preset == "light2d":
             if ndim != 2:
@@ -156,7 +149,8 @@ def _save(path, model, config, norm, voxel_size, step):
     from ..models import save_model
 
     meta = {"config": config.as_dict(), "normalization": norm.as_dict(), "voxel_size": voxel_size,
-            "target": config.target, "offsets": [list(o) for o in config.offsets], "step": step}
+            "target": config.target, "task": {"name": config.target, "params": _plain(config.task_params)},
+            "offsets": [list(o) for o in config.offsets], "step": step}
     save_model(model, path, extra=meta)
 
 
@@ -200,7 +194,6 @@ def _validate(model, patches, config, norm, voxel_size, device, from_mask):
     import torch
 
     from ..metrics import semantic_scores
-    from .losses import segmentation_loss
 
     model.eval()
     losses, tp_fp_fn = [], np.zeros(3)
@@ -210,7 +203,7 @@ def _validate(model, patches, config, norm, voxel_size, device, from_mask):
             x = torch.from_numpy(norm(raw)[None, None]).to(device)
             out = model(x.contiguous(memory_format=memory_format(x.ndim - 2)))
             t, m = torch.from_numpy(target[None]).to(device), torch.from_numpy(mask[None]).to(device)
-            losses.append(float(segmentation_loss(out, t, loss=config.loss, mask=m, channels=_loss_channels(config))))
+            losses.append(float(_loss(config, out, t, m)))
             pred = (torch.sigmoid(out[0, 0]) > 0.5).cpu().numpy()
             s = semantic_scores(target[0] > 0.5, pred, mask=mask[0] > 0) if mask[0].any() else None
             if s is not None:
@@ -229,18 +222,15 @@ def _load_data(config):
         if vv is not None:
             val_vols.append(vv)
     voxel_size = list(config.voxel_size) if config.voxel_size else _voxel_size(config.raw[0])
-    from_mask = config.target in ("bc", "bcd") and all(_is_mask(v.labels) for v in train_vols)
+    from_mask = get_task(config.target).instances and all(_is_mask(v.labels) for v in train_vols)
     norm = fit_normalization(train_vols[0].raw, config.normalization)
     if not (math.isfinite(norm.low) and math.isfinite(norm.high)):
         raise ValueError(f"raw {config.raw[0]}: the {config.normalization} normalization of its voxels is "
                          f"{norm.low}..{norm.high}: the raw holds NaN/Inf values; fix the data")
-    augmenter = None
-    if config.augment:
-        from .augment import Augmenter
+    from .augment import build_augmenter
 
-        # an unknown voxel size is taken as isotropic: every axis may then be flipped and swapped
-        vs = voxel_size[-len(config.patch_shape):] if voxel_size else [1.0] * len(config.patch_shape)
-        augmenter = Augmenter(voxel_size=vs, seed=config.seed)
+    # an unknown voxel size is taken as isotropic: every axis may then be flipped and swapped
+    augmenter = build_augmenter(config.augment, voxel_size, config.seed, ndim=len(config.patch_shape))
     val_set = [p for v in val_vols for p in validation_patches(v, config.patch_shape, config.val_patches, config.seed)]
     return train_vols, val_set, voxel_size, from_mask, norm, augmenter
 
@@ -291,7 +281,6 @@ def _train_loop(config, signature, model, device, train_vols, val_set, voxel_siz
     import torch
 
     from ..io.atomic import write_text_atomic
-    from .losses import segmentation_loss
 
     fmt = memory_format(model.ndim)
     model = model.to(memory_format=fmt)  # oneDNN/cuDNN run NHWC convolutions about 2x faster on CPU
@@ -348,8 +337,7 @@ def _train_loop(config, signature, model, device, train_vols, val_set, voxel_siz
             x = x.contiguous(memory_format=fmt)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 out = model(x)
-            loss = segmentation_loss(out.float(), t, loss=config.loss, mask=m, pos_weight=config.pos_weight,
-                                     channels=_loss_channels(config))
+            loss = _loss(config, out.float(), t, m, config.pos_weight)
             loss_value = loss.item()
             if not math.isfinite(loss_value):
                 kept = f"the checkpoint of step {interrupt['saved']} is kept" if interrupt["saved"] else \
@@ -375,7 +363,7 @@ def _train_loop(config, signature, model, device, train_vols, val_set, voxel_siz
             if scheduled and val_set:
                 val_loss, val_iou = _validate(model, val_set, config, norm, voxel_size, device, from_mask)
                 row[3:5] = [val_loss, val_iou]
-                score = val_iou if config.target in ("binary", "boundary") else -val_loss
+                score = val_iou if get_task(config.target).score == "iou" else -val_loss
                 improved = best is None or score > best
                 best, best_step, bad_vals = (score, step, 0) if improved else (best, best_step, bad_vals + 1)
             with open(log_path, "a", newline="") as f:  # the row first: a checkpoint never lacks its log

@@ -10,7 +10,7 @@ Examples
 --------
 >>> "mito-fibsem" in model_names()
 True
->>> model_card("mito-fibsem")["task"]
+>>> model_card("mito-fibsem")["objects"]
 'mito'
 """
 

@@ -25,8 +25,9 @@ __all__ = ["run_demo"]
 
 
 def _volumes(out, shape, seed, echo):
-    from .data.synthetic import synthetic_em
-    from .io import write_volume
+    from ..synthetic import synthetic_em
+    from ..config import ExecutionConfig
+    from ..io import write_volume
 
     paths = {}
     for part, s in (("train", seed), ("test", seed + 1)):
@@ -34,7 +35,7 @@ def _volumes(out, shape, seed, echo):
         em = synthetic_em(tuple(shape), seed=s, defects=True)
         path = os.path.join(out, f"{part}.zarr")
         for key, data in (("raw", em.raw), ("labels/neurons", em.neurons), ("labels/mito", em.mito)):
-            write_volume(f"{path}:{key}", data, voxel_size=em.voxel_size, overwrite=True)
+            write_volume(f"{path}:{key}", data, voxel_size=em.voxel_size, execution=ExecutionConfig(overwrite=True))
         echo(f"[1/5] synthesized the {part} volume {em.raw.shape} at {'x'.join(f'{v:g}' for v in em.voxel_size)} nm "
              f"in {time.perf_counter() - t0:.1f} s: {int(em.neurons.max())} cells, {int(em.mito.max())} mitochondria, "
              f"defects {em.defects} -> {path}")
@@ -43,7 +44,7 @@ def _volumes(out, shape, seed, echo):
 
 
 def _train(paths, out, steps, minutes, seed, echo):
-    from .train import load_config, train
+    from ..train import load_config, train
 
     config = load_config(
         raw=[f"{paths['train']}:raw"], labels=[f"{paths['train']}:labels/mito"], target="bc",
@@ -59,7 +60,7 @@ def _train(paths, out, steps, minutes, seed, echo):
 
 
 def _segment(paths, checkpoint, out, echo):
-    from .instances import segment_volume
+    from .segment import segment_volume
 
     seg_path, prob_path = os.path.join(out, "instances.zarr"), os.path.join(out, "prediction.zarr")
     pr, sr = segment_volume(f"{paths['test']}:raw", seg_path, checkpoint, block_shape=(16, 128, 128),
@@ -70,7 +71,7 @@ def _segment(paths, checkpoint, out, echo):
 
 
 def _evaluate(gt, seg, prob):
-    from .metrics import (aggregated_jaccard_index, average_precision, panoptic_quality, semantic_scores,
+    from ..metrics import (aggregated_jaccard_index, average_precision, panoptic_quality, semantic_scores,
                           variation_of_information)
 
     s = semantic_scores(gt > 0, prob[0], threshold=0.5)
@@ -151,7 +152,7 @@ img{{width:280px;image-rendering:pixelated}} figcaption{{font-size:12px}} td{{pa
 <p>emseg {html.escape(summary["emseg"])}; full numbers in report.json.</p>
 </body></html>
 """
-    from .io.atomic import write_text_atomic
+    from ..io.atomic import write_text_atomic
 
     path = os.path.join(out, "report.html")
     write_text_atomic(path, page)
@@ -174,7 +175,7 @@ def _claim(out):
             raise FileExistsError(f"--out {out} already holds files that are not an emseg demo's ({shown}); "
                                   "choose a new or empty folder")
     os.makedirs(out, exist_ok=True)
-    from .io.atomic import write_text_atomic
+    from ..io.atomic import write_text_atomic
 
     write_text_atomic(os.path.join(out, _MARK), "made by emseg demo: its files here are replaced on the next run\n")
 
@@ -197,8 +198,8 @@ def run_demo(out="emseg-demo", *, shape=(32, 256, 256), seed=0, steps=700, minut
     minutes : float
         Training stops earlier if it takes longer than this.
     """
-    from . import __version__
-    from .io import read_volume
+    from .. import __version__
+    from ..io import read_volume
 
     shape = tuple(int(v) for v in shape)
     if len(shape) != 3 or shape[0] < 8 or min(shape[1:]) < 128:

@@ -50,7 +50,7 @@ class BlockRecord:
     def __init__(self, path, signature, resume=True, what="the output", resumable=True):
         self.path, self.done = path, set()
         if os.path.exists(path) and resume:
-            from .runs import check_same_run
+            from ..runs import check_same_run
 
             with open(path) as f:
                 lines = f.read().splitlines()
@@ -58,14 +58,14 @@ class BlockRecord:
             check_same_run(head.get("signature"), signature, what)
             self.done = {int(x) for x in lines[1:] if x.strip().isdigit()}
         else:
-            from .io.atomic import write_text_atomic
+            from ..io.atomic import write_text_atomic
 
             write_text_atomic(path, json.dumps({"signature": signature, "resumable": resumable}) + "\n")
         self._f = open(path, "a")
         self._lock = threading.Lock()
 
     def mark(self, index):
-        from . import faults
+        from .. import faults
 
         faults.point("block-written")
         with self._lock:
@@ -92,7 +92,7 @@ _OPEN: dict = {}
 
 def open_cached(path, mode="r"):
     """Open a volume once per process (Dask workers reuse it across blocks)."""
-    from .io import open_volume
+    from ..io import open_volume
 
     key = (str(path), mode, os.getpid())
     if key not in _OPEN:

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blockwise import block_at, block_slices, grow_roi
-from ..execute import BlockRecord, open_cached, run_blocks
+from ..blockwise.geometry import block_at, block_slices, grow_roi
+from ..blockwise.execute import BlockRecord, open_cached, run_blocks
 from ..probabilities import as_probabilities
 from .methods import METHODS, method_params, segment_block
 from .relabel import smallest_uint
@@ -55,10 +55,8 @@ class SegmentResult:
     complete_before: bool = False  # the output already held this very run's finished result
 
 
-def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_shape=None, halo="auto", z_filter=0,
-                      min_size=0, connectivity=None, stitch_overlap=0.5, workers=2, scheduler=None, resume=True,
-                      overwrite=False, scratch=None, keep_scratch=False, progress=None,
-                      pred_identity=None) -> SegmentResult:
+def segment_blockwise(pred, out, method=None, params=None, *, config=None, execution=None, pred_identity=None,
+                      **options) -> SegmentResult:
     """Segment a channels-first prediction into instances with global ids, block by block.
 
     Parameters
@@ -69,43 +67,48 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     out : str or array-like
         A path (a chunked volume is created once the number of objects, hence the dtype, is known)
         or a writable array of the spatial shape.
-    method : one of :data:`~emseg.instances.METHODS`: "cc", "watershed", "bc", "bcd", "agglomerate", "mws"
+    method : str, optional
+        One of :data:`~emseg.instances.METHODS` ("cc", "watershed", "bc", "bcd", "agglomerate", "mws",
+        "sdt"); overrides ``config.method``.
     params : dict, optional
-        The method's parameters (see :data:`METHODS`); ``connectivity`` is a shortcut for cc's.
-    offsets : list, optional
-        One offset per affinity channel ("agglomerate", "mws").
-    block_shape : tuple, optional
-        Write blocks (and the output's chunks); default 64×256×256 (2048×2048 in 2D).
-    halo : "auto" or int or tuple
-        Context on each side; "auto" is 0 for "cc" (exact face matching) and the method's default
-        otherwise (at least the longest affinity offset).
-    z_filter : int
-        Median of the prediction over this many sections first (read with the extra sections).
-    min_size : int
-        Objects smaller than this, counted over the whole volume, become background.
-    workers, scheduler : as in :func:`emseg.predict.predict_blockwise` (paths needed for Dask).
-    resume : bool
-        Continue an interrupted run with the same settings (its scratch directory is kept until done).
-    overwrite : bool
-        Replace an existing output; without it an output that is not this run's is refused.
-    scratch : str, optional
-        Where the intermediate ids go (default: hidden beside ``out``, or a temporary directory).
+        The method's parameters (see :data:`METHODS`); updates ``config.params``.
+    config : PostprocessConfig, optional
+        Offsets, size filter, z-filter, blocks, halo, stitching (see
+        :class:`~emseg.instances.PostprocessConfig`).
+    execution : emseg.config.ExecutionConfig, optional
+        Workers, scheduler (paths needed for Dask), resume, overwrite, progress.
     pred_identity : dict, optional
         What identifies ``pred`` in the run's signature (default: its path, size, time and content
-        fingerprint); :func:`segment_volume` passes the signature of the prediction it made.
+        fingerprint); :func:`emseg.workflows.segment_volume` passes the signature of the prediction it made.
+    **options
+        Any field of either config (``offsets=``, ``block_shape=``, ``workers=`` ...); ``connectivity``
+        is a shortcut for the "cc" parameter.
 
     Returns
     -------
     SegmentResult
     """
+    from ..config import ExecutionConfig, resolve
+    from .config import PostprocessConfig
+
+    if "connectivity" in options:
+        params = {**(params or {}), "connectivity": options.pop("connectivity")}
+    config, execution = resolve(options, (PostprocessConfig, config), (ExecutionConfig, execution))
+    method = method or config.method
+    if method is None:
+        raise ValueError(f"segment_blockwise needs a method; choose one of {', '.join(METHODS)}")
+    return _segment(pred, out, method, {**config.params, **(params or {})}, config, execution, pred_identity)
+
+
+def _segment(pred, out, method, params, c, e, pred_identity):
+    offsets, block_shape, halo, z_filter = c.offsets, c.block_shape, c.halo, c.z_filter or 0
+    min_size, stitch_overlap, scratch, keep_scratch = c.min_size or 0, c.stitch_overlap, c.scratch, c.keep_scratch
+    workers, scheduler, resume, overwrite, progress = e.workers, e.scheduler, e.resume, e.overwrite, e.progress
     from ..io import open_volume
 
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    params = dict(params or {})
-    if connectivity is not None:
-        params["connectivity"] = connectivity
     params = method_params(method, params, offsets)
     pred_path = pred if isinstance(pred, (str, os.PathLike)) else None
     pred_vol = open_volume(pred_path) if pred_path is not None else pred
@@ -149,7 +152,7 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     if scheduler is not None and (pred_path is None or out_path is None):
         raise ValueError("Dask execution needs pred and out as paths: workers open them themselves")
     if scheduler not in (None, "local"):
-        from ..execute import probe_scheduler
+        from ..blockwise.execute import probe_scheduler
 
         probe_scheduler(scheduler)  # before anything is created
     signature = _signature(spec, pred_path, pred_vol, pred_identity)
@@ -169,7 +172,9 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
     from ..io.output import Output, remove_ours, sibling
     from ..io.paths import split_key
 
-    with Output(out_path, signature=signature, overwrite=overwrite, resume=resume) as o:
+    from ..io.meta import VolumeMeta
+
+    with Output(out_path, signature=signature, execution=e) as o:
         if o.complete:  # this very run finished before: nothing to do
             from ..io.output import read_run_attrs
 
@@ -185,8 +190,9 @@ def segment_blockwise(pred, out, method, params=None, *, offsets=None, block_sha
             remove_ours(scratch) if own_scratch else shutil.rmtree(scratch)
         n_objects = _passes(spec, signature, blocks, pred_vol, scratch, resume and not overwrite, overwrite, workers,
                             scheduler, progress, o.tmp_path)
+        vs = getattr(pred_vol, "voxel_size", None)
         out_vol = o.create(shape, smallest_uint(n_objects), chunks=block_shape,
-                           voxel_size=getattr(pred_vol, "voxel_size", None))
+                           meta=VolumeMeta("zyx"[-len(shape):], tuple(vs)[-len(shape):] if vs else None))
         spec["out"] = o.tmp_path + (f":{o.tmp_key}" if o.tmp_key else "")
         try:
             _relabel(spec, blocks, out_vol, o.record, workers, scheduler, progress, n_objects, where=o.tmp_path)
@@ -234,8 +240,11 @@ def _passes(spec, signature, blocks, pred_vol, scratch, resume, overwrite, worke
     if frag_record.done and os.path.exists(spec["fragments"]):
         frag = open_volume(spec["fragments"], mode="r+")
     else:
+        from ..io.storage import StorageConfig
+
         frag = create_volume(spec["fragments"], shape, "uint32" if len(blocks) * cap < 2**32 else "uint64",
-                             chunks=block_shape, compression="lz4", overwrite=True)  # scratch: fast codec
+                             chunks=block_shape, storage=StorageConfig(compression="lz4"),
+                             overwrite=True)  # scratch: fast codec
     sizes = {i: int(np.prod([s.stop - s.start for s in b])) for i, b in enumerate(blocks)}
     spec["_frag"] = frag
     try:

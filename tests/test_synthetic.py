@@ -1,10 +1,10 @@
-"""Tests for emseg.data.synthetic: ground-truth invariants, image statistics, defects, errors."""
+"""Tests for emseg.synthetic: ground-truth invariants, image statistics, defects, errors."""
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from emseg.data.synthetic import SyntheticEM, synthetic_em
+from emseg.synthetic import SyntheticEM, synthetic_em
 
 SHAPE = (8, 128, 128)  # small ssTEM-like stack at the default (30, 6, 6) nm
 

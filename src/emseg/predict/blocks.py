@@ -26,8 +26,8 @@ from functools import partial
 
 import numpy as np
 
-from ..blockwise import block_at, block_slices, grow_roi
-from ..execute import open_cached, run_blocks
+from ..blockwise.geometry import block_at, block_slices, grow_roi
+from ..blockwise.execute import open_cached, run_blocks
 from ..zoo import resolve_model
 from .model import as_predictor
 from .tiling import predict_region
@@ -169,10 +169,7 @@ def _run_block(spec, index, raw=None, out=None, predictors=None):
     return _write(spec, index, _compute(spec, index, _read(spec, index, raw), predictors), out)
 
 
-def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_shape=None, overlap=0.25, tta=None,
-                      tta_reduce="mean", ensemble_reduce="mean", dtype="float16", device="auto", workers=2,
-                      scheduler=None, roi=None, mask=None, normalization=None, batch_size=4, resume=True,
-                      overwrite=False, progress=None) -> PredictResult:
+def predict_blockwise(raw, model, out, *, config=None, execution=None, **options) -> PredictResult:
     """Predict ``raw`` block by block into ``out`` (channels first), never holding more than a few blocks.
 
     Parameters
@@ -180,36 +177,41 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
     raw : str or array-like
         A path any format emseg reads (``file.h5:key``) or an array-like (zyx, or yx).
     model : str, UNet, callable, or a list of them (an ensemble, combined by ``ensemble_reduce``)
-        Checkpoints are loaded once per process; their normalisation is applied to ``raw``.
+        Checkpoints (or shipped models' names) are read once per process; their normalisation is
+        applied to ``raw`` and their task's activations to the output.
     out : str or array-like
         A path (a chunked OME-Zarr/N5/HDF5 volume of shape (C, *raw.shape) is created, with chunks
         equal to the blocks) or an existing writable volume of that shape.
-    block_shape : tuple, optional
-        Write blocks; multiples of the network's input divisor and of ``out``'s chunks.
-    halo : "auto" or int or tuple
-        Context read around each block; "auto" is the network's receptive-field halo.
-    tile_shape : tuple, optional
-        Split each block's read region into overlapping tiles blended with Gaussian weights (for
-        memory); None predicts each read region at once (exact).
-    tta : None, "flips" or "d4"
-        Test-time augmentation, reduced by ``tta_reduce`` ("mean" or "median").
-    dtype : "float16", "float32" or "uint8"
-        Output type; uint8 stores round(255 × p).
-    workers : int
-        Threads (default) or, with ``scheduler="local"``, processes of a Dask ``LocalCluster``.
-    scheduler : None, "local" or "tcp://host:port"
-        Run on a Dask cluster (paths only: workers open the volumes themselves).
-    normalization : None, "data", dict or Normalization
-        None: the model's own (refused when the raw's intensities are far from it); "data": fitted
-        to this volume's sampled 1st-99th percentiles.
-    roi : tuple of slices, optional ; mask : array-like, optional
-        Only blocks intersecting ``roi`` / containing nonzero ``mask`` (any lower resolution,
-        scaled to the volume) are predicted; the rest stay 0.
-    resume : bool
-        Skip blocks recorded as finished by an earlier, interrupted run with the same settings.
-    progress : bool or callable
-        True: a tqdm bar (blocks, voxels/s, ETA); a callable receives each finished block's index.
+    config : PredictConfig, optional
+        Blocks, halo, tiles, TTA, output dtype, device, normalisation, roi/mask (see
+        :class:`~emseg.predict.PredictConfig`).
+    execution : emseg.config.ExecutionConfig, optional
+        Workers (threads, or Dask processes with ``scheduler="local"``), a scheduler address,
+        resume (skip blocks an interrupted run of the same settings recorded), overwrite, progress.
+    **options
+        Any field of either config, e.g. ``block_shape=(1, 256, 256), workers=1``.
+
+    Examples
+    --------
+    >>> double = lambda x: 2 * x; double.ndim = 2
+    >>> r = predict_blockwise(np.ones((2, 8, 8), np.float32), double, np.zeros((1, 2, 8, 8), np.float32),
+    ...                       block_shape=(1, 8, 8), workers=1)
+    >>> float(r.out[0, 1, 3, 3])
+    2.0
     """
+    from ..config import ExecutionConfig, resolve
+    from .config import PredictConfig
+
+    config, execution = resolve(options, (PredictConfig, config), (ExecutionConfig, execution))
+    return _predict(raw, model, out, config, execution)
+
+
+def _predict(raw, model, out, c, e):
+    block_shape, halo, tile_shape, overlap, tta = c.block_shape, c.halo, c.tile_shape, c.overlap, c.tta
+    tta_reduce, ensemble_reduce, dtype, device, normalization = (c.tta_reduce, c.ensemble_reduce, c.dtype, c.device,
+                                                                 c.normalization)
+    batch_size, roi, mask = c.batch_size, c.roi, c.mask
+    workers, scheduler, resume, overwrite, progress = e.workers, e.scheduler, e.resume, e.overwrite, e.progress
     import threading
 
     from ..io import open_volume
@@ -272,7 +274,7 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
     if scheduler is not None and (spec["raw"] is None or out_path is None or None in spec["models"]):
         raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
     if scheduler not in (None, "local"):
-        from ..execute import probe_scheduler
+        from ..blockwise.execute import probe_scheduler
 
         probe_scheduler(scheduler)  # before anything is created
     blocks = plan_blocks(shape, block_shape, halo)
@@ -292,12 +294,15 @@ def predict_blockwise(raw, model, out, *, block_shape=None, halo="auto", tile_sh
         return PredictResult(out_vol, len(blocks), len(todo), len(blocks) - len(todo), seconds,
                              sum(sizes.values()) / max(seconds, 1e-9))
     signature = _signature(spec, raw_path, raw_vol, models, predictors, dtype, roi, mask)
-    with Output(out_path, signature=signature, overwrite=overwrite or not resume) as o:
+    from ..config import ExecutionConfig
+    from ..io.meta import VolumeMeta
+
+    with Output(out_path, signature=signature, execution=ExecutionConfig(overwrite=overwrite or not resume)) as o:
         if o.complete:  # this very run finished before
             return PredictResult(open_volume(out_path), len(blocks), 0, len(blocks) - len(todo),
                                  time.perf_counter() - t0, 0.0, complete_before=True)
-        out_vol = o.create((p.out_channels,) + shape, dtype, chunks=(p.out_channels,) + block_shape, voxel_size=vs,
-                           axes="c" + "zyx"[-len(shape):])
+        out_vol = o.create((p.out_channels,) + shape, dtype, chunks=(p.out_channels,) + block_shape,
+                           meta=VolumeMeta("c" + "zyx"[-len(shape):], tuple(vs) if vs else None))
         spec["out"] = o.tmp_path + (f":{o.tmp_key}" if o.tmp_key else "")
         pending = [i for i in todo if i not in o.done]
         sizes = {i: _size(blocks[i][0]) for i in pending}
@@ -329,7 +334,7 @@ def _model_identity(m, q):
     """A checkpoint's sha256, a module's weights' sha256, or a callable's name (for the run signature)."""
     from ..runs import file_checksum
 
-    path = (q.info or {}).get("path")
+    path = q.checkpoint.path if q.checkpoint is not None else None
     if path:
         return file_checksum(path)
     if hasattr(m, "state_dict"):

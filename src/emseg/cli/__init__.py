@@ -1,0 +1,239 @@
+"""The ``emseg`` command: one subcommand per library function.
+
+Each subcommand parses its arguments and calls one function of the library; heavy modules are
+imported inside the handlers so ``emseg --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+
+from . import args, commands
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument ends in one line ``emseg CMD: error: ...`` (``--help`` shows the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``emseg`` parser: one sub-parser per command, each added by its own function below."""
+    from .. import __version__
+
+    p = _Parser(prog="emseg", description="Deep-learning segmentation of electron microscopy.")
+    p.add_argument("--version", action="version", version=f"emseg {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in (_add_info, _add_convert, _add_evaluate, _add_train, _add_predict, _add_segment, _add_postprocess,
+                _add_models, _add_demo):
+        add(sub)
+    return p
+
+
+def _add_info(sub):
+    s = sub.add_parser("info", help="describe a volume: shape, dtype, voxel size, chunks, size, values")
+    s.add_argument("path", help="file or folder; containers as file.h5:volumes/raw")
+    s.add_argument("--key", help="dataset inside an HDF5/Zarr/N5 container")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.set_defaults(func=commands.cmd_info)
+
+
+def _add_convert(sub):
+    s = sub.add_parser("convert", help="convert a volume to another format block by block")
+    s.add_argument("input")
+    s.add_argument("output", help="e.g. out.zarr, out.h5:volumes/raw, out.n5:raw, out.tif, out.mrc, out.nii.gz")
+    s.add_argument("--chunks", type=args.ints, help="storage chunks z,y,x of the output (HDF5/Zarr/N5)")
+    s.add_argument("--voxel-size", type=args.voxel_size, help="override the voxel size: z,y,x in nm")
+    s.add_argument("--format", help="force the output format (default: from the suffix)")
+    s.add_argument("--compression", default="default", help="codec (gzip, lzf, zstd, lz4, zlib) or 'none'")
+    s.add_argument("--zarr-format", type=int, default=2, choices=(2, 3),
+                   help="Zarr v2 with OME-NGFF 0.4 (default) or v3 with OME-NGFF 0.5")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    s.add_argument("--max-block-mb", type=args.positive_float, default=64, help="memory per block (MiB)")
+    s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    s.set_defaults(func=commands.cmd_convert)
+
+
+def _add_evaluate(sub):
+    s = sub.add_parser("evaluate", help="score a segmentation against ground truth")
+    s.add_argument("gt", help="ground truth volume (any format emseg reads; file.h5:key)")
+    s.add_argument("pred", help="prediction: mask, probability map or label volume")
+    s.add_argument("--task", help="the metric set: semantic, instance, neurons or membranes (default: inferred from "
+                   "the inputs, and said)")
+    s.add_argument("--metrics", help="comma-separated metric names, or 'all' (default: the task's usual set)")
+    s.add_argument("--ignore-label", type=int, help="gt label to ignore (neurons default: 0)")
+    s.add_argument("--threshold", type=float, default=0.5, help="probability threshold for masks (default 0.5)")
+    s.add_argument("--iou-threshold", type=float, default=0.5, help="IoU for instance matching (default 0.5)")
+    s.add_argument("--boundary-tolerance-nm", type=float, help="CREMI boundary tolerance in nm")
+    s.add_argument("--json", help="also write the results to this JSON file")
+    s.set_defaults(func=commands.cmd_evaluate)
+
+
+def _add_train(sub):
+    s = sub.add_parser("train", help="train a network from a YAML config")
+    s.add_argument("config", help="YAML file with TrainConfig keys (see configs/)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--threads", type=int, help="CPU threads for torch")
+    s.add_argument("--steps", type=int)
+    s.add_argument("--out-dir", dest="out_dir")
+    s.add_argument("--overwrite", action="store_true",
+                   help="delete the trainer's files in the out_dir (checkpoints, log, run.json) and start over")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=commands.cmd_train)
+
+
+def _add_execution(s, threads_help="worker threads (default 2)"):
+    """The options of :class:`emseg.config.ExecutionConfig`."""
+    s.add_argument("--threads", type=args.positive_int, default=2, help=threads_help)
+    s.add_argument("--workers", type=args.positive_int, help="start a Dask LocalCluster with N worker processes")
+    s.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
+    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--no-progress", action="store_true")
+
+
+def _add_predict(sub):
+    s = sub.add_parser("predict", help="predict a volume blockwise with a trained model")
+    s.add_argument("input", help="raw volume (any format emseg reads; file.h5:key)")
+    s.add_argument("output", help="output volume, e.g. pred.zarr (channels first, OME-Zarr)")
+    s.add_argument("--model", required=True, action="append",
+                   help="a shipped model's name or a checkpoint (.safetensors); repeat for an ensemble")
+    s.add_argument("--block-shape", type=args.ints, help="write block z,y,x (default: from the model and chunks)")
+    s.add_argument("--halo", default="auto", type=args.halo, help="'auto' (the model's receptive field) or z,y,x")
+    s.add_argument("--tile-shape", type=args.ints, help="split blocks into Gaussian-blended tiles of this shape")
+    s.add_argument("--tta", choices=("flips", "d4"), help="test-time augmentation")
+    s.add_argument("--dtype", default="float16", choices=("float16", "float32", "uint8"))
+    _add_model_options(s)
+    _add_execution(s)
+    s.set_defaults(func=commands.cmd_predict)
+
+
+def _add_model_options(s):
+    s.add_argument("--normalize", choices=("model", "data"), default="model",
+                   help="intensity normalization: the model's own (default) or fitted to this volume")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def _add_postprocess_options(s):
+    """The options of :class:`emseg.instances.PostprocessConfig` both segment and postprocess take."""
+    s.add_argument("--block-shape", type=args.ints, help="block z,y,x (also the output's chunks)")
+    s.add_argument("--min-size", type=int, help="remove objects with fewer voxels (whole-volume count)")
+    s.add_argument("--z-filter", type=int, help="median of the prediction over N sections first (odd N)")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="a method parameter (repeatable)")
+
+
+def _add_segment(sub):
+    from ..instances.methods import METHODS
+    from ..tasks import OBJECTS
+
+    s = sub.add_parser("segment", help="raw EM -> instances: blockwise prediction and post-processing, resumable")
+    s.add_argument("input", help="raw volume (any format emseg reads; file.h5:key)")
+    s.add_argument("output", help="label volume to write, e.g. cells.zarr (OME-Zarr) or out.n5:seg")
+    s.add_argument("--model", required=True, help="a shipped model's name (emseg models list) or a checkpoint")
+    s.add_argument("--objects", "--task", dest="objects", choices=tuple(OBJECTS),
+                   help="kind of object: sets the size filter and defaults (instead of a shipped model's card)")
+    s.add_argument("--method", choices=tuple(METHODS), help="post-processing (default: from the model's task)")
+    s.add_argument("--keep-probabilities", metavar="PATH", help="also keep the prediction at PATH")
+    s.add_argument("--tta", choices=("flips", "d4", "none"),
+                   help="test-time augmentation (default: a shipped model's card, else none)")
+    _add_model_options(s)
+    _add_postprocess_options(s)
+    _add_execution(s)
+    s.set_defaults(func=commands.cmd_segment)
+
+
+def _add_postprocess(sub):
+    from ..instances.methods import METHODS
+
+    s = sub.add_parser("postprocess", help="prediction -> instances, blockwise with global ids, resumable",
+                       description="Methods: " + "; ".join(f"{k}: {v['doc']}" for k, v in METHODS.items()))
+    s.add_argument("input", help="channels-first prediction (e.g. from emseg predict)")
+    s.add_argument("output", help="label volume to write")
+    s.add_argument("--method", required=True, choices=tuple(METHODS))
+    s.add_argument("--offsets", help="affinity offsets as JSON, e.g. '[[-1,0,0],[0,-1,0],[0,0,-1]]'")
+    s.add_argument("--halo", default="auto", type=args.halo, help="'auto' (the method's default) or z,y,x")
+    _add_postprocess_options(s)
+    _add_execution(s)
+    s.set_defaults(func=commands.cmd_postprocess)
+
+
+def _add_models(sub):
+    s = sub.add_parser("models", help="the shipped models: list them, or show one's model card")
+    s.add_argument("action", choices=("list", "info"))
+    s.add_argument("name", nargs="?", help="model name (for info)")
+    s.add_argument("--json", action="store_true", help="print the model card as JSON")
+    s.set_defaults(func=commands.cmd_models)
+
+
+def _add_demo(sub):
+    s = sub.add_parser("demo", help="the built-in example: synthesize, train, segment blockwise, evaluate, report")
+    s.add_argument("--out", default="emseg-demo", help="output folder (default: ./emseg-demo)")
+    s.add_argument("--shape", type=args.ints, default=(32, 256, 256), help="synthetic volume shape z,y,x")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=int, default=700, help="training steps (default 700, about a minute on 2 cores)")
+    s.add_argument("--minutes", type=float, default=3.0, help="stop training after this many minutes (default 3)")
+    s.set_defaults(func=commands.cmd_demo)
+
+
+def _message(e: BaseException) -> str:
+    """One line for an exception: its text (a KeyError's without quotes), else its type, never empty."""
+    text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {e.strerror or text}"
+    text = " ".join(text.split())  # one line
+    known = (ValueError, TypeError, KeyError, OSError)
+    if not text or not isinstance(e, known) or type(e).__module__ not in ("builtins", "emseg") and \
+            not type(e).__module__.startswith("emseg."):
+        text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted anywhere on the line
+    for i in range(len(argv) - 1):  # "--halo -1,0,0": argparse would take the value for an option
+        if argv[i].startswith("--") and "=" not in argv[i] and re.match(r"^-\d", argv[i + 1] or ""):
+            argv[i], argv[i + 1] = f"{argv[i]}={argv[i + 1]}", None
+    argv = [a for a in argv if a is not None]
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if getattr(args, "compression", None) == "none":
+        args.compression = None
+    try:
+        args.func(args)
+    except KeyboardInterrupt as e:
+        if args.debug:
+            raise
+        text = str(e) or ("interrupted; the finished blocks are kept: run the same command again to resume"
+                          if args.command in ("predict", "segment", "postprocess") else "interrupted")
+        print(f"emseg {args.command}: {text}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `emseg info x.zarr | head`: the reader left; nothing to say
+        sys.stderr.close()
+        return 0
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"emseg {args.command}: error: out of memory; use smaller blocks (--block-shape) or tiles "
+              "(--tile-shape), or fewer threads", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - every failure ends in one line; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"emseg {args.command}: error: {_message(e)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Argument types of the ``emseg`` command: each turns one command-line string into a value or says why not."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["ints", "positive_float", "voxel_size", "halo", "positive_int", "params"]
+
+
+def ints(text, minimum=1):
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 64,64,64; got {text!r}") from None
+    if any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers of at least {minimum}; got {text!r}")
+    return values
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+    return value
+
+
+def voxel_size(text):
+    from ..io.meta import parse_voxel_size
+
+    parts = text.split(",")
+    try:
+        return parse_voxel_size(parts, ndim=len(parts) if len(parts) in (2, 3) else 3)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def halo(text):
+    """'auto' or 0 or more voxels per axis."""
+    return text if text == "auto" else ints(text, minimum=0)
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1; got {text!r}")
+    return value
+
+
+def params(items):
+    """``key=value`` pairs; values parsed as YAML scalars (numbers, true/false, null, lists)."""
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--param expects key=value; got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
