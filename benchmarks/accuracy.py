@@ -35,16 +35,16 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 DATASETS = {
-    "mito-fibsem": dict(dataset="Lucchi et al. 2012 (EPFL hippocampus, FIB-SEM 5 nm)", kind="mito",
+    "mito-fibsem": dict(dataset="Lucchi et al. 2012 (EPFL hippocampus, FIB-SEM 5 nm)",
                         raw="lucchi/training.tif", gt="lucchi/training_groundtruth.tif", roi=(140, 165),
                         protocol="training volume z 140-164 (25×768×1024), held out from training"),
-    "mito-sbem": dict(dataset="CDeep3M mitochondria (mouse brain, SBEM)", kind="mito",
+    "mito-sbem": dict(dataset="CDeep3M mitochondria (mouse brain, SBEM)",
                       raw="cdeep3m_mito/validation/images", gt="cdeep3m_mito/validation/labels", roi=None,
                       protocol="validation/ (10×1024×1024), held out from training"),
-    "membrane-sstem": dict(dataset="ISBI 2012 (Drosophila VNC, ssTEM 50×4×4 nm)", kind="membranes",
+    "membrane-sstem": dict(dataset="ISBI 2012 (Drosophila VNC, ssTEM 50×4×4 nm)",
                            raw="isbi2012/train-volume.tif", gt="isbi2012/train-labels.tif", roi=(25, 30),
                            protocol="training stack sections 25-29 (5×512×512), held out from training"),
-    "neurons-fibsem": dict(dataset="FlyEM medulla sample 2 (FIB-SEM 10 nm)", kind="neurons",
+    "neurons-fibsem": dict(dataset="FlyEM medulla sample 2 (FIB-SEM 10 nm)",
                            raw="flyem_medulla/sample2_z000-149.h5:volumes/raw",
                            gt="flyem_medulla/sample2_z000-149.h5:volumes/labels/neuron_ids", roi=(110, 150),
                            tune_roi=(60, 100),  # training region: where the baselines' thresholds are chosen
@@ -277,6 +277,8 @@ def main():
     import torch
 
     from emseg.io.atomic import write_text_atomic
+    from emseg.models.reader import read_checkpoint
+    from emseg.tasks import get_task
     from emseg.zoo import ZOO_DIR, model_card
 
     machine = f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}"
@@ -289,10 +291,11 @@ def main():
             seg, prob, seconds = run_segment(name, d["raw"], d["raw_voxel_size"], work)
             r = {"dataset": spec["dataset"], "protocol": spec["protocol"], "segment_seconds": seconds,
                  "postprocess": card["postprocess"]}
-            if spec["kind"] == "mito":
+            metric_set = get_task(read_checkpoint(name).task).metrics  # the registry says how the task is scored
+            if metric_set == "instance":
                 r["metrics"] = score_mito(d["gt"], seg, prob, card)
                 r["note"] = NOTES.get(name)
-            elif spec["kind"] == "membranes":
+            elif metric_set == "membranes":
                 r["metrics"] = score_membranes(d["gt"], seg, prob)
                 r["note"] = ("ISBI's leaderboard ranks by V_rand/V_info of thresholded maps (the script's best "
                              "threshold, as here). Its pixel error is 1 - the best pixel F-score, not the "

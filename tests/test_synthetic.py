@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from emseg.synthetic import SyntheticEM, synthetic_em
+from emseg.synthetic import SyntheticConfig, SyntheticEM, synthetic_em
 
 SHAPE = (8, 128, 128)  # small ssTEM-like stack at the default (30, 6, 6) nm
 
@@ -205,4 +205,32 @@ def test_default_call():
 def test_bad_arguments_name_the_argument(kwargs, name):
     with pytest.raises(ValueError, match=name) as info:
         synthetic_em(**kwargs)
-    assert "received" in str(info.value)
+    assert "got" in str(info.value)  # says what it received
+
+
+def test_a_config_gives_what_its_keywords_give():
+    kwargs = dict(seed=7, defects=True, missing_sections=[2], noise=0.1, cell_size_nm=250)
+    a = synthetic_em((6, 48, 48), **kwargs)
+    b = synthetic_em((6, 48, 48), SyntheticConfig(**kwargs))
+    c = synthetic_em((6, 48, 48), SyntheticConfig(seed=1, noise=0.3), **kwargs)  # keywords replace fields
+    for em in (b, c):
+        for name in ("raw", "neurons", "mito", "membranes"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(em, name))
+        assert em.defects == a.defects
+    numpy_scalars = SyntheticConfig(seed=np.int64(7), noise=np.float64(0.1), defects=np.bool_(True),
+                                    missing_sections=np.array([2]), cell_size_nm=np.int32(250))
+    assert numpy_scalars == SyntheticConfig(**kwargs) and hash(numpy_scalars) == hash(SyntheticConfig(**kwargs))
+
+
+def test_config_errors():
+    from emseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="noise must be a number >= 0; got -1.0") as info:
+        SyntheticConfig(noise=-1)
+    assert info.value.key == "noise"
+    with pytest.raises(ConfigError, match="seed must be None, an integer >= 0"):
+        SyntheticConfig(seed=-3)
+    with pytest.raises(TypeError, match="unknown option 'sed'; valid options: blur"):
+        synthetic_em((4, 32, 32), sed=1)
+    with pytest.raises(TypeError, match="expected a SyntheticConfig"):
+        synthetic_em((4, 32, 32), {"seed": 1})

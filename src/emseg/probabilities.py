@@ -40,6 +40,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .sampling import MORE_REGIONS as _MORE
+from .sampling import REGIONS as _REGIONS
+from .sampling import sample_regions as _regions
+
 __all__ = ["as_probabilities", "check_probability_source", "check_raw_source", "check_finite", "is_prediction",
            "sample_stats", "SampleStats"]
 
@@ -48,8 +52,6 @@ _RAW_MID = 0.85             # raw EM: more than this fraction of sampled voxels 
 _RAW_BINS = 4               # ... spread over at least this many of 16 grey-level bins (>= 2% each) ...
 _FLAT = 0.8                 # ... and less than this fraction of mid-grey neighbours equal (labels: more)
 _LABEL_MID = 0.2            # a uint8 label volume: at least this much mid-range, and flat
-_BOX = (4, 128, 128)        # one sampled region (zyx), at most one storage chunk
-_REGIONS, _MORE = 8, 24     # regions read; more when a uint8 sample holds only 0 and 1
 _FIX = ("expected a probability map: the output of emseg predict (run emseg predict, or emseg segment "
         "from the raw volume)")
 
@@ -210,46 +212,6 @@ class SampleStats:
     def raw_em_reason(self) -> str:
         return (f"{self.mid:.0%} of sampled voxels are mid-grey, spread over {self.bins} of 16 grey levels, "
                 f"and {1 - (self.flat or 0):.0%} differ from their neighbour")
-
-
-def _vdc(k, base):
-    """k-th element of the van der Corput sequence in ``base`` (low-discrepancy positions in [0, 1))."""
-    f, denom = 0.0, 1.0
-    while k:
-        k, r = divmod(k, base)
-        denom *= base
-        f += r / denom
-    return f
-
-
-def _regions(shape, chunks, count, first=0):
-    """Up to ``count`` boxes of at most ``_BOX`` voxels (all of up to 16 leading channels), each inside
-    one storage chunk, spread over the volume (the centre first)."""
-    shape = tuple(int(n) for n in shape)
-    lead = max(0, len(shape) - 3)
-    chunks = tuple(int(c) for c in chunks) if chunks and len(chunks) == len(shape) else None
-    out, seen = [], set()
-    for k in range(first, first + count):
-        box = [slice(0, min(n, 16)) for n in shape[:lead]]
-        for a in range(lead, len(shape)):
-            n, want = shape[a], _BOX[a - len(shape)]
-            f = (0.5 + _vdc(k, (2, 3, 5)[(a - lead) % 3])) % 1.0
-            if chunks:
-                c = chunks[a]
-                n_chunks = -(-n // c)
-                ci = min(int(f * n_chunks), n_chunks - 1)
-                lo, hi = ci * c, min(n, (ci + 1) * c)
-                b = min(want, hi - lo)
-                start = lo + int((f * n_chunks - ci) * (hi - lo - b))
-            else:
-                b = min(want, n)
-                start = int(f * (n - b))
-            box.append(slice(start, start + b))
-        key = tuple((s.start, s.stop) for s in box)
-        if key not in seen:
-            seen.add(key)
-            out.append(tuple(box))
-    return out
 
 
 def _grey(block):

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-__all__ = ["input_identity", "file_checksum", "run_signature", "differences", "check_same_run",
+__all__ = ["input_identity", "file_checksum", "run_signature", "signature_hash", "differences", "check_same_run",
            "RunMismatchError"]
 
 _SAMPLES = 9          # regions read for the content fingerprint
@@ -163,6 +163,23 @@ def run_signature(command, inputs=None, models=None, options=None) -> dict:
             for m in (models or [])]
     return json.loads(json.dumps({"command": command, "inputs": ins, "models": sums, "options": options or {}},
                                  default=_jsonable))
+
+
+def signature_hash(signature) -> str:
+    """sha256 of ``signature`` as JSON with sorted keys (a value JSON cannot hold counts as its ``str``).
+
+    The one short name of a run or plan: the trainer's state records it of its run
+    (:mod:`emseg.train.state`), the stitching table of :func:`~emseg.instances.segment_blockwise`
+    of the plan it was computed for.
+
+    Examples
+    --------
+    >>> signature_hash({"b": 1, "a": [2]}) == signature_hash({"a": [2], "b": 1})
+    True
+    >>> signature_hash({"a": 1})[:12]
+    'f9d86028c6e0'
+    """
+    return hashlib.sha256(json.dumps(signature, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _jsonable(v):

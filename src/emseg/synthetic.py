@@ -17,7 +17,10 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-__all__ = ["SyntheticEM", "synthetic_em"]
+from .config import resolve
+from .synthetic_config import DEFECTS, SyntheticConfig
+
+__all__ = ["SyntheticEM", "SyntheticConfig", "synthetic_em"]
 
 _CYTO, _MEMBRANE, _MITO = 0.62, 0.22, 0.40  # clean intensities, fractions of the uint8 range
 
@@ -52,42 +55,18 @@ class SyntheticEM:
     defects: dict
 
 
-def synthetic_em(shape=(32, 256, 256), *, voxel_size=None, n_cells=None, mito_fraction=0.08,
-                 noise=0.08, blur=1.0, defects=False, seed=0, cell_size_nm=300.0,
-                 membrane_width_nm=15.0, missing_sections=None, misaligned_sections=None,
-                 low_contrast_sections=None):
+def synthetic_em(shape=(32, 256, 256), config=None, **options):
     """Generate an EM-like image with dense cell, membrane and mitochondria ground truth.
 
     Parameters
     ----------
     shape : tuple of int
         ``(z, y, x)`` or ``(y, x)``.
-    voxel_size : tuple of float, optional
-        nm per axis; default ``(30, 6, 6)`` in 3D (serial-section TEM) and ``(6, 6)`` in 2D.
-    n_cells : int, optional
-        Number of cell seeds, spread over the volume grown by half a cell on each side; default
-        from ``cell_size_nm``. Seeds that win no voxel are dropped, so ``N <= n_cells``.
-    mito_fraction : float
-        Target fraction of voxels in mitochondria, in [0, 1); met to about 25% up to ~0.2
-        (tiny images hold fewer, as a mitochondrion is 100-220 nm thick).
-    noise : float
-        Noise standard deviation as a fraction of the 0..255 range: half of the variance is
-        constant, half grows with the signal (shot noise); neighbouring pixels are correlated.
-    blur : float
-        Gaussian sigma in in-plane voxels; along z it is ``blur * y_size / z_size``.
-    defects : bool
-        Damage ``max(1, z // 32)`` random inner sections of each kind (3D only; fewer when the
-        stack is too short), for every kind not given explicitly below; all distinct.
-    seed : int
-        Seed for ``np.random.default_rng``; equal arguments give equal outputs.
-    cell_size_nm : float
-        Typical cell diameter. When z is at least twice as coarse as y/x (serial sections cut
-        across neurites), cells are also twice as long along z.
-    membrane_width_nm : float
-        Width of the dark membrane band, and of ``membranes``.
-    missing_sections, misaligned_sections, low_contrast_sections : sequence of int, optional
-        Sections replaced by a flat noisy slice (dark, grey or bright); shifted by 3-8 pixels in
-        y and x (that section alone, edges repeated); or left with 20-35% of their contrast.
+    config : SyntheticConfig, optional
+        The options; default ``SyntheticConfig()``.
+    **options
+        Fields of :class:`SyntheticConfig` that replace the config's (``seed``, ``voxel_size``,
+        ``defects``, ...); an unknown one is a TypeError.
 
     Returns
     -------
@@ -111,80 +90,44 @@ def synthetic_em(shape=(32, 256, 256), *, voxel_size=None, n_cells=None, mito_fr
     (1, True, [])
     >>> synthetic_em((4, 32, 32), missing_sections=[2]).defects["missing"]
     [2]
-    >>> synthetic_em((64, 64), voxel_size=(5, 5)).voxel_size
+    >>> synthetic_em((64, 64), SyntheticConfig(voxel_size=(5, 5))).voxel_size
     (5.0, 5.0)
     """
-    shape, vs = _check_geometry(shape, voxel_size)
-    _check_number("mito_fraction", mito_fraction, 0, 1, "in [0, 1)")
-    _check_number("noise", noise, 0, math.inf, ">= 0")
-    _check_number("blur", blur, 0, math.inf, ">= 0")
-    _check_number("cell_size_nm", cell_size_nm, 0, math.inf, "> 0", low_open=True)
-    _check_number("membrane_width_nm", membrane_width_nm, 0, cell_size_nm / 4,
-                  f"> 0 and < cell_size_nm / 4 = {cell_size_nm / 4:g}", low_open=True)
-    integer = isinstance(n_cells, (int, np.integer)) and not isinstance(n_cells, bool)
-    if n_cells is not None and not (integer and n_cells >= 1):
-        raise ValueError(f"n_cells must be None or a positive int; received {n_cells!r}")
-    sections = _check_sections(shape, defects, {"missing": missing_sections,
-                                                "misaligned": misaligned_sections,
-                                                "low_contrast": low_contrast_sections})
-
-    rng = np.random.default_rng(seed)
-    labels, depth = _cells(shape, vs, n_cells, cell_size_nm, membrane_width_nm, rng)
+    config, = resolve(options, (SyntheticConfig, config))
+    shape, vs, sections = _check_shape(shape, config)
+    cell_size, width = config.cell_size_nm, config.membrane_width_nm
+    rng = np.random.default_rng(config.seed)
+    labels, depth = _cells(shape, vs, config.n_cells, cell_size, width, rng)
     n = int(labels.max())
-    clean = _cytoplasm(labels, depth, n, vs, cell_size_nm, membrane_width_nm, rng)
-    mito = _mitochondria(clean, labels, depth, vs, mito_fraction, cell_size_nm,
-                         membrane_width_nm, rng)
-    raw = _form_image(clean, vs, blur, noise, rng)
-    applied = _apply_defects(raw, sections, noise, rng)
-    return SyntheticEM(raw, labels.astype(np.min_scalar_type(n)), mito,
-                       depth < membrane_width_nm / 2, vs, applied)
+    clean = _cytoplasm(labels, depth, n, vs, cell_size, width, rng)
+    mito = _mitochondria(clean, labels, depth, vs, config.mito_fraction, cell_size, width, rng)
+    raw = _form_image(clean, vs, config.blur, config.noise, rng)
+    applied = _apply_defects(raw, sections, config.noise, rng)
+    return SyntheticEM(raw, labels.astype(np.min_scalar_type(n)), mito, depth < width / 2, vs, applied)
 
 
-def _check_number(name, value, low, high, allowed, low_open=False):
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not ok or not (low < value < high or (value == low and not low_open)):
-        raise ValueError(f"{name} must be a number {allowed}; received {value!r}")
-
-
-def _check_geometry(shape, voxel_size):
+def _check_shape(shape, config):
+    """``shape`` as ints, the voxel size and the sections to damage; what of ``config`` depends on the shape."""
     try:
         ints = tuple(operator.index(s) for s in shape)
     except TypeError:
         ints = ()
     if len(ints) not in (2, 3) or min(ints) < 1:
-        raise ValueError(f"shape must be 2 or 3 positive ints, (y, x) or (z, y, x); "
-                         f"received {shape!r}")
-    if voxel_size is None:
-        voxel_size = (30.0, 6.0, 6.0)[-len(ints):]
-    try:
-        vs = tuple(float(v) for v in voxel_size)
-    except (TypeError, ValueError):
-        vs = ()
-    if len(vs) != len(ints) or not all(0 < v < math.inf for v in vs):
-        raise ValueError(f"voxel_size must be one positive number (nm) per axis of shape {ints}; "
-                         f"received {voxel_size!r}")
-    return ints, vs
-
-
-def _check_sections(shape, defects, explicit):
-    if not isinstance(defects, (bool, np.bool_)):
-        raise ValueError(f"defects must be True or False; received {defects!r}")
-    if defects and len(shape) == 2:
-        raise ValueError(f"defects=True needs a 3D shape (z, y, x); received shape {shape}")
-    out = {"random": bool(defects)}
-    for kind, zs in explicit.items():
-        name = f"{kind}_sections"
-        try:
-            zs = None if zs is None else [operator.index(z) for z in zs]
-        except TypeError:
-            raise ValueError(f"{name} must be a sequence of section indices; "
-                             f"received {zs!r}") from None
-        if zs and len(shape) == 2:
-            raise ValueError(f"{name} needs a 3D shape (z, y, x); received shape {shape}")
-        if zs and not all(0 <= z < shape[0] for z in zs):
-            raise ValueError(f"{name} must be section indices in [0, {shape[0]}); received {zs}")
-        out[kind] = None if zs is None else sorted(set(zs))
-    return out
+        raise ValueError(f"shape must be 2 or 3 positive ints, (y, x) or (z, y, x); got {shape!r}")
+    vs = (30.0, 6.0, 6.0)[-len(ints):] if config.voxel_size is None else config.voxel_size
+    if len(vs) != len(ints):
+        raise ValueError(f"voxel_size must be one positive number (nm) per axis of shape {ints}; got {vs!r}")
+    if config.defects and len(ints) == 2:
+        raise ValueError(f"defects=True needs a 3D shape (z, y, x); got shape {ints}")
+    sections = {"random": config.defects}
+    for kind in DEFECTS:
+        name, zs = f"{kind}_sections", getattr(config, f"{kind}_sections")
+        if zs and len(ints) == 2:
+            raise ValueError(f"{name} needs a 3D shape (z, y, x); got shape {ints}")
+        if zs and not all(0 <= z < ints[0] for z in zs):
+            raise ValueError(f"{name} must be section indices in [0, {ints[0]}); got {list(zs)}")
+        sections[kind] = None if zs is None else sorted(set(zs))
+    return ints, vs, sections
 
 
 def _smooth_noise(shape, step, octaves, rng):

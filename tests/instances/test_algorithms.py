@@ -42,9 +42,9 @@ def test_connected_components_2d_and_dtype(rng, conn):
 def test_connected_components_errors():
     with pytest.raises(ValueError, match="connectivity 8 is not valid in 3D; use one of"):
         connected_components(np.zeros((3, 3, 3)), connectivity=8)
-    with pytest.raises(ValueError, match=r"prob must hold probabilities in \[0, 1\]; found values in \[-2, 3\]"):
+    with pytest.raises(ValueError, match=r"pred must hold probabilities in \[0, 1\]; found values in \[-2, 3\]"):
         connected_components(np.array([[-2.0, 3.0]]))
-    with pytest.raises(ValueError, match=r"prob must hold probabilities in \[0, 1\].*\(1 NaN\)"):
+    with pytest.raises(ValueError, match=r"pred must hold probabilities in \[0, 1\].*\(1 NaN\)"):
         connected_components(np.array([[np.nan, 0.5]]))
 
 
@@ -144,7 +144,7 @@ def test_one_rule_for_uint8_across_the_instance_functions():
         segment(mask01, "cc")  # not 0 objects in silence
     with pytest.raises(ValueError, match="foreground is a uint8 volume holding only 0 and 1"):
         bc_watershed(mask01[0], np.zeros_like(mask01[0]))
-    with pytest.raises(ValueError, match=r"threshold=0.5 applies to probability maps, but prob is a uint8 mask"):
+    with pytest.raises(ValueError, match=r"threshold=0.5 applies to probability maps, but pred is a uint8 mask"):
         connected_components(mask01[0], 0.5)
     mask255, boolean = _two_squares(np.uint8, 255), _two_squares(bool, True)
     for pred in (mask255, boolean, mask255 / np.float32(255)):

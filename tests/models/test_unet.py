@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from emseg.models import UNet, anisotropic_plan, load_model, read_model_header, save_model
+from emseg.models import UNet, UNetConfig, anisotropic_plan, load_model, read_model_header, save_model
 
 torch.set_num_threads(2)
 
@@ -156,6 +156,42 @@ def test_wrong_channels_and_dimensions():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         UNet(**kwargs)
+
+
+def test_config_and_keywords_build_the_same_model():
+    """``UNet(config=UNetConfig(...))``, ``UNet(**fields)`` and ``UNet(**init_args)`` are one model:
+    the same init_args and, from the same torch seed, the same initial weights."""
+    config = UNetConfig(ndim=3, depth=2, features=[3, 5, 7], kernel_sizes=[[1, 3, 3], 3, 3], block="residual",
+                        bottleneck="aspp", aspp_rates=[1, 3], norm="group")
+    torch.manual_seed(0)
+    a = UNet(1, 2, config=config)
+    torch.manual_seed(0)
+    b = UNet(1, 2, **config.as_dict())
+    torch.manual_seed(0)
+    c = UNet(**a.init_args)
+    assert a.config == b.config == config and a.init_args == b.init_args == c.init_args
+    assert json.loads(json.dumps(a.init_args)) == a.init_args
+    for other in (b, c):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), other.state_dict().values()))
+    assert hash(config) == hash(UNetConfig(**config.as_dict()))  # lists kept as tuples: hashable
+    assert UNet(config=config, depth=1, features=4, kernel_sizes=3).config.depth == 1  # keywords replace fields
+
+
+def test_config_errors_name_the_field():
+    from emseg.config import ConfigError
+
+    with pytest.raises(ConfigError, match="features must be") as info:
+        UNetConfig(depth=2, features=[4, 8])
+    assert info.value.key == "features"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'featuers'; valid: in_channels, out_channels, "
+                                        "config, ndim, depth, features"):
+        UNet(featuers=4)
+    with pytest.raises(TypeError, match="by name"):
+        UNet(UNetConfig())
+    with pytest.raises(TypeError, match="expected a UNetConfig"):
+        UNet(config={"depth": 2})
+    with pytest.raises(ValueError, match="in_channels must be a positive int"):
+        UNet(0, 1)
 
 
 # ---------------------------------------------------------------- anisotropic plan

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from emseg.predict import predict_blockwise
+from emseg.predict import PredictConfig, predict_blockwise
 from emseg.predict.tiling import check_tile_shape, predict_region
 
 
@@ -35,8 +35,8 @@ def test_tiles_with_the_halo_equal_the_untiled_prediction(ndim, shape, tile, ove
     p = _predictor(ndim)
     raw = np.random.default_rng(0).random((1,) + shape).astype(np.float32)
     ref = predict_region([p.fn], raw, spatial_ndim=ndim, divisor=p.divisor)
-    got = predict_region([p.fn], raw, spatial_ndim=ndim, divisor=p.divisor, tile_shape=tile, overlap=overlap,
-                         halo=p.halo)
+    got = predict_region([p.fn], raw, spatial_ndim=ndim, divisor=p.divisor, halo=p.halo,
+                         config=PredictConfig(tile_shape=tile, overlap=overlap))
     np.testing.assert_allclose(got, ref, atol=1e-5)  # every kept voxel saw its whole receptive field
 
 
@@ -44,7 +44,8 @@ def test_tiles_without_the_halo_are_close_away_from_borders():
     p = _predictor(2)
     raw = np.random.default_rng(1).random((1, 3, 96, 96)).astype(np.float32)
     ref = predict_region([p.fn], raw, spatial_ndim=2, divisor=p.divisor)
-    got = predict_region([p.fn], raw, spatial_ndim=2, divisor=p.divisor, tile_shape=(48, 48), overlap=0.5)
+    got = predict_region([p.fn], raw, spatial_ndim=2, divisor=p.divisor,
+                         config=PredictConfig(tile_shape=(48, 48), overlap=0.5))
     assert np.abs(got - ref)[..., 8:-8, 8:-8].max() < 1e-2  # Gaussian blending over whole tiles
 
 
@@ -52,7 +53,8 @@ def test_a_tile_as_large_as_the_region_is_exact():
     p = _predictor(2)
     raw = np.random.default_rng(2).random((1, 2, 60, 70)).astype(np.float32)
     ref = predict_region([p.fn], raw, spatial_ndim=2, divisor=p.divisor)
-    got = predict_region([p.fn], raw, spatial_ndim=2, divisor=p.divisor, tile_shape=(64, 128), halo=p.halo)
+    got = predict_region([p.fn], raw, spatial_ndim=2, divisor=p.divisor, halo=p.halo,
+                         config=PredictConfig(tile_shape=(64, 128)))
     np.testing.assert_array_equal(got, ref)
 
 
@@ -60,12 +62,12 @@ def test_2d_model_on_a_stack_takes_yx_or_1_y_x():
     p = _predictor(2)
     raw = np.random.default_rng(3).random((1, 3, 80, 80)).astype(np.float32)
     kw = dict(spatial_ndim=2, divisor=p.divisor, halo=p.halo)
-    a = predict_region([p.fn], raw, tile_shape=(64, 64), **kw)
-    b = predict_region([p.fn], raw, tile_shape=(1, 64, 64), **kw)
+    a = predict_region([p.fn], raw, config=PredictConfig(tile_shape=(64, 64)), **kw)
+    b = predict_region([p.fn], raw, config=PredictConfig(tile_shape=(1, 64, 64)), **kw)
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match=r"tile_shape \(4, 56, 56\): the 2D model predicts one section at a time.*"
                                          r"give y,x \(e.g. 56,56\)"):
-        predict_region([p.fn], raw, tile_shape=(4, 56, 56), **kw)
+        predict_region([p.fn], raw, config=PredictConfig(tile_shape=(4, 56, 56)), **kw)
 
 
 def test_predict_blockwise_with_tiles_matches_untiled():
@@ -110,7 +112,7 @@ def test_should_stop_is_checked_between_tiles():
     fn.ndim = 2
     raw = np.zeros((1, 1, 256, 256), np.float32)
     with pytest.raises(KeyboardInterrupt):
-        predict_region([fn], raw, spatial_ndim=2, divisor=(1, 1), tile_shape=(32, 32),
+        predict_region([fn], raw, spatial_ndim=2, divisor=(1, 1), config=PredictConfig(tile_shape=(32, 32)),
                        should_stop=lambda: len(calls) >= 3)
     assert len(calls) == 3  # not the 100 tiles of the region
 
@@ -118,6 +120,7 @@ def test_should_stop_is_checked_between_tiles():
 _CHILD = r"""
 import signal, sys, threading, time
 import numpy as np
+from emseg.predict import PredictConfig
 from emseg.predict.tiling import predict_region
 
 stop = threading.Event()
@@ -131,7 +134,8 @@ out = {}
 def work():
     try:
         predict_region([slow], np.zeros((1, 1, 1024, 1024), np.float32), spatial_ndim=2, divisor=(1, 1),
-                       tile_shape=(64, 64), overlap=0.5, should_stop=stop.is_set)  # ~900 tiles, 45 s
+                       config=PredictConfig(tile_shape=(64, 64), overlap=0.5),
+                       should_stop=stop.is_set)  # ~900 tiles, 45 s
         out["r"] = "finished"
     except KeyboardInterrupt:
         out["r"] = "stopped"

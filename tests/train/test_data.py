@@ -49,6 +49,19 @@ def test_sampling_respects_region_and_foreground(tmp_path):
     assert [p[0].tobytes() for p in vp] == [p[0].tobytes() for p in validation_patches(val, (8, 8), 5, seed=1)]
 
 
+def test_results_are_named(tmp_path):
+    raw = np.arange(10 * 16 * 16, dtype=np.float32).reshape(10, 16, 16)
+    write_volume(tmp_path / "d.h5:raw", raw)
+    write_volume(tmp_path / "d.h5:lab", (raw % 7 == 0).astype(np.uint8))
+    split = load_train_volume(f"{tmp_path}/d.h5:raw", f"{tmp_path}/d.h5:lab", val_roi="8:10")
+    assert split.train.region[0] == slice(0, 8) and split.validation.region[0] == slice(8, 10)
+    assert load_train_volume(f"{tmp_path}/d.h5:raw", f"{tmp_path}/d.h5:lab").validation is None
+    regions = split_region((10, 16, 16), val_fraction=0.2)
+    assert regions.train[0] == slice(0, 8) and regions.validation[0] == slice(8, 10)
+    patch = sample_patch([split.train], (4, 4), np.random.default_rng(0))
+    assert patch.raw.shape == patch.labels.shape == (4, 4)
+
+
 def test_lazy_sampling_equals_in_memory(tmp_path):
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 255, (10, 40, 40), dtype=np.uint8)

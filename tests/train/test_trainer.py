@@ -61,11 +61,11 @@ def test_killed_run_resumes_exactly(tiny_data, tmp_path):
         json.dump(cfg.as_dict(), f)
     code = ("import json, sys; from emseg.train import load_config, train\n"
             "c = load_config(**json.load(open(sys.argv[1])))\n"
-            "import emseg.train.trainer as t\n"
-            "orig = t._save\n"
+            "import emseg.train.checkpoints as t\n"
+            "orig = t.export_model\n"
             "def slow(path, *a, **k):\n    orig(path, *a, **k)\n"
             "    if path.endswith('latest.safetensors'):\n        import time; time.sleep(30)\n"  # stall: kill it here
-            "t._save = slow\n"
+            "t.export_model = slow\n"
             "train(c)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "c.json")])
     state = tmp_path / "killed" / "latest.state.safetensors"

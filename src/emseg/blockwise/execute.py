@@ -3,17 +3,34 @@
 Shared by every blockwise stage (prediction, instance segmentation). Knows nothing about what a
 block computes: a task is ``fn(spec, index, **local)`` where ``spec`` is a JSON-able plan and
 ``index`` a block number. Only ``spec`` and the indices travel to Dask workers; workers open
-volumes and load models themselves (and cache them per process with :func:`open_cached`).
+volumes and load models themselves (and cache them per process with :func:`open_cached`). The
+record of finished blocks is :class:`emseg.blockwise.record.BlockRecord`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
+from typing import NamedTuple
 
-__all__ = ["BlockRecord", "Interrupted", "read_record_head", "run_blocks", "open_cached", "connect"]
+from ..config import ExecutionConfig
+
+__all__ = ["BlockJob", "Interrupted", "run_blocks", "open_cached", "connect", "probe_scheduler"]
+
+
+class BlockJob(NamedTuple):
+    """What a run of blocks is called and keeps, for :func:`run_blocks`.
+
+    ``desc`` names the progress bar; ``sizes`` maps a block index to its voxels (the bar shows
+    voxels/s); ``record`` (a :class:`~emseg.blockwise.record.BlockRecord`) marks each finished
+    block; ``where`` is the incomplete output, named in the :class:`Interrupted` message.
+    """
+
+    desc: str = "blocks"
+    sizes: dict | None = None
+    record: object = None
+    where: str | None = None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -29,64 +46,6 @@ class Interrupted(KeyboardInterrupt):
                 "run the same command again to resume")
 
 
-def read_record_head(path) -> dict | None:
-    """The first line of a run record (its signature), or None when missing or unreadable."""
-    try:
-        with open(path) as f:
-            head = json.loads(f.readline() or "null")
-    except (OSError, ValueError):
-        return None
-    return head if isinstance(head, dict) else None
-
-
-class BlockRecord:
-    """Append-only, fsync'ed record of finished blocks, headed by the run's signature (a JSON dict).
-
-    A run started again with the same signature skips the recorded blocks; a different signature
-    is refused naming the fields that differ (:func:`emseg.runs.check_same_run`). A line cut short
-    by a kill is ignored (that block is simply computed again).
-    """
-
-    def __init__(self, path, signature, resume=True, what="the output", resumable=True):
-        self.path, self.done = path, set()
-        if os.path.exists(path) and resume:
-            from ..runs import check_same_run
-
-            with open(path) as f:
-                lines = f.read().splitlines()
-            head = read_record_head(path) or {}
-            check_same_run(head.get("signature"), signature, what)
-            self.done = {int(x) for x in lines[1:] if x.strip().isdigit()}
-        else:
-            from ..io.atomic import write_text_atomic
-
-            write_text_atomic(path, json.dumps({"signature": signature, "resumable": resumable}) + "\n")
-        self._f = open(path, "a")
-        self._lock = threading.Lock()
-
-    def mark(self, index):
-        from .. import faults
-
-        faults.point("block-written")
-        with self._lock:
-            self._f.write(f"{index}\n")
-            self._f.flush()
-            os.fsync(self._f.fileno())
-            self.done.add(int(index))
-        faults.point("block-recorded")
-
-    def note(self, text):
-        """A durable line that is not a block index (e.g. that the whole run completed)."""
-        with self._lock:
-            self._f.write(f"{text}\n")
-            self._f.flush()
-            os.fsync(self._f.fileno())
-
-    def close(self):
-        if not self._f.closed:
-            self._f.close()
-
-
 _OPEN: dict = {}
 
 
@@ -100,42 +59,47 @@ def open_cached(path, mode="r"):
     return _OPEN[key]
 
 
-def run_blocks(fn, spec, pending, *, local=None, stages=None, workers=2, scheduler=None, record=None, progress=None,
-               sizes=None, desc="blocks", stop=None, where=None):
-    """Run ``fn(spec, i, **local)`` for every ``i`` in ``pending``; mark each finished block in ``record``.
+def run_blocks(fn, spec, pending, *, local=None, stages=None, execution=None, job=None, stop=None):
+    """Run ``fn(spec, i, **local)`` for every ``i`` in ``pending``; mark each finished block in ``job.record``.
 
     Parameters
     ----------
+    local : dict, optional
+        On local threads, keyword arguments of ``fn`` (open volumes, loaded models).
     stages : (read, compute, write), optional
         On local threads, ``fn`` split into ``read(spec, i) -> data``, ``compute(spec, i, data) -> result``
         and ``write(spec, i, result) -> i``: each of the ``workers`` compute streams then reads its next
         block and writes its previous one in the background while it computes (I/O overlapped with compute).
-    workers : int
-        Threads, or the processes of a Dask ``LocalCluster`` when ``scheduler="local"``.
-    scheduler : None, "local" or "tcp://host:port"
-        None runs on local threads with ``local`` passed as keyword arguments (open volumes,
-        loaded models); otherwise ``fn(spec, i)`` runs on Dask workers and must open what it needs.
-    progress : bool or callable
-        True shows a tqdm bar (blocks, voxels/s when ``sizes`` is given, ETA); a callable gets each index.
+    execution : emseg.config.ExecutionConfig, optional
+        ``workers`` (threads, or the processes of a Dask ``LocalCluster`` when ``scheduler="local"``),
+        ``scheduler`` (None runs on local threads; otherwise ``fn(spec, i)`` runs on Dask workers at
+        ``"local"`` or ``"tcp://host:port"`` and must open what it needs) and ``progress`` (a tqdm
+        bar: blocks, voxels/s when ``job.sizes`` is given, ETA).
+    job : BlockJob, optional
+        The bar's name, the blocks' sizes, the record and where the output is.
     stop : threading.Event, optional
         Set on SIGINT (Ctrl-C): no new block starts, the blocks in flight are finished and recorded.
         Pass its ``is_set`` to long computations so they can stop early too.
-    where : str, optional
-        The incomplete output, named in the :class:`Interrupted` message.
 
     Raises
     ------
     Interrupted
         On SIGINT, once the blocks in flight are done: how many blocks are finished, and where.
+
+    Examples
+    --------
+    >>> run_blocks(lambda spec, i: print(spec, i) or i, "plan", [0, 1], execution=ExecutionConfig(workers=1))
+    plan 0
+    plan 1
     """
-    workers = int(workers or 1)
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1; got {workers}")
+    execution = execution if execution is not None else ExecutionConfig()
+    job = job if job is not None else BlockJob()
+    workers, record = execution.workers, job.record
     stop = stop if stop is not None else threading.Event()
     before = len(record.done) if record else 0
     total = len(pending) + before
-    bar = _bar(progress, total, before, desc)
-    sizes = sizes or {}
+    bar = _bar(execution.progress, total, before, job.desc)
+    sizes = job.sizes or {}
     finished = [0]
 
     def count(index):
@@ -143,17 +107,17 @@ def run_blocks(fn, spec, pending, *, local=None, stages=None, workers=2, schedul
         finished[0] += 1  # after the record: an interrupt inside mark() does not over-report
 
     try:
-        if scheduler is None and stages is not None:
+        if execution.scheduler is None and stages is not None:
             _run_pipelined(stages, spec, pending, workers, count, stop)
-        elif scheduler is None:
+        elif execution.scheduler is None:
             _run_threads(fn, spec, pending, local or {}, workers, count, stop)
         else:
-            _run_dask(fn, spec, pending, scheduler, workers, count)
+            _run_dask(fn, spec, pending, execution.scheduler, workers, count)
     except KeyboardInterrupt:
         stop.set()
-        raise Interrupted(before + finished[0], total, where) from None
+        raise Interrupted(before + finished[0], total, job.where) from None
     finally:
-        if bar is not None and hasattr(bar, "close"):
+        if bar is not None:
             bar.close()
 
 
@@ -203,32 +167,29 @@ def connect(scheduler, workers=1, timeout=10.0):
 
 
 def _bar(progress, total, initial, desc):
-    if progress is True:
-        from tqdm.auto import tqdm
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, initial=initial, unit="block", desc=desc)
-        bar.voxels, bar.started = 0, time.perf_counter()
-        return bar
-    return progress if callable(progress) else None
+    bar = tqdm(total=total, initial=initial, unit="block", desc=desc)
+    bar.voxels, bar.started = 0, time.perf_counter()
+    return bar
 
 
-def _tick(bar, index, voxels=0):
+def _tick(bar, voxels=0):
     if bar is None:
         return
-    if hasattr(bar, "update"):
-        bar.voxels += voxels
-        if voxels:
-            rate = bar.voxels / max(time.perf_counter() - bar.started, 1e-9)
-            bar.set_postfix_str(f"{rate / 1e6:.2f} Mvoxel/s", refresh=False)
-        bar.update(1)
-    else:
-        bar(index)
+    bar.voxels += voxels
+    if voxels:
+        rate = bar.voxels / max(time.perf_counter() - bar.started, 1e-9)
+        bar.set_postfix_str(f"{rate / 1e6:.2f} Mvoxel/s", refresh=False)
+    bar.update(1)
 
 
 def _done(index, record, bar, sizes):
     if record is not None:
         record.mark(index)
-    _tick(bar, index, sizes.get(index, 0))
+    _tick(bar, sizes.get(index, 0))
 
 
 def _run_threads(fn, spec, pending, local, workers, count, stop):

@@ -12,8 +12,8 @@ __all__ = ["check_probability", "connected_components", "remove_small_objects", 
 _CONNECTIVITY = {2: (4, 8), 3: (6, 18, 26)}
 
 
-def check_probability(prob, name="probability") -> np.ndarray:
-    """``prob`` read by the one rule of :mod:`emseg.probabilities` as float32 probabilities.
+def check_probability(pred, name="probability") -> np.ndarray:
+    """``pred`` read by the one rule of :mod:`emseg.probabilities` as float32 probabilities.
 
     float in [0, 1] as it is, uint8 as ``round(255 p)`` (a uint8 array holding only 0 and 1 is
     refused: that is a mask, which would read as p <= 1/255), bool as 0/1; other integer dtypes
@@ -28,19 +28,19 @@ def check_probability(prob, name="probability") -> np.ndarray:
     ...
     ValueError: fg is a uint8 volume holding only 0 and 1: uint8 is read as round(255 p), so this 0/1 mask would read as probabilities of at most 1/255 (no foreground); store the mask as bool or as 0/255
     """
-    prob = np.asarray(prob)
-    if prob.dtype == np.uint8:
-        check_probability_source(prob, name, trusted=True)
-    return as_probabilities(prob, name)
+    pred = np.asarray(pred)
+    if pred.dtype == np.uint8:
+        check_probability_source(pred, name, trusted=True)
+    return as_probabilities(pred, name)
 
 
-def connected_components(prob, threshold=None, *, connectivity=None, min_size=0) -> np.ndarray:
+def connected_components(pred, threshold=None, *, connectivity=None, min_size=0) -> np.ndarray:
     """Label the connected foreground regions of a probability map, a mask or a label image.
 
     Parameters
     ----------
-    prob : ndarray (2D or 3D)
-        Float: foreground probabilities in [0, 1], foreground is ``prob > threshold``. Bool or any
+    pred : ndarray (2D or 3D)
+        Float: foreground probabilities in [0, 1], foreground is ``pred > threshold``. Bool or any
         integer dtype (uint8 included): a mask or labels, foreground is nonzero (so a 0/1 or 0/255
         uint8 mask works; labels touching each other become one component). A uint8 probability
         map ``round(255 p)`` goes through :func:`emseg.instances.segment` (method ``"cc"``) or
@@ -67,27 +67,27 @@ def connected_components(prob, threshold=None, *, connectivity=None, min_size=0)
     """
     import cc3d
 
-    prob = np.asarray(prob)
-    if prob.ndim not in (2, 3):
-        raise ValueError(f"connected_components takes a 2D or 3D array; got shape {prob.shape}")
-    allowed = _CONNECTIVITY[prob.ndim]
+    pred = np.asarray(pred)
+    if pred.ndim not in (2, 3):
+        raise ValueError(f"connected_components takes a 2D or 3D array; got shape {pred.shape}")
+    allowed = _CONNECTIVITY[pred.ndim]
     connectivity = allowed[0] if connectivity is None else connectivity
     if isinstance(connectivity, bool) or connectivity not in allowed:
-        raise ValueError(f"connectivity {connectivity} is not valid in {prob.ndim}D; use one of {allowed}")
+        raise ValueError(f"connectivity {connectivity} is not valid in {pred.ndim}D; use one of {allowed}")
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size={min_size!r} must be an integer >= 0")
-    if prob.dtype == bool or prob.dtype.kind in "ui":
+    if pred.dtype == bool or pred.dtype.kind in "ui":
         if threshold is not None:
-            raise ValueError(f"threshold={threshold!r} applies to probability maps, but prob is a {prob.dtype} "
+            raise ValueError(f"threshold={threshold!r} applies to probability maps, but pred is a {pred.dtype} "
                              "mask or label array (foreground = nonzero); drop threshold, or pass probabilities "
                              "(a uint8 map round(255 p) through emseg.probabilities.as_probabilities)")
-        fg = prob != 0
+        fg = pred != 0
     else:
         threshold = 0.5 if threshold is None else threshold
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or \
                 not 0 <= threshold < 1:
             raise ValueError(f"threshold={threshold!r} must be a probability in [0, 1) (foreground is p > threshold)")
-        fg = as_probabilities(prob, "prob") > threshold
+        fg = as_probabilities(pred, "pred") > threshold
     labels = cc3d.connected_components(np.ascontiguousarray(fg, dtype=np.uint8), connectivity=int(connectivity))
     if min_size > 0:
         return remove_small_objects(labels, min_size)

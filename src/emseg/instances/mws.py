@@ -1,11 +1,15 @@
-"""The mutex watershed (Wolf et al. 2018): parameter-free partitioning from attractive and repulsive edges."""
+"""The mutex watershed (Wolf et al. 2018): parameter-free partitioning from attractive and repulsive edges.
+
+This module checks the inputs and builds the edges (an explicit graph, or the implicit grid of
+a volume's affinities, sorted by weight); the solver that visits them is :mod:`emseg.instances.mws_solver`.
+"""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from emseg.instances.relabel import smallest_uint
+from .mws_solver import label_roots, mws_kernel
+from .relabel import smallest_uint
 
 __all__ = ["mutex_watershed_graph", "mutex_watershed"]
 
@@ -97,11 +101,11 @@ def mutex_watershed_graph(n_nodes, edges, weights, is_mutex) -> np.ndarray:
             raise ValueError("weights must be finite; got NaN or infinite values")
 
     order = np.argsort(-weights, kind="stable")
-    parent = _mws_kernel(
+    parent = mws_kernel(
         order, n_nodes, np.ascontiguousarray(edges, dtype=np.int64), is_mutex,
         np.int64(1), np.zeros(0, np.int64), np.int64(0), False,
     )
-    labels, n_labels = _label_roots(parent, np.ones(n_nodes, dtype=bool))
+    labels, n_labels = label_roots(parent, np.ones(n_nodes, dtype=bool))
     return labels.astype(smallest_uint(n_labels), copy=False)
 
 
@@ -235,12 +239,12 @@ def mutex_watershed(affinities, offsets, *, n_attractive=None, strides=None, mas
 
     steps = np.array([int(np.prod(spatial[d + 1:])) for d in range(ndim)], dtype=np.int64)
     deltas = offsets @ steps
-    parent = _mws_kernel(
+    parent = mws_kernel(
         order, n_voxels, np.zeros((0, 2), np.int64), np.zeros(0, bool),
         np.int64(max(n_voxels, 1)), deltas, np.int64(n_attractive), True,
     )
     inside = np.ones(n_voxels, dtype=bool) if mask is None else mask.ravel()
-    labels, n_labels = _label_roots(parent, inside)
+    labels, n_labels = label_roots(parent, inside)
     return labels.astype(smallest_uint(n_labels), copy=False).reshape(spatial)
 
 
@@ -278,157 +282,3 @@ def _check_strides(strides, ndim):
     ):
         raise ValueError(f"strides must be {ndim} positive integers, one per spatial axis; got {strides}")
     return tuple(int(s) for s in strides)
-
-
-@numba.njit(cache=True, nogil=True)
-def _find(parent, x):
-    while parent[x] != x:  # path halving
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
-
-
-@numba.njit(cache=True, nogil=True)
-def _append(head, tail, count, val, nxt, i, r, node):
-    """Append ``node`` as entry ``i`` to the partner list of representative ``r``."""
-    val[i] = node
-    nxt[i] = -1
-    if head[r] == -1:
-        head[r] = i
-    else:
-        nxt[tail[r]] = i
-    tail[r] = i
-    count[r] += 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _slot(table, key):
-    """The slot of ``key`` in the open-addressing table (-1 = empty), or the empty slot for it.
-
-    A hand-written table instead of numba's ``set``, which can hang after some sequences of
-    add and discard (numba issues 6543, 8627); keys are never removed here.
-    """
-    mask = len(table) - 1
-    i = np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
-    while table[i] != -1 and table[i] != key:
-        i = (i + 1) & mask
-    return i
-
-
-@numba.njit(cache=True, nogil=True)
-def _grown(table):
-    """The table rehashed into twice the size."""
-    new = np.full(2 * len(table), -1, np.int64)
-    for key in table:
-        if key != -1:
-            new[_slot(new, key)] = key
-    return new
-
-
-@numba.njit(cache=True, nogil=True)
-def _mws_kernel(order, n_nodes, edges, is_mutex, n_flat, deltas, n_attractive, on_grid):
-    """Run the mutex watershed over the edges in ``order``; return the union-find parents.
-
-    Graph mode: edge ``e`` is ``edges[e]``, repulsive where ``is_mutex[e]``. Grid mode: edge
-    ``e`` is channel ``c = e // n_flat`` at node ``x = e % n_flat`` with partner
-    ``x + deltas[c]``, repulsive where ``c >= n_attractive``.
-    """
-    parent = np.arange(n_nodes)
-    rank = np.zeros(n_nodes, np.int8)
-    # Each cluster is represented in the mutex bookkeeping by one of its node ids, rep[root]; the
-    # hash table holds the constrained pairs of representatives (as lo * n_nodes + hi) and the
-    # linked list head[r] .. tail[r] holds, for representative r, a node of each partner cluster.
-    rep = np.arange(n_nodes)
-    head = np.full(n_nodes, -1, np.int64)
-    tail = np.full(n_nodes, -1, np.int64)
-    count = np.zeros(n_nodes, np.int64)
-    cap = 1024
-    val = np.empty(cap, np.int64)
-    nxt = np.empty(cap, np.int64)
-    n_entries = 0
-    table = np.full(1024, -1, np.int64)
-    n_keys = 0
-    for e in order:
-        if on_grid:
-            c = e // n_flat
-            u = e - c * n_flat
-            v = u + deltas[c]
-            mutex = c >= n_attractive
-        else:
-            u = edges[e, 0]
-            v = edges[e, 1]
-            mutex = is_mutex[e]
-        ru = _find(parent, u)
-        rv = _find(parent, v)
-        if ru == rv:
-            continue
-        a = rep[ru]
-        b = rep[rv]
-        key = min(a, b) * n_nodes + max(a, b)
-        slot = _slot(table, key)
-        if table[slot] == key:
-            continue
-        if mutex:
-            table[slot] = key
-            n_keys += 1
-            if 2 * n_keys > len(table):
-                table = _grown(table)
-            if n_entries + 2 > cap:
-                cap *= 2
-                val2 = np.empty(cap, np.int64)
-                nxt2 = np.empty(cap, np.int64)
-                val2[:n_entries] = val[:n_entries]
-                nxt2[:n_entries] = nxt[:n_entries]
-                val = val2
-                nxt = nxt2
-            _append(head, tail, count, val, nxt, n_entries, a, v)
-            _append(head, tail, count, val, nxt, n_entries + 1, b, u)
-            n_entries += 2
-            continue
-        # Merge: keep the representative with the longer partner list, give it the other's
-        # constraints (the old keys stay in the table, unused: b is never a representative again).
-        if count[a] < count[b]:
-            a, b = b, a
-        i = head[b]
-        while i != -1:
-            q = rep[_find(parent, val[i])]
-            key = min(a, q) * n_nodes + max(a, q)
-            slot = _slot(table, key)
-            if table[slot] != key:
-                table[slot] = key
-                n_keys += 1
-                if 2 * n_keys > len(table):
-                    table = _grown(table)
-            i = nxt[i]
-        if head[b] != -1:
-            if head[a] == -1:
-                head[a] = head[b]
-            else:
-                nxt[tail[a]] = head[b]
-            tail[a] = tail[b]
-            count[a] += count[b]
-        if rank[ru] < rank[rv]:
-            ru, rv = rv, ru
-        parent[rv] = ru
-        if rank[ru] == rank[rv]:
-            rank[ru] += 1
-        rep[ru] = a
-    return parent
-
-
-@numba.njit(cache=True, nogil=True)
-def _label_roots(parent, inside):
-    """Ids 1 .. k per union-find cluster in order of first appearance, 0 where not ``inside``."""
-    n = len(parent)
-    ids = np.zeros(n, np.int64)
-    labels = np.zeros(n, np.uint64)
-    k = 0
-    for x in range(n):
-        if not inside[x]:
-            continue
-        r = _find(parent, x)
-        if ids[r] == 0:
-            k += 1
-            ids[r] = k
-        labels[x] = ids[r]
-    return labels, k

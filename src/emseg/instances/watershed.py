@@ -67,13 +67,15 @@ def bc_watershed(foreground, contour, *, seed_threshold=0.9, contour_threshold=0
 
 
 def bcd_watershed(foreground, contour, distance, *, seed_threshold=0.8, contour_threshold=0.3,
-                  distance_threshold=0.5, mask_threshold=0.5, min_seed_size=16, min_size=0) -> np.ndarray:
+                  distance_threshold=0.5, mask_threshold=0.5, min_seed_size=16) -> np.ndarray:
     """Instances from foreground, contour and distance predictions (the "BCD" target, Lin et al. 2021).
 
     Seeds need all three to agree: ``foreground > seed_threshold``, ``contour < contour_threshold``
     and ``distance > distance_threshold`` (the normalised distance is 1 at an object's centre; a
     signed distance in (-1, 1) works too). The watershed floods ``-distance`` within
     ``foreground > mask_threshold``, so borders fall where the distance map has its valleys.
+    Small objects are removed afterwards, over the whole volume (``min_size`` of
+    :func:`~emseg.instances.segment` and :func:`~emseg.instances.segment_blockwise`).
 
     Examples
     --------
@@ -89,12 +91,11 @@ def bcd_watershed(foreground, contour, distance, *, seed_threshold=0.8, contour_
     d = as_probabilities(d, "distance") if d.dtype == np.uint8 else check_finite(d.astype(np.float32), "distance")
     _same_shape(fg=fg, contour=ct, distance=d)
     seeds = _seeds((fg > seed_threshold) & (ct < contour_threshold) & (d > distance_threshold), min_seed_size)
-    return seeded_watershed(-d, seeds, fg > mask_threshold, min_size=min_size)
+    return seeded_watershed(-d, seeds, fg > mask_threshold)
 
 
 def boundary_watershed(boundary, *, threshold=0.5, sigma=1.0, seeds="threshold", min_seed_size=8,
-                       min_seed_distance=2.0, max_distance=None, per_section=False, voxel_size=None, min_size=0,
-                       mask=None) -> np.ndarray:
+                       min_seed_distance=2.0, max_distance=None, per_section=False) -> np.ndarray:
     """Cells from a boundary (membrane) probability map, in 3D or section by section.
 
     The map is smoothed (``sigma``); voxels below ``threshold`` are cell interior. Seeds:
@@ -106,17 +107,15 @@ def boundary_watershed(boundary, *, threshold=0.5, sigma=1.0, seeds="threshold",
       distance). Robust to gaps, over-segments slightly: the fragments for
       :func:`~emseg.instances.agglomerate`.
 
-    The watershed then floods the smoothed map from the seeds.
+    The watershed then floods the smoothed map from the seeds. Distances are in voxels (isotropic);
+    for anisotropic stacks segment section by section (``per_section``). Small objects are removed
+    afterwards, over the whole volume (``min_size`` of :func:`~emseg.instances.segment`).
 
     Parameters
     ----------
     boundary : ndarray (2D or 3D), 1 = membrane
     per_section : bool
         Segment each z-section alone (anisotropic serial-section data; ids stay unique).
-    voxel_size : sequence, optional
-        Anisotropic distance transform (``seeds="distance"``) in 3D.
-    mask : ndarray of bool, optional
-        Only voxels inside are labelled.
 
     Examples
     --------
@@ -134,9 +133,8 @@ def boundary_watershed(boundary, *, threshold=0.5, sigma=1.0, seeds="threshold",
         out, offset = np.zeros(b.shape, np.uint64), 0
         for z in range(b.shape[0]):
             seg = boundary_watershed(b[z], threshold=threshold, sigma=sigma, seeds=seeds, min_seed_size=min_seed_size,
-                                     min_seed_distance=min_seed_distance, max_distance=max_distance,
-                                     voxel_size=None if voxel_size is None else voxel_size[1:], min_size=min_size,
-                                     mask=None if mask is None else mask[z]).astype(np.uint64)
+                                     min_seed_distance=min_seed_distance,
+                                     max_distance=max_distance).astype(np.uint64)
             out[z] = np.where(seg > 0, seg + offset, 0)
             offset += int(seg.max(initial=0))
         return out.astype(smallest_uint(offset), copy=False)
@@ -144,22 +142,19 @@ def boundary_watershed(boundary, *, threshold=0.5, sigma=1.0, seeds="threshold",
 
     smooth = ndi.gaussian_filter(b, sigma) if sigma else b
     inside = smooth < threshold
-    if mask is not None:
-        inside &= np.asarray(mask, bool)
     elevation = smooth
     if seeds == "threshold":
         markers = _seeds(inside, min_seed_size)
     else:
         import edt
 
-        anis = tuple(float(v) for v in voxel_size) if voxel_size is not None else (1.0,) * b.ndim
+        anis = (1.0,) * b.ndim
         dist = edt.edt(np.ascontiguousarray(inside), anisotropy=anis, black_border=False, parallel=1)
         if max_distance is not None:  # capped: seeds depend on a bounded neighbourhood only
             dist = np.minimum(dist, np.float32(max_distance))
         markers = _seeds(_distance_maxima(dist, min_seed_distance, anis), 1, connectivity=b.ndim)
         elevation = smooth - dist / max(float(dist.max(initial=0)), 1e-6) * 1e-3  # ties: away from membranes
-    return seeded_watershed(elevation, markers, mask=None if mask is None else np.asarray(mask, bool),
-                            min_size=min_size)
+    return seeded_watershed(elevation, markers)
 
 
 def _distance_maxima(dist, min_distance, anis):

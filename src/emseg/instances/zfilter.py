@@ -7,7 +7,7 @@ import numpy as np
 __all__ = ["z_filter"]
 
 
-def z_filter(prob, size=3, *, method="median") -> np.ndarray:
+def z_filter(pred, size=3, *, method="median") -> np.ndarray:
     """Smooth a 3D probability map along z only, so a detection must persist across sections.
 
     A 2D network sees each section alone; an object that appears in one section and not in its
@@ -17,7 +17,7 @@ def z_filter(prob, size=3, *, method="median") -> np.ndarray:
 
     Parameters
     ----------
-    prob : ndarray (z, y, x), or (c, z, y, x) filtered per channel
+    pred : ndarray (z, y, x), or (c, z, y, x) filtered per channel
     size : int
         Odd number of sections in the window (3 removes one-section blips, 5 two-section ones).
     method : "median" or "mean"
@@ -35,18 +35,18 @@ def z_filter(prob, size=3, *, method="median") -> np.ndarray:
     """
     from scipy import ndimage as ndi
 
-    prob = np.asarray(prob)
-    if prob.ndim not in (3, 4):
-        raise ValueError(f"z_filter takes a (z, y, x) or (c, z, y, x) array; got shape {prob.shape}")
+    pred = np.asarray(pred)
+    if pred.ndim not in (3, 4):
+        raise ValueError(f"z_filter takes a (z, y, x) or (c, z, y, x) array; got shape {pred.shape}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
         raise ValueError(f"z_filter size={size!r} must be a positive odd number of sections (1, 3, 5, ...)")
     size = int(size)
     if method not in ("median", "mean"):
         raise ValueError(f"method must be 'median' or 'mean'; got {method!r}")
-    window = (1,) * (prob.ndim - 3) + (size, 1, 1)
+    window = (1,) * (pred.ndim - 3) + (size, 1, 1)
     if size == 1:
-        return prob.copy()
+        return pred.copy()
     if method == "median":
-        return ndi.median_filter(prob, size=window, mode="nearest")
-    mean = ndi.uniform_filter(prob.astype(np.float32, copy=False), size=window, mode="nearest")
-    return (np.rint(mean) if prob.dtype.kind in "ui" else mean).astype(prob.dtype)
+        return ndi.median_filter(pred, size=window, mode="nearest")
+    mean = ndi.uniform_filter(pred.astype(np.float32, copy=False), size=window, mode="nearest")
+    return (np.rint(mean) if pred.dtype.kind in "ui" else mean).astype(pred.dtype)

@@ -140,7 +140,7 @@ class Output:
             self._stack.close()
 
     def _start(self):
-        from ..blockwise.execute import BlockRecord, read_record_head
+        from ..blockwise.record import BlockRecord
 
         self._restore_old()
         if self.exists():
@@ -155,7 +155,7 @@ class Output:
                 raise FileExistsError(self._exists_message(recorded))
         if self.keyed and self.fmt == "zarr" and os.path.isdir(self.path):
             self.zarr_format = 3 if os.path.exists(os.path.join(self.path, "zarr.json")) else 2
-        head = read_record_head(self.record_file) if os.path.exists(self.record_file) else None
+        head = BlockRecord.read_head(self.record_file) if os.path.exists(self.record_file) else None
         resume = False
         if head is not None and os.path.exists(self.tmp_path):
             same = head.get("signature") == self.signature
@@ -246,7 +246,7 @@ class Output:
             vol.close()  # another shape with the same signature cannot happen; start over to be safe
             self.record.close()
             self.discard()
-            from ..blockwise.execute import BlockRecord
+            from ..blockwise.record import BlockRecord
 
             self.record = BlockRecord(self.record_file, self.signature, resume=False, what=self.name,
                                       resumable=self.resumable)

@@ -130,7 +130,9 @@ def describe(vol, role="volume") -> VolumeKind:
 
 def _sample(vol) -> list[np.ndarray]:
     """A few regions of ``vol``, each inside one storage chunk; more when they show only two values."""
-    from ..probabilities import _MORE, _REGIONS, _regions
+    from ..sampling import MORE_REGIONS as _MORE
+    from ..sampling import REGIONS as _REGIONS
+    from ..sampling import sample_regions as _regions
 
     chunks = getattr(vol, "chunks", None)
     boxes = _regions(vol.shape, chunks, _REGIONS)

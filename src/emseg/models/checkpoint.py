@@ -22,8 +22,8 @@ from typing import NamedTuple
 
 from .unet import UNet
 
-__all__ = ["MODEL_CLASSES", "ModelHeader", "save_model", "load_model", "read_model_header",
-           "read_safetensors_header", "read_safetensors"]
+__all__ = ["MODEL_CLASSES", "ModelHeader", "SafetensorsHeader", "SafetensorsData", "save_model", "load_model",
+           "read_model_header", "read_safetensors_header", "read_safetensors"]
 
 MODEL_CLASSES = {"UNet": UNet}
 """The classes a checkpoint may name; a new model class is added here."""
@@ -43,6 +43,21 @@ class ModelHeader(NamedTuple):
     model_class: str
     init_args: dict
     extra: dict
+
+
+class SafetensorsHeader(NamedTuple):
+    """The header of a safetensors file: its ``metadata`` (str to str) and each tensor's entry
+    (``{"dtype", "shape", "data_offsets"}`` by name)."""
+
+    metadata: dict
+    entries: dict
+
+
+class SafetensorsData(NamedTuple):
+    """A safetensors file read whole: its ``metadata`` (str to str) and its ``tensors`` (CPU torch tensors by name)."""
+
+    metadata: dict
+    tensors: dict
 
 
 def save_model(model, path, *, extra=None):
@@ -94,9 +109,9 @@ def save_model(model, path, *, extra=None):
 
 
 def read_safetensors_header(path, *, what="model checkpoint", fix=_DAMAGED):
-    """The checked header of a safetensors file: ``(metadata, tensors)``; reads only the header.
+    """The checked :class:`SafetensorsHeader` (``metadata``, ``entries``) of a file; reads only the header.
 
-    ``tensors`` maps each name to ``{"dtype", "shape", "data_offsets"}``. The 8-byte header length
+    ``entries`` maps each tensor's name to ``{"dtype", "shape", "data_offsets"}``. The 8-byte header length
     must fit the file and 100 MB, the header must be a JSON object, and the tensors' byte ranges
     must match dtype × shape and tile the data section exactly (as safetensors requires), so a
     truncated file (cut at any byte) or a crafted header fails here, before any allocation.
@@ -123,7 +138,7 @@ def read_safetensors_header(path, *, what="model checkpoint", fix=_DAMAGED):
     >>> p = tempfile.mkdtemp() + "/t.safetensors"
     >>> save_file({"w": torch.zeros(2, 3)}, p, metadata={"k": "v"})
     >>> read_safetensors_header(p)
-    ({'k': 'v'}, {'w': {'dtype': 'F32', 'shape': [2, 3], 'data_offsets': [0, 24]}})
+    SafetensorsHeader(metadata={'k': 'v'}, entries={'w': {'dtype': 'F32', 'shape': [2, 3], 'data_offsets': [0, 24]}})
     >>> with open(p, "r+b") as f:
     ...     _ = f.truncate(110)
     >>> read_safetensors_header(p)  # doctest: +ELLIPSIS
@@ -132,11 +147,11 @@ def read_safetensors_header(path, *, what="model checkpoint", fix=_DAMAGED):
     ValueError: model checkpoint ...t.safetensors' is truncated or corrupt: tensor 'w' lies at bytes 0:24 of ... 14 bytes; ...
     """
     with _open_checked(path, what) as f:
-        return _parse_header(f, os.fstat(f.fileno()).st_size, path, what, fix)[:2]
+        return SafetensorsHeader(*_parse_header(f, os.fstat(f.fileno()).st_size, path, what, fix)[:2])
 
 
 def read_safetensors(path, *, what="model checkpoint", fix=_DAMAGED):
-    """``(metadata, tensors)`` of a safetensors file, checked as :func:`read_safetensors_header`.
+    """The :class:`SafetensorsData` (``metadata``, ``tensors``) of a file, checked as :func:`read_safetensors_header`.
 
     The file is read once and checked before safetensors decodes the same bytes, so what is
     checked is what is loaded. ``tensors`` maps names to CPU torch tensors.
@@ -154,7 +169,7 @@ def read_safetensors(path, *, what="model checkpoint", fix=_DAMAGED):
         tensors = load(data)
     except Exception as err:  # safetensors' own error types; the checks above should leave none
         raise _error(path, what, f"is not a valid safetensors file: {err}", fix) from None
-    return metadata, tensors
+    return SafetensorsData(metadata, tensors)
 
 
 def _open_checked(path, what):

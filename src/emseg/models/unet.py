@@ -13,21 +13,30 @@ spatial shape whenever that shape is divisible by :attr:`UNet.input_divisor`::
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["UNet", "anisotropic_plan"]
+from ..config import resolve
+from .unet_config import UNetConfig
+
+__all__ = ["UNet", "UNetConfig", "anisotropic_plan", "AnisotropicPlan"]
 
 _AXES = {2: "yx", 3: "zyx"}
-_ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}
-_OPTIONS = {"block": ("plain", "residual"), "norm": ("batch", "group", "instance", None),
-            "activation": tuple(_ACTIVATIONS), "upsample": ("transposed", "nearest", "bilinear"),
-            "bottleneck": ("plain", "aspp")}
+_ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU}  # = UNetConfig's activations
 
 
-def anisotropic_plan(voxel_size, depth):
+class AnisotropicPlan(NamedTuple):
+    """Per-level kernel sizes (``depth + 1``, the last the bottleneck's) and pool sizes (``depth``)."""
+
+    kernel_sizes: list
+    pool_sizes: list
+
+
+def anisotropic_plan(voxel_size, depth) -> AnisotropicPlan:
     """Per-level kernel and pool sizes for a voxel size, the nnU-Net way.
 
     At each level an axis is pooled by 2 and convolved with 3 only while its current spacing is
@@ -43,10 +52,9 @@ def anisotropic_plan(voxel_size, depth):
 
     Returns
     -------
-    kernel_sizes : list of tuple of int
-        ``depth + 1`` kernel sizes, one per level (the last is the bottleneck's).
-    pool_sizes : list of tuple of int
-        ``depth`` pool sizes.
+    AnisotropicPlan
+        ``kernel_sizes``: ``depth + 1`` kernel sizes (tuples of int), one per level (the last is
+        the bottleneck's); ``pool_sizes``: ``depth`` pool sizes.
 
     Examples
     --------
@@ -68,7 +76,7 @@ def anisotropic_plan(voxel_size, depth):
         if level < depth:
             pool_sizes.append(tuple(2 if f else 1 for f in fine))
             spacing = [s * p for s, p in zip(spacing, pool_sizes[-1])]
-    return kernel_sizes, pool_sizes
+    return AnisotropicPlan(kernel_sizes, pool_sizes)
 
 
 class _Sum(nn.Module):
@@ -93,17 +101,54 @@ class _Concat(nn.Module):
         return self.fuse(torch.cat([branch(x) for branch in self.branches], dim=1))
 
 
-def _per_level(value, n, ndim, name, odd=False):
-    """``value`` as ``n`` ndim-tuples: an int or flat ndim-tuple for all levels, else one entry per level."""
-    flat = isinstance(value, int) or all(isinstance(v, int) for v in value)
-    levels = [value] * n if flat else list(value)
-    levels = [(v,) * ndim if isinstance(v, int) else tuple(v) for v in levels]
-    if len(levels) != n or any(len(v) != ndim or min(v) < 1 or (odd and min(s % 2 for s in v) == 0)
-                               for v in levels):
-        kind = "odd positive" if odd else "positive"
-        raise ValueError(f"{name} must be an int, {ndim} ints (every level) or {n} entries (one per level, "
-                         f"each an int or {ndim} ints), all {kind}; got {value!r}")
-    return [tuple(int(s) for s in v) for v in levels]
+class _Layers:
+    """The layers a :class:`UNetConfig` describes: blocks, the bottleneck, the upsamplers.
+
+    Each call creates new modules (and draws their initial weights from torch's generator), so the
+    order of the calls is the order of the weights' random initialisation.
+    """
+
+    def __init__(self, config: UNetConfig):
+        self.config = config
+        self.Conv = getattr(nn, f"Conv{config.ndim}d")
+        self.Pool = getattr(nn, f"MaxPool{config.ndim}d")
+
+    def conv_norm_act(self, c_in, c_out, kernel, dilation=1, act=True):
+        norm, ndim = self.config.norm, self.config.ndim
+        dil = tuple(dilation if k > 1 else 1 for k in kernel)
+        layers = [self.Conv(c_in, c_out, kernel, padding=tuple(k // 2 * d for k, d in zip(kernel, dil)),
+                            dilation=dil, bias=norm is None)]
+        if norm == "batch":
+            layers.append(getattr(nn, f"BatchNorm{ndim}d")(c_out))
+        elif norm == "group":
+            layers.append(nn.GroupNorm(math.gcd(c_out, 8), c_out))
+        elif norm == "instance":
+            layers.append(getattr(nn, f"InstanceNorm{ndim}d")(c_out, affine=True))
+        return nn.Sequential(*layers, _ACTIVATIONS[self.config.activation]()) if act else nn.Sequential(*layers)
+
+    def block(self, c_in, c_out, kernel):
+        if self.config.block == "plain":
+            return nn.Sequential(self.conv_norm_act(c_in, c_out, kernel), self.conv_norm_act(c_out, c_out, kernel))
+        body = nn.Sequential(self.conv_norm_act(c_in, c_out, kernel),
+                             self.conv_norm_act(c_out, c_out, kernel, act=False))
+        one = (1,) * self.config.ndim
+        shortcut = nn.Identity() if c_in == c_out else self.conv_norm_act(c_in, c_out, one, act=False)
+        return _Sum(body, shortcut, _ACTIVATIONS[self.config.activation]())
+
+    def bottleneck(self, c_in, c_out, kernel):
+        if self.config.bottleneck == "plain":
+            return self.block(c_in, c_out, kernel)
+        one = (1,) * self.config.ndim
+        branches = [self.conv_norm_act(c_in, c_out, one)]
+        branches += [self.conv_norm_act(c_in, c_out, kernel, rate) for rate in self.config.aspp_rates]
+        return _Concat(branches, self.conv_norm_act(len(branches) * c_out, c_out, one))
+
+    def upsampler(self, c_in, c_out, pool):
+        upsample, ndim = self.config.upsample, self.config.ndim
+        if upsample == "transposed":
+            return getattr(nn, f"ConvTranspose{ndim}d")(c_in, c_out, pool, stride=pool)
+        mode = "nearest" if upsample == "nearest" else ("bilinear" if ndim == 2 else "trilinear")
+        return nn.Sequential(nn.Upsample(scale_factor=pool, mode=mode), self.Conv(c_in, c_out, 1))
 
 
 class UNet(nn.Module):
@@ -113,37 +158,20 @@ class UNet(nn.Module):
     ----------
     in_channels, out_channels : int
         Channels of the input and of the output (logits; no final activation).
-    ndim : {2, 3}
-        Spatial dimensions.
-    depth : int
-        Number of down-samplings.
-    features : int or sequence of int
-        Width of level 0, doubled at every level, or ``depth + 1`` explicit widths.
-    kernel_sizes : int or sequence
-        Odd kernel sizes: an int or ``ndim`` ints for every level, or ``depth + 1`` entries (one
-        per level, the last for the bottleneck), each an int or ``ndim`` ints. Default 3.
-    pool_sizes : int or sequence
-        Max-pooling factors, given like ``kernel_sizes`` with ``depth`` entries. Default 2.
-        :func:`anisotropic_plan` derives both from a voxel size.
-    block : {"plain", "residual"}
-        Two conv-norm-activation layers, or the same with a (1x1 conv) shortcut.
-    norm : {"batch", "group", "instance", None}
-        Normalisation after each conv; "group" uses ``gcd(channels, 8)`` groups.
-    activation : {"relu", "elu", "leaky_relu"}
-    upsample : {"transposed", "nearest", "bilinear"}
-        Transposed convolution (kernel = stride = pool size), or interpolation followed by a 1x1
-        convolution (the light variant; "bilinear" is trilinear in 3D).
-    bottleneck : {"plain", "aspp"}
-        A plain block, or parallel dilated convolutions (rates ``aspp_rates`` plus a 1x1 branch)
-        fused by a 1x1 convolution.
-    aspp_rates : sequence of int
-        Dilation rates of the ASPP bottleneck; unused otherwise.
+    config : UNetConfig, optional
+        The architecture (default ``UNetConfig()``: 2D, depth 4, 32 features).
+    **options
+        Fields of :class:`UNetConfig` that replace the config's (``ndim``, ``depth``,
+        ``features``, ``kernel_sizes``, ``pool_sizes``, ``block``, ``norm``, ``activation``,
+        ``upsample``, ``bottleneck``, ``aspp_rates``); an unknown one is a TypeError.
 
     Attributes
     ----------
+    config : UNetConfig
+        The architecture.
     init_args : dict
-        The constructor arguments, JSON-able and normalised: ``UNet(**model.init_args)``
-        rebuilds the model.
+        The constructor arguments, JSON-able and normalised (per-level lists): ``UNet(**model.init_args)``
+        rebuilds the model; checkpoints store them.
 
     Notes
     -----
@@ -160,84 +188,43 @@ class UNet(nn.Module):
     ((44, 44), (23, 23), (4, 4))
     >>> model.valid_shape((30, 33))
     (32, 36)
+    >>> UNet(1, 2, config=UNetConfig(depth=2, features=4)).init_args == model.init_args
+    True
     """
 
-    def __init__(self, in_channels=1, out_channels=1, *, ndim=2, depth=4, features=32, kernel_sizes=3,
-                 pool_sizes=2, block="plain", norm="batch", activation="relu", upsample="transposed",
-                 bottleneck="plain", aspp_rates=(1, 2, 4)):
+    def __init__(self, in_channels=1, out_channels=1, *, config=None, **options):
         super().__init__()
-        if ndim not in (2, 3):
-            raise ValueError(f"ndim must be 2 or 3; got {ndim!r}")
-        if int(depth) != depth or depth < 0:
-            raise ValueError(f"depth must be a non-negative integer; got {depth!r}")
+        if isinstance(in_channels, UNetConfig):
+            raise TypeError("pass the UNetConfig by name: UNet(in_channels, out_channels, config=config)")
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
-        for name, value in (("block", block), ("norm", norm), ("activation", activation),
-                            ("upsample", upsample), ("bottleneck", bottleneck)):
-            if value not in _OPTIONS[name]:
-                raise ValueError(f"{name} must be one of {_OPTIONS[name]}; got {value!r}")
-        depth = int(depth)
-        widths = [features * 2**i for i in range(depth + 1)] if isinstance(features, int) else list(features)
-        if len(widths) != depth + 1 or not all(isinstance(w, int) and w > 0 for w in widths):
-            raise ValueError(f"features must be a positive int or {depth + 1} positive ints; got {features!r}")
-        aspp_rates = [int(r) for r in aspp_rates]
-        if not aspp_rates or min(aspp_rates) < 1:
-            raise ValueError(f"aspp_rates must be positive ints; got {aspp_rates!r}")
-        self.kernel_sizes = _per_level(kernel_sizes, depth + 1, ndim, "kernel_sizes", odd=True)
-        self.pool_sizes = _per_level(pool_sizes, depth, ndim, "pool_sizes")
-        self.init_args = dict(in_channels=in_channels, out_channels=out_channels, ndim=ndim, depth=depth,
-                              features=widths, kernel_sizes=[list(k) for k in self.kernel_sizes],
-                              pool_sizes=[list(p) for p in self.pool_sizes], block=block, norm=norm,
-                              activation=activation, upsample=upsample, bottleneck=bottleneck,
-                              aspp_rates=aspp_rates)
-        self.ndim, self.depth, self.in_channels, self.out_channels = ndim, depth, in_channels, out_channels
-        Conv, Pool = getattr(nn, f"Conv{ndim}d"), getattr(nn, f"MaxPool{ndim}d")
-
-        def conv_norm_act(c_in, c_out, kernel, dilation=1, act=True):
-            dil = tuple(dilation if k > 1 else 1 for k in kernel)
-            layers = [Conv(c_in, c_out, kernel, padding=tuple(k // 2 * d for k, d in zip(kernel, dil)),
-                           dilation=dil, bias=norm is None)]
-            if norm == "batch":
-                layers.append(getattr(nn, f"BatchNorm{ndim}d")(c_out))
-            elif norm == "group":
-                layers.append(nn.GroupNorm(math.gcd(c_out, 8), c_out))
-            elif norm == "instance":
-                layers.append(getattr(nn, f"InstanceNorm{ndim}d")(c_out, affine=True))
-            return nn.Sequential(*layers, _ACTIVATIONS[activation]()) if act else nn.Sequential(*layers)
-
-        def make_block(c_in, c_out, kernel):
-            if block == "plain":
-                return nn.Sequential(conv_norm_act(c_in, c_out, kernel), conv_norm_act(c_out, c_out, kernel))
-            body = nn.Sequential(conv_norm_act(c_in, c_out, kernel), conv_norm_act(c_out, c_out, kernel, act=False))
-            shortcut = nn.Identity() if c_in == c_out else conv_norm_act(c_in, c_out, (1,) * ndim, act=False)
-            return _Sum(body, shortcut, _ACTIVATIONS[activation]())
-
-        inputs = [in_channels] + widths[:-1]
-        self.encoder = nn.ModuleList(make_block(inputs[i], widths[i], self.kernel_sizes[i]) for i in range(depth))
-        self.pools = nn.ModuleList(Pool(p, stride=p) for p in self.pool_sizes)
-        if bottleneck == "plain":
-            self.bottleneck = make_block(inputs[depth], widths[depth], self.kernel_sizes[depth])
-        else:
-            kernel, one = self.kernel_sizes[depth], (1,) * ndim
-            branches = [conv_norm_act(inputs[depth], widths[depth], one)]
-            branches += [conv_norm_act(inputs[depth], widths[depth], kernel, rate) for rate in aspp_rates]
-            self.bottleneck = _Concat(branches, conv_norm_act(len(branches) * widths[depth], widths[depth], one))
-        if upsample == "transposed":
-            ConvT = getattr(nn, f"ConvTranspose{ndim}d")
-            self.upsamplers = nn.ModuleList(ConvT(widths[i + 1], widths[i], p, stride=p)
-                                            for i, p in enumerate(self.pool_sizes))
-        else:
-            mode = "nearest" if upsample == "nearest" else ("bilinear" if ndim == 2 else "trilinear")
-            self.upsamplers = nn.ModuleList(
-                nn.Sequential(nn.Upsample(scale_factor=p, mode=mode), Conv(widths[i + 1], widths[i], 1))
-                for i, p in enumerate(self.pool_sizes))
-        self.decoder = nn.ModuleList(make_block(2 * widths[i], widths[i], self.kernel_sizes[i]) for i in range(depth))
-        self.head = Conv(widths[0], out_channels, 1)
+        fields = [f.name for f in dataclasses.fields(UNetConfig)]
+        unknown = sorted(set(options) - set(fields))
+        if unknown:  # Python's own words for it
+            raise TypeError(f"UNet() got an unexpected keyword argument {unknown[0]!r}; valid: in_channels, "
+                            f"out_channels, config, {', '.join(fields)}")
+        config, = resolve(options, (UNetConfig, config))
+        widths, self.kernel_sizes, self.pool_sizes = config.levels()
+        self.config = config
+        self.init_args = dict(in_channels=in_channels, out_channels=out_channels, **config.as_dict())
+        self.init_args.update(features=widths, kernel_sizes=[list(k) for k in self.kernel_sizes],
+                              pool_sizes=[list(p) for p in self.pool_sizes], aspp_rates=list(config.aspp_rates))
+        self.ndim, self.depth = config.ndim, config.depth
+        self.in_channels, self.out_channels = in_channels, out_channels
+        layers, depth, inputs = _Layers(config), config.depth, [in_channels] + widths[:-1]
+        self.encoder = nn.ModuleList(layers.block(inputs[i], widths[i], self.kernel_sizes[i]) for i in range(depth))
+        self.pools = nn.ModuleList(layers.Pool(p, stride=p) for p in self.pool_sizes)
+        self.bottleneck = layers.bottleneck(inputs[depth], widths[depth], self.kernel_sizes[depth])
+        self.upsamplers = nn.ModuleList(layers.upsampler(widths[i + 1], widths[i], p)
+                                        for i, p in enumerate(self.pool_sizes))
+        self.decoder = nn.ModuleList(layers.block(2 * widths[i], widths[i], self.kernel_sizes[i]) for i in range(depth))
+        self.head = layers.Conv(widths[0], out_channels, 1)
 
     @classmethod
-    def for_voxel_size(cls, voxel_size, in_channels=1, out_channels=1, *, depth=4, **kwargs):
-        """A U-Net whose kernels and poolings follow :func:`anisotropic_plan` for ``voxel_size``.
+    def for_voxel_size(cls, voxel_size, in_channels=1, out_channels=1, *, depth=4, **options):
+        """A U-Net whose kernels and poolings follow :func:`anisotropic_plan` for ``voxel_size``;
+        ``options`` as for :class:`UNet` (but ``ndim``, ``kernel_sizes`` and ``pool_sizes``).
 
         Examples
         --------
@@ -245,19 +232,19 @@ class UNet(nn.Module):
         >>> model.input_divisor, model.receptive_field
         ((2, 8, 8), (18, 100, 100))
         """
-        kernel_sizes, pool_sizes = anisotropic_plan(voxel_size, depth)
-        return cls(in_channels, out_channels, ndim=len(kernel_sizes[0]), depth=depth,
-                   kernel_sizes=kernel_sizes, pool_sizes=pool_sizes, **kwargs)
+        plan = anisotropic_plan(voxel_size, depth)
+        return cls(in_channels, out_channels, ndim=len(plan.kernel_sizes[0]), depth=depth,
+                   kernel_sizes=plan.kernel_sizes, pool_sizes=plan.pool_sizes, **options)
 
     @classmethod
-    def light2d(cls, in_channels=1, out_channels=1, **kwargs):
+    def light2d(cls, in_channels=1, out_channels=1, **options):
         """A small, fast 2D U-Net for CPU use: 8 base features, depth 4, bilinear upsampling.
 
         After the light U-Net of Casser et al., "Fast mitochondria detection for connectomics",
-        MIDL 2020. Keyword arguments override the preset.
+        MIDL 2020. Keyword ``options`` (fields of :class:`UNetConfig`) override the preset.
         """
         preset = dict(ndim=2, depth=4, features=8, upsample="bilinear", norm="batch")
-        return cls(in_channels, out_channels, **{**preset, **kwargs})
+        return cls(in_channels, out_channels, **{**preset, **options})
 
     @property
     def input_divisor(self):

@@ -26,9 +26,10 @@ from functools import partial
 
 import numpy as np
 
-from ..blockwise.geometry import block_at, block_slices, grow_roi
-from ..blockwise.execute import open_cached, run_blocks
+from ..blockwise.execute import BlockJob, open_cached, run_blocks
+from ..blockwise.geometry import BlockGrid, BlockRegions, as_halo, block_regions, block_slices, grow_roi, plan_grid
 from ..zoo import resolve_model
+from .config import PredictConfig
 from .model import as_predictor
 from .tiling import predict_region
 
@@ -47,22 +48,22 @@ class PredictResult:
     complete_before: bool = False  # the output already held this very run's finished result
 
 
-def _ceil_to(v, d):
-    return -(-int(v) // int(d)) * int(d)
+def plan_blocks(shape, block_shape, halo) -> list[BlockRegions]:
+    """``[BlockRegions(write, read), ...]`` for a volume of ``shape`` (spatial axes only), in C order."""
+    return [BlockRegions(w, grow_roi(w, halo, shape)) for w in block_slices(shape, block_shape)]
 
 
-def plan_blocks(shape, block_shape, halo):
-    """``[(write_roi, read_roi), ...]`` for a volume of ``shape`` (spatial axes only)."""
-    return [(w, grow_roi(w, halo, shape)) for w in block_slices(shape, block_shape)]
+def _block(spec, index) -> BlockRegions:
+    """The regions of block ``index`` alone (the stages run once per block: no full plan)."""
+    return block_regions(BlockGrid(spec["shape"], spec["block_shape"], spec["halo"]), index)
 
 
-def _block(spec, index):
-    """``(write_roi, read_roi)`` of block ``index`` alone (the stages run once per block: no full plan)."""
-    write = block_at(spec["shape"], spec["block_shape"], index)
-    return write, grow_roi(write, spec["halo"], spec["shape"])
+_REGION_OPTIONS = ("tile_shape", "overlap", "tta", "tta_reduce", "ensemble_reduce", "batch_size")
+"""The fields of :class:`PredictConfig` that :func:`predict_region` reads; they travel in the spec."""
 
 
-def _geometry(shape, predictors, block_shape, halo, out_chunks):
+def _grid(shape, predictors, block_shape, halo, out_chunks) -> BlockGrid:
+    """The blocks of a prediction: the models' input divisor and receptive-field halo, then :func:`plan_grid`."""
     p = predictors[0]
     vn, mn = len(shape), p.ndim
     if mn > vn:
@@ -74,39 +75,13 @@ def _geometry(shape, predictors, block_shape, halo, out_chunks):
     divisor = (1,) * lead + tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(mn))
     context = (p.in_channels - 1) // 2 if lead else 0  # 2.5D: neighbouring sections as channels
     model_halo = (context,) * lead + tuple(max(q.halo[a] for q in predictors) for a in range(mn))
-    if halo == "auto" or halo is None:
-        halo = model_halo
-    halo = tuple(int(h) for h in (halo if np.ndim(halo) else (halo,) * vn))
-    if len(halo) != vn or min(halo) < 0:
-        raise ValueError(f"halo must be {vn} non-negative ints (one per axis of {shape}); got {halo}")
+    halo = model_halo if halo == "auto" or halo is None else as_halo(halo, shape)
     if any(h < m for h, m in zip(halo, model_halo)):
         log.warning("halo %s is smaller than the network's receptive-field halo %s: blocks will show seams "
                     "(results differ from a whole-volume pass near block faces)", halo, model_halo)
-    halo = tuple(_ceil_to(h, d) for h, d in zip(halo, divisor))
-    if block_shape is None:  # big enough that the halo is a small part of what is computed
-        base = (1, 1024, 1024) if lead else (64, 256, 256) if vn == 3 else (2048, 2048)
-        align = [np.lcm(d, c) for d, c in zip(divisor, out_chunks or divisor)]
-        block_shape = tuple(min(_ceil_to(max(b, 4 * h), a), _ceil_to(n, a))
-                            for b, h, a, n in zip(base[-vn:], halo, align, shape))
-    block_shape = tuple(int(b) for b in block_shape)
-    if len(block_shape) != vn:
-        raise ValueError(f"block_shape must have {vn} entries for a volume of shape {shape}; got {block_shape}")
-    bad = [i for i, (b, d) in enumerate(zip(block_shape, divisor)) if b % d]
-    if bad:
-        fix = tuple(_ceil_to(b, d) for b, d in zip(block_shape, divisor))
-        raise ValueError(f"block_shape {block_shape} is not a multiple of the network's input divisor {divisor}; "
-                         f"use {fix}")
-    if out_chunks:
-        bad = [i for i, (b, c, n) in enumerate(zip(block_shape, out_chunks, shape)) if b % c and b < n]
-        if bad:
-            fix = tuple(_ceil_to(b, np.lcm(c, d)) for b, c, d in zip(block_shape, out_chunks, divisor))
-            raise ValueError(f"block_shape {block_shape} is not aligned to the output's storage chunks {tuple(out_chunks)}; "
-                             f"blocks would share chunks. Use block_shape {fix}")
-    too_small = [i for i, (b, h) in enumerate(zip(block_shape, halo)) if h and b < h and b < shape[i]]
-    if too_small:
-        raise ValueError(f"block_shape {block_shape} is smaller than the halo {halo} along axis "
-                         f"{too_small[0]}; use blocks of at least the halo")
-    return block_shape, halo
+    # blocks big enough that the halo is a small part of what is computed
+    return plan_grid(shape, block_shape, halo, divisor=divisor, chunks=out_chunks,
+                     default=(1, 1024, 1024) if lead else None, halo_factor=4)
 
 
 def _read(spec, index, raw=None):
@@ -138,10 +113,8 @@ def _compute(spec, index, data, predictors=None, should_stop=None):
 
     predictors = predictors or [as_predictor(m, device=spec["device"]) for m in spec["models"]]
     pred = predict_region([q.fn for q in predictors], data, spatial_ndim=spec["ndim"], divisor=spec["divisor"],
-                          tile_shape=spec["tile_shape"], overlap=spec["overlap"], tta=spec["tta"],
-                          tta_reduce=spec["tta_reduce"], ensemble_reduce=spec["ensemble_reduce"],
-                          batch_size=spec["batch_size"], voxel_size=spec["voxel_size"],
-                          halo=spec["halo"][-spec["ndim"]:], should_stop=should_stop)
+                          halo=spec["halo"][-spec["ndim"]:], voxel_size=spec["voxel_size"],
+                          config=PredictConfig(**{k: spec[k] for k in _REGION_OPTIONS}), should_stop=should_stop)
     check_finite(pred, f"the network output of block {index}",
                  hint="the model's weights or its input are broken (check the checkpoint)")
     write, read = _block(spec, index)
@@ -151,7 +124,7 @@ def _compute(spec, index, data, predictors=None, should_stop=None):
 def _write(spec, index, pred, out=None):
     """Stage 3: cast and write the block (whole storage chunks: a block is written entirely or not at all)."""
     out = out if out is not None else open_cached(spec["out"], "r+")
-    write = block_at(spec["shape"], spec["block_shape"], index)
+    write = _block(spec, index).write
     if np.dtype(out.dtype) == np.uint8:
         pred = np.clip(np.rint(pred * 255), 0, 255)
     out[(slice(None),) + write] = pred.astype(out.dtype)
@@ -211,7 +184,7 @@ def _predict(raw, model, out, c, e):
     tta_reduce, ensemble_reduce, dtype, device, normalization = (c.tta_reduce, c.ensemble_reduce, c.dtype, c.device,
                                                                  c.normalization)
     batch_size, roi, mask = c.batch_size, c.roi, c.mask
-    workers, scheduler, resume, overwrite, progress = e.workers, e.scheduler, e.resume, e.overwrite, e.progress
+    workers, scheduler, resume, overwrite = e.workers, e.scheduler, e.resume, e.overwrite
     import threading
 
     from ..io import open_volume
@@ -244,7 +217,8 @@ def _predict(raw, model, out, c, e):
 
         check_not_input(out_path, raw_path, *[m for m in models if isinstance(m, (str, os.PathLike))])
     out_chunks = None if out_path is not None else tuple(getattr(out, "chunks", None) or ())[1:] or None
-    block_shape, halo = _geometry(shape, predictors, block_shape, halo, out_chunks)
+    grid = _grid(shape, predictors, block_shape, halo, out_chunks)
+    block_shape, halo = grid.block_shape, grid.halo
     divisor = tuple(int(np.lcm.reduce([q.divisor[a] for q in predictors])) for a in range(p.ndim))
     if tile_shape is not None:
         from .tiling import check_tile_shape
@@ -288,8 +262,8 @@ def _predict(raw, model, out, c, e):
                              "(channels first)")
         sizes = {i: _size(blocks[i][0]) for i in todo}
         run_blocks(_run_block, spec, todo, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
-                   stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)), workers=workers,
-                   scheduler=scheduler, progress=progress, sizes=sizes, desc="predict", stop=stop)
+                   stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)), execution=e,
+                   job=BlockJob("predict", sizes), stop=stop)
         seconds = time.perf_counter() - t0
         return PredictResult(out_vol, len(blocks), len(todo), len(blocks) - len(todo), seconds,
                              sum(sizes.values()) / max(seconds, 1e-9))
@@ -308,9 +282,8 @@ def _predict(raw, model, out, c, e):
         sizes = {i: _size(blocks[i][0]) for i in pending}
         try:
             run_blocks(_run_block, spec, pending, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
-                       stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)),
-                       workers=workers, scheduler=scheduler, record=o.record, progress=progress, sizes=sizes,
-                       desc="predict", stop=stop, where=o.tmp_path)
+                       stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)), execution=e,
+                       job=BlockJob("predict", sizes, o.record, o.tmp_path), stop=stop)
         finally:
             out_vol.close()
         missing = [i for i in todo if i not in o.done]

@@ -8,6 +8,8 @@ import logging
 
 import numpy as np
 
+from .config import PredictConfig
+
 __all__ = ["predict_region", "check_tile_shape", "tta_transforms", "gaussian_weights"]
 log = logging.getLogger(__name__)
 
@@ -195,8 +197,7 @@ def _tiled(fn, image, tile_shape, overlap, divisor, halo, batch_size, should_sto
     return acc / norm
 
 
-def predict_region(fns, raw, *, spatial_ndim, divisor, tile_shape=None, overlap=0.25, tta=None,
-                   tta_reduce="mean", ensemble_reduce="mean", batch_size=4, voxel_size=None, halo=None,
+def predict_region(fns, raw, *, spatial_ndim, divisor, halo=None, voxel_size=None, config=None,
                    should_stop=None):
     """Predict one region with one or several models (an ensemble).
 
@@ -209,14 +210,18 @@ def predict_region(fns, raw, *, spatial_ndim, divisor, tile_shape=None, overlap=
         (C_in, Z, Y, X) for a 2D model (``spatial_ndim=2``), which is run section by section.
     divisor : tuple
         The network's input divisor, one entry per model axis.
-    tile_shape : tuple, optional
-        Sliding-window tiles (checked by :func:`check_tile_shape`); None runs the whole region at
-        once (exact: equal to a whole-volume forward pass away from the region's border). Tiles
-        start on the divisor grid and keep only their values at least ``halo`` from their inner
-        edges, blended with Gaussian weights where kept parts overlap (``overlap`` in [0, 1)).
     halo : tuple, optional
         Context each tile needs (default 0: tiles blended over their whole extent); pass the
         network's halo and tiles equal the whole-region pass up to rounding.
+    voxel_size : tuple, optional
+        Which axes are isotropic, for ``tta="d4"``.
+    config : PredictConfig, optional
+        Its ``tile_shape`` (sliding-window tiles, checked by :func:`check_tile_shape`; None runs the
+        whole region at once, exactly: equal to a whole-volume forward pass away from the region's
+        border; tiles start on the divisor grid and keep only their values at least ``halo`` from
+        their inner edges, blended with Gaussian weights where kept parts overlap), ``overlap``,
+        ``tta`` and ``tta_reduce``, ``ensemble_reduce`` and ``batch_size``; its other fields are
+        not used here.
     should_stop : callable, optional
         Called before every batch, tile, test-time augmentation and model; when it returns True
         the prediction stops with KeyboardInterrupt (so Ctrl-C lands within one tile's time).
@@ -224,16 +229,23 @@ def predict_region(fns, raw, *, spatial_ndim, divisor, tile_shape=None, overlap=
     Returns
     -------
     ndarray (C_out, *raw spatial shape), float32
+
+    Examples
+    --------
+    >>> double = lambda x: 2 * x
+    >>> raw = np.ones((1, 6, 6), np.float32)
+    >>> out = predict_region([double], raw, spatial_ndim=2, divisor=(1, 1),
+    ...                      config=PredictConfig(tile_shape=(4, 4), tta="flips"))
+    >>> out.shape, float(out.min()), float(out.max())
+    ((1, 6, 6), 2.0, 2.0)
     """
-    if tta_reduce not in ("mean", "median"):
-        raise ValueError(f"tta_reduce must be 'mean' or 'median'; got {tta_reduce!r}")
-    if ensemble_reduce not in ("mean", "max"):
-        raise ValueError(f"ensemble_reduce must be 'mean' or 'max'; got {ensemble_reduce!r}")
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+    config = PredictConfig() if config is None else config
+    if not isinstance(config, PredictConfig):
+        raise TypeError(f"config must be a PredictConfig; got {type(config).__name__}")
+    overlap, tta, batch_size = config.overlap, config.tta, config.batch_size
     divisor = tuple(int(d) for d in divisor)[-spatial_ndim:]
     halo = (0,) * spatial_ndim if halo is None else tuple(int(h) for h in halo)[-spatial_ndim:]
-    tile_shape = check_tile_shape(tile_shape, raw.ndim - 1, spatial_ndim, divisor, halo, overlap)
+    tile_shape = check_tile_shape(config.tile_shape, raw.ndim - 1, spatial_ndim, divisor, halo, overlap)
     sections = raw.ndim - 1 > spatial_ndim
     if sections:  # a 2D model on a stack: the sections become the batch
         image = np.ascontiguousarray(np.moveaxis(raw, 1, 0))  # (Z, C, Y, X)
@@ -260,12 +272,13 @@ def predict_region(fns, raw, *, spatial_ndim, divisor, tile_shape=None, overlap=
         if len(preds) == 1:
             per_model.append(preds[0])
         else:
-            stack = np.stack(preds)
-            per_model.append(stack.mean(0, dtype=np.float64) if tta_reduce == "mean" else np.median(stack, axis=0))
-    if len(per_model) == 1:
-        out = per_model[0]
-    else:
-        stack = np.stack(per_model)
-        out = stack.mean(0, dtype=np.float64) if ensemble_reduce == "mean" else stack.max(0)
+            per_model.append(_reduce(preds, config.tta_reduce))
+    out = per_model[0] if len(per_model) == 1 else _reduce(per_model, config.ensemble_reduce)
     out = out.astype(np.float32, copy=False)
     return np.moveaxis(out, 0, 1) if sections else out[0]
+
+
+def _reduce(preds, how):
+    """The mean (in float64) or the median of equally shaped predictions."""
+    stack = np.stack(preds)
+    return stack.mean(0, dtype=np.float64) if how == "mean" else np.median(stack, axis=0)

@@ -2,7 +2,8 @@
 composed with probabilities by :class:`Augmenter`, which :func:`build_augmenter` builds from a
 training config's ``augment``.
 
-Every transform is a plain function ``f(raw, labels, rng, **params) -> (raw, labels)``:
+Every transform is a plain function ``f(raw, labels, rng, **params) -> Patch(raw, labels)``
+(:class:`emseg.train.patches.Patch`, a named pair):
 
 - ``raw``: floating point (any normalisation: zero mean/unit std or [0, 1]), shaped ``(z, y, x)``,
   ``(c, z, y, x)``, ``(y, x)`` or ``(c, y, x)``. The number of spatial axes is ``ndim`` (default
@@ -29,6 +30,7 @@ from ..config import ConfigError, check_number, plain
 from .augment_geometric import ROTATE90, elastic, random_flip_rotate, rotate_scale
 from .augment_intensity import (brightness_contrast, gamma, gaussian_blur, gaussian_noise, low_contrast_section,
                                 misalignment, missing_parts, missing_section, motion_blur, per_section_intensity)
+from .patches import Patch
 
 __all__ = ["Augmenter", "DEFAULT_P", "build_augmenter", "check_augment", "AUGMENT_OPTIONS", "ROTATE90",
            "random_flip_rotate", "elastic", "rotate_scale", "brightness_contrast", "gamma", "gaussian_blur",
@@ -154,12 +156,12 @@ class Augmenter:
         return cls(**config)
 
     def __call__(self, raw, labels=None, rng=None):
-        """Augment one patch: ``(raw, labels) -> (raw, labels)``, shapes and dtypes kept."""
+        """Augment one patch: ``(raw, labels) -> Patch(raw, labels)``, shapes and dtypes kept."""
         rng = self.rng if rng is None else np.random.default_rng(rng)
         for name, f in _PIPELINE.items():
             if rng.random() < self.p[name]:
                 raw, labels = f(raw, labels, rng, **self.params[name])
-        return raw, labels
+        return Patch(raw, labels)
 
     def __repr__(self):
         return f"Augmenter(voxel_size={self.voxel_size}, p={self.p}, seed={self.seed})"

@@ -2,13 +2,15 @@
 voxel size, smooth elastic deformation, in-plane rotation and zoom; and the input handling and
 resampling every transform of :mod:`emseg.train.augment` shares.
 
-Conventions (see :mod:`emseg.train.augment`): ``f(raw, labels, rng, **params) -> (raw, labels)``;
+Conventions (see :mod:`emseg.train.augment`): ``f(raw, labels, rng, **params) -> Patch(raw, labels)``;
 labels move exactly like raw (nearest neighbour for integer and bool labels, linear for floats).
 """
 
 import math
 
 import numpy as np
+
+from .patches import Patch
 
 __all__ = ["random_flip_rotate", "elastic", "rotate_scale", "ROTATE90"]
 
@@ -49,7 +51,7 @@ def _prepare(raw, labels, rng, ndim, voxel_size=None):
 
     def back(r, ls):
         out = [np.ascontiguousarray(a).reshape(b.shape) for a, b in zip([r] + list(ls), [raw] + labs)]
-        return out[0], None if labels is None else out[1] if single else out[1:]
+        return Patch(out[0], None if labels is None else out[1] if single else out[1:])
 
     back.ndim = ndim
     return views[0], views[1:], np.random.default_rng(rng), back

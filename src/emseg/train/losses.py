@@ -1,12 +1,13 @@
 """Losses for every target: BCE (class-weighted, masked), soft Dice, BCE + Dice, MSE and L1
-for distances — with per-channel weights and ignore masks. Torch tensors, channels first."""
+for distances — with per-channel weights and ignore masks — and the loss a training config
+trains with (:func:`task_loss`). Torch tensors, channels first."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "segmentation_loss"]
+__all__ = ["LOSSES", "segmentation_loss", "task_loss"]
 
 LOSSES = ("bce", "dice", "bce_dice", "mse", "l1")
 
@@ -88,3 +89,16 @@ def segmentation_loss(logits, target, *, loss="bce_dice", mask=None, channel_wei
         return bce_term
     dice_term = _soft_dice(torch.sigmoid(logits), target, mask, channel_weights)
     return dice_term if loss == "dice" else bce_term + dice_term
+
+
+def task_loss(config, out, target, mask, pos_weight=None):
+    """The loss of a training ``config``: its task's own (:mod:`emseg.tasks`), or ``config.loss``
+    (per channel group when the task splits it). Validation leaves out the class weighting
+    (``pos_weight``) of training."""
+    from ..tasks import get_task
+
+    task = get_task(config.target)
+    if task.loss is not None:
+        return task.loss(out, target, mask)
+    return segmentation_loss(out, target, loss=config.loss, mask=mask, pos_weight=pos_weight,
+                             channels=task.channel_losses(config.task_params, config.loss))

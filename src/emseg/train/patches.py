@@ -4,17 +4,39 @@ foreground-weighted) from any lazy volume. Normalisation: :mod:`emseg.normalizat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["TrainVolume", "load_train_volume", "sample_patch",
+__all__ = ["TrainVolume", "TrainSplit", "Regions", "Patch", "load_train_volume", "sample_patch",
            "validation_patches", "split_region"]
 
 
-def split_region(shape, val_fraction=0.0, val_roi=None):
+class Regions(NamedTuple):
+    """The training and the validation region of a volume (tuples of slices; ``validation`` may be None)."""
+
+    train: tuple
+    validation: tuple | None
+
+
+class Patch(NamedTuple):
+    """A raw patch and its labels, voxel for voxel."""
+
+    raw: np.ndarray
+    labels: np.ndarray
+
+
+def split_region(shape, val_fraction=0.0, val_roi=None) -> Regions:
     """Train and validation regions (tuples of slices) of a volume, split along z (axis 0).
 
     ``val_roi`` such as ``"140:165"`` (z range) wins over ``val_fraction`` (the last part of z).
+
+    Examples
+    --------
+    >>> split_region((10, 4, 4), val_roi="8:10").validation
+    (slice(8, 10, None), slice(0, 4, None), slice(0, 4, None))
+    >>> split_region((10, 4, 4)).validation is None
+    True
     """
     full = tuple(slice(0, n) for n in shape)
     if val_roi is not None:
@@ -22,16 +44,16 @@ def split_region(shape, val_fraction=0.0, val_roi=None):
         if not 0 <= z0 < z1 <= shape[0]:
             raise ValueError(f"val_roi {val_roi!r} must be a z range inside 0:{shape[0]}")
         if z0 == 0:
-            return (slice(z1, shape[0]),) + full[1:], (slice(z0, z1),) + full[1:]
-        return (slice(0, z0),) + full[1:], (slice(z0, z1),) + full[1:]
+            return Regions((slice(z1, shape[0]),) + full[1:], (slice(z0, z1),) + full[1:])
+        return Regions((slice(0, z0),) + full[1:], (slice(z0, z1),) + full[1:])
     if not val_fraction:
-        return full, None
+        return Regions(full, None)
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in [0, 1); got {val_fraction}")
     cut = int(round(shape[0] * (1 - val_fraction)))
     if cut < 1 or cut >= shape[0]:
         raise ValueError(f"val_fraction {val_fraction} leaves no training or no validation z-section of {shape[0]}")
-    return (slice(0, cut),) + full[1:], (slice(cut, shape[0]),) + full[1:]
+    return Regions((slice(0, cut),) + full[1:], (slice(cut, shape[0]),) + full[1:])
 
 
 @dataclass(eq=False)
@@ -43,6 +65,13 @@ class TrainVolume:
     labels: np.ndarray
     region: tuple
     foreground: np.ndarray  # (n, ndim) coordinates of foreground voxels inside the region (a sample)
+
+
+class TrainSplit(NamedTuple):
+    """A raw/labels pair split for training: its training volume and its validation volume (or None)."""
+
+    train: TrainVolume
+    validation: TrainVolume | None
 
 
 def _check_pair(raw, labels, raw_path, labels_path):
@@ -60,8 +89,8 @@ def _check_pair(raw, labels, raw_path, labels_path):
 
 
 def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, in_memory=None,
-                      max_foreground=200_000, seed=0):
-    """Open a raw/labels pair and split it. Returns ``(train TrainVolume, validation TrainVolume or None)``.
+                      max_foreground=200_000, seed=0) -> TrainSplit:
+    """Open a raw/labels pair and split it into a :class:`TrainSplit` (``train``, ``validation`` or None).
 
     ``in_memory=None`` reads volumes under 2 GiB into memory and samples larger ones lazily from
     disk (each patch reads only its chunks).
@@ -97,7 +126,7 @@ def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, 
     if not len(train.foreground):
         raise ValueError(f"{labels_path}: the training region holds no foreground (all labels are 0); "
                          "check the labels file and key")
-    return train, (make(val_roi_, "validation") if val_roi_ is not None else None)
+    return TrainSplit(train, make(val_roi_, "validation") if val_roi_ is not None else None)
 
 
 def _check_patch(vol: TrainVolume, patch_shape):
@@ -108,9 +137,9 @@ def _check_patch(vol: TrainVolume, patch_shape):
                          f"{vol.name}; use a patch of at most {tuple(spatial)}")
 
 
-def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5):
-    """Draw one ``(raw, labels)`` patch: a random volume, then a random position inside its region,
-    centred on a random foreground voxel with probability ``foreground_fraction``.
+def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5) -> Patch:
+    """Draw one :class:`Patch` (``raw``, ``labels``): a random volume, then a random position inside
+    its region, centred on a random foreground voxel with probability ``foreground_fraction``.
 
     A 2D ``patch_shape`` on 3D volumes draws a patch from one z-section.
     """
@@ -129,7 +158,7 @@ def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5):
     raw, lab = np.asarray(vol.raw[roi]), np.asarray(vol.labels[roi])
     _check_finite(raw, f"{vol.name}, patch {_roi_text(roi)}")
     squeeze = tuple(range(ndim - len(patch_shape)))
-    return (raw.squeeze(squeeze), lab.squeeze(squeeze)) if squeeze else (raw, lab)
+    return Patch(raw.squeeze(squeeze), lab.squeeze(squeeze)) if squeeze else Patch(raw, lab)
 
 
 def _check_finite(raw, where, block_voxels=2**24):
@@ -153,6 +182,6 @@ def _roi_text(roi):
 
 
 def validation_patches(volume: TrainVolume, patch_shape, n, seed=0):
-    """A fixed, seeded set of ``n`` validation patches (uniform positions in the validation region)."""
+    """A fixed, seeded list of ``n`` validation patches (:class:`Patch`; uniform positions in the validation region)."""
     rng = np.random.default_rng(seed)
     return [sample_patch([volume], patch_shape, rng, foreground_fraction=0.5) for _ in range(n)]

@@ -18,11 +18,11 @@ trainer's files (:data:`RUN_FILES`) and nothing else. One trainer at a time hold
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 
 from .. import faults
+from ..runs import signature_hash
 from .config import RESUMABLE_FIELDS
 
 __all__ = ["RUN_FILES", "train_signature", "signature_hash", "run_files", "check_out_dir", "clear_run",
@@ -55,17 +55,6 @@ def train_signature(config) -> dict:
         inputs[f"raw[{i}]"], inputs[f"labels[{i}]"] = r, lab
     options = {k: v for k, v in config.as_dict().items() if k not in RESUMABLE_FIELDS + ("raw", "labels")}
     return run_signature("train", inputs=inputs, options=options)
-
-
-def signature_hash(signature) -> str:
-    """sha256 of ``signature`` as sorted JSON: what the trainer state records of its run.
-
-    Examples
-    --------
-    >>> signature_hash({"b": 1, "a": [2]}) == signature_hash({"a": [2], "b": 1})
-    True
-    """
-    return hashlib.sha256(json.dumps(signature, sort_keys=True).encode()).hexdigest()
 
 
 def run_files(out_dir) -> list[str]:

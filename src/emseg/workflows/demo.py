@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+TARGET = "bc"  # the task trained and scored (emseg.tasks): foreground + contour, instances by marker watershed
+
 __all__ = ["run_demo"]
 
 
@@ -47,7 +49,7 @@ def _train(paths, out, steps, minutes, seed, echo):
     from ..train import load_config, train
 
     config = load_config(
-        raw=[f"{paths['train']}:raw"], labels=[f"{paths['train']}:labels/mito"], target="bc",
+        raw=[f"{paths['train']}:raw"], labels=[f"{paths['train']}:labels/mito"], target=TARGET,
         patch_shape=(128, 128), batch_size=8, foreground_fraction=0.3, model={"preset": "light2d", "features": 8},
         lr=3e-3, steps=steps, warmup_steps=20, max_minutes=minutes, val_fraction=0.125, val_every=100000,
         val_patches=8, seed=seed, out_dir=os.path.join(out, "model"), overwrite=True,
@@ -70,18 +72,24 @@ def _segment(paths, checkpoint, out, echo):
     return seg_path, prob_path
 
 
-def _evaluate(gt, seg, prob):
-    from ..metrics import (aggregated_jaccard_index, average_precision, panoptic_quality, semantic_scores,
-                          variation_of_information)
+_LABELS = {"ap50": "AP@0.5", "ap75": "AP@0.75", "map": "AP@[0.5:0.95]", "pq": "PQ", "sq": "SQ", "rq": "RQ",
+           "aji": "AJI", "voi_split": "VOI split", "voi_merge": "VOI merge", "voi": "VOI",
+           "adapted_rand_error": "adapted Rand error"}
 
-    s = semantic_scores(gt > 0, prob[0], threshold=0.5)
-    ap = average_precision(gt, seg)
-    pq = panoptic_quality(gt, seg)
-    voi = variation_of_information(gt, seg)
-    return {"foreground IoU": s.iou, "foreground Dice": s.dice, "precision": s.precision, "recall": s.recall,
-            "AP@0.5": ap.ap50, "AP@0.75": ap.ap75, "AP@[0.5:0.95]": ap.map, "PQ": pq.pq,
-            "AJI": aggregated_jaccard_index(gt, seg), "VOI split": voi.split, "VOI merge": voi.merge,
-            "objects (gt)": int(len(np.unique(gt)) - 1), "objects (emseg)": int(len(np.unique(seg)) - 1)}
+
+def _evaluate(gt, seg, prob, task):
+    """The probability map's foreground scores, then the metric set of the model's task (:mod:`emseg.tasks`)
+    on the instances."""
+    from ..metrics import evaluate
+    from ..tasks import get_task
+
+    fg = evaluate(gt > 0, prob[0], task="semantic", metrics="iou,dice,precision,recall")
+    scores = {"foreground IoU": fg["iou"], "foreground Dice": fg["dice"], "precision": fg["precision"],
+              "recall": fg["recall"]}
+    objects = evaluate(gt, seg, task=get_task(task).metrics)
+    scores.update({_LABELS.get(k, k): v for k, v in objects.items()})
+    scores.update({"objects (gt)": int(len(np.unique(gt)) - 1), "objects (emseg)": int(len(np.unique(seg)) - 1)})
+    return scores
 
 
 def _colors(labels):
@@ -216,7 +224,7 @@ def run_demo(out="emseg-demo", *, shape=(32, 256, 256), seed=0, steps=700, minut
     seconds["segment (blockwise)"], t = time.perf_counter() - t, time.perf_counter()
     raw, gt = read_volume(f"{paths['test']}:raw"), read_volume(f"{paths['test']}:labels/mito")
     seg, prob = read_volume(seg_path), read_volume(prob_path).astype(np.float32)
-    metrics = _evaluate(gt, seg, prob)
+    metrics = _evaluate(gt, seg, prob, TARGET)
     seconds["evaluate"], t = time.perf_counter() - t, time.perf_counter()
     echo("[4/5] " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
     count = (gt > 0).reshape(len(gt), -1).sum(1)
