@@ -40,7 +40,7 @@ def test_iter_planes_reads_slabs():
             return data[key]
 
     data = np.arange(np.prod(Source.shape), dtype=np.uint16).reshape(Source.shape)
-    planes = list(iter_planes(Source(), max_bytes=1))
+    planes = list(iter_planes(Source(), max_block_bytes=1))
     assert len(planes) == 20
     np.testing.assert_array_equal(np.stack(planes).reshape(data.shape), data)
     assert len(reads) == 2 * 3  # depth 4 (the chunk depth) even with a tiny byte budget

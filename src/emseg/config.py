@@ -15,8 +15,8 @@ import math
 import os
 from dataclasses import dataclass
 
-__all__ = ["ConfigError", "ExecutionConfig", "fill", "split_options", "resolve", "check_number", "check_bool",
-           "check_choice"]
+__all__ = ["ConfigError", "ExecutionConfig", "fill", "fill_stages", "split_options", "resolve", "check_number", "check_bool",
+           "check_choice", "check_device"]
 
 
 class ConfigError(ValueError):
@@ -81,6 +81,13 @@ def check_number(name, v, kind, low=None, high=None, text=None, optional=False):
     return v
 
 
+def check_device(name, v):
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    if not isinstance(v, str) or (v not in ("auto", "cpu", "cuda") and not v.startswith("cuda:")):
+        raise ConfigError(name, f"{name} must be auto, cpu, cuda or cuda:N; got {v!r}")
+    return v
+
+
 def check_bool(name, v):
     if not isinstance(v, bool):
         raise ConfigError(name, f"{name} must be true or false; got {v!r}")
@@ -139,6 +146,10 @@ def split_options(options, *classes):
     """
     parts, names = [{} for _ in classes], [{f.name for f in dataclasses.fields(c)} for c in classes]
     for key, value in options.items():
+        owners = [c.__name__ for c, fields in zip(classes, names) if key in fields]
+        if len(owners) > 1:
+            raise TypeError(f"option {key!r} is a field of {' and '.join(owners)}; pass it inside one of them "
+                            f"(e.g. {owners[0]}({key}=...))")
         for part, fields in zip(parts, names):
             if key in fields:
                 part[key] = value
@@ -172,7 +183,8 @@ def resolve(options, *configs):
 
 
 def fill(cls, path=None, overrides=(), **kwargs):
-    """A ``cls`` config from a YAML file, ``key=value`` overrides and keyword arguments (in that order).
+    """A ``cls`` config from a YAML file, then keyword arguments, then ``key=value`` overrides (each
+    later one wins).
 
     Unknown keys raise ``ValueError`` listing the valid ones. Override values are parsed as YAML
     (``lr=3e-4``, ``patch_shape=[32,128,128]``, ``model.features=16`` sets one key of a mapping).
@@ -221,6 +233,64 @@ def fill(cls, path=None, overrides=(), **kwargs):
         if err.key in origin:
             raise ConfigError(err.key, f"{origin[err.key]}: {err}") from None
         raise
+
+
+def fill_stages(stages, path=None, overrides=(), given=None) -> dict:
+    """Several configs from one YAML file and ``--set`` items, as a command that runs several stages needs.
+
+    ``stages`` maps a section name to a config class (``{"predict": PredictConfig, "execution":
+    ExecutionConfig}``). In the file, a top-level key goes to the one class that has that field and a
+    section (``predict:``) holds its class's fields; a field two classes share must sit in its section.
+    ``given`` (section → options set on the command line; None values are not set) wins over the
+    file, and ``--set`` items win over both (``--set tta=flips``, ``--set postprocess.min_size=100``).
+    Returns section → config.
+
+    Examples
+    --------
+    >>> fill_stages({"execution": ExecutionConfig}, overrides=["workers=1"])["execution"].workers
+    1
+    """
+    data = _read_yaml(path) if path is not None else {}
+    where = f"{os.fspath(path)}: " if path is not None else ""
+    fields = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in stages.items()}
+
+    def owner(key, origin):
+        owners = [name for name, names in fields.items() if key in names]
+        if len(owners) == 1:
+            return owners[0]
+        if owners:
+            raise ValueError(f"{origin}{key} is an option of {' and '.join(owners)}: put it under one of them "
+                             f"({owners[0]}.{key})")
+        valid = sorted(set().union(*fields.values()))
+        raise ValueError(f"{origin}unknown config key {key!r}; valid keys: {', '.join(valid)} (or sections "
+                         f"{', '.join(stages)})")
+
+    from_file = {name: {} for name in stages}
+    for key, value in data.items():
+        if key in stages:
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}{key} must be a mapping of {stages[key].__name__} fields; got {value!r}")
+            from_file[key].update(value)
+        else:
+            from_file[owner(key, where)][key] = value
+    sets = {name: [] for name in stages}
+    for item in overrides or ():
+        key = item.split("=", 1)[0]
+        head = key.split(".", 1)[0]
+        if head in stages and "." in key:
+            sets[head].append(item[len(head) + 1:])
+        else:
+            sets[owner(head, f"--set {item}: ")].append(item)
+    out = {}
+    for name, cls in stages.items():
+        flags = {k: v for k, v in ((given or {}).get(name) or {}).items() if v is not None}
+        try:
+            out[name] = fill(cls, None, sets[name], **{**from_file[name], **flags})
+        except ConfigError as err:
+            if err.key in from_file[name] and err.key not in flags and not str(err).startswith("--set"):
+                raise ConfigError(err.key, f"{where}{err}") from None
+            raise
+    return out
 
 
 def _read_yaml(path):

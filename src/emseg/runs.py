@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-__all__ = ["input_identity", "file_checksum", "run_signature", "signature_hash", "differences", "check_same_run",
+__all__ = ["input_identity", "file_checksum", "model_identity", "run_signature", "signature_hash", "differences", "check_same_run",
            "RunMismatchError"]
 
 _SAMPLES = 9          # regions read for the content fingerprint
@@ -232,3 +232,30 @@ def check_same_run(recorded, signature, what, *, fix="pass --overwrite to start 
     if diff:
         shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
         raise RunMismatchError(f"{what} was started by another run: {shown}; {fix}")
+
+
+def model_identity(m, path=None) -> str:
+    """What identifies model ``m`` in a run's signature: the sha256 of its checkpoint file ``path``, of a
+    module's weights, or of a callable's code, constants, captured values and attributes."""
+    if path:
+        return file_checksum(path)
+    if hasattr(m, "state_dict"):
+        h = hashlib.sha256()
+        for k, v in m.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+    # a plain callable: its code, constants, captured values and attributes (two lambdas made with other
+    # arguments differ); what it reads from elsewhere cannot be seen, so such a model is only as safe as that
+    h = hashlib.sha256(f"{getattr(m, '__module__', '')}.{getattr(m, '__qualname__', type(m).__qualname__)}".encode())
+    fn = getattr(m, "__call__", m) if not hasattr(m, "__code__") else m
+    fn = getattr(fn, "__func__", fn)
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        h.update(code.co_code)
+        h.update(repr(code.co_consts).encode())
+    for cell in getattr(fn, "__closure__", None) or ():
+        h.update(repr(cell.cell_contents).encode())
+    if hasattr(m, "__dict__"):
+        h.update(json.dumps(vars(m), sort_keys=True, default=repr).encode())
+    return f"callable:{h.hexdigest()}"

@@ -215,3 +215,31 @@ def test_real_neurons_and_mitochondria_are_scored_as_such(shared_data):
     gt = read_volume(mito)[100:160].astype(np.uint16)
     r = evaluate(gt, merged(gt))
     assert "iou" not in r and 0 < r["ap50"] < 1 and 0 < r["pq"] < 1
+
+
+def test_cli_evaluate_without_task_scores_neurons_and_organelles_as_such(capsys):
+    """`emseg evaluate gt.h5:labels seg.zarr` with no --task: adapted Rand/VOI for dense neuron labels,
+    AP/PQ for organelle instances, and it says which task it chose; never a semantic IoU."""
+    from emseg.cli import main
+    from emseg.io import write_volume
+    from emseg.synthetic import synthetic_em
+
+    em = synthetic_em((8, 96, 96), seed=2)
+    merged = em.neurons.copy()
+    merged[merged == merged.max()] = 1  # another segmentation: two neurons merged
+    write_volume("gt.h5:labels", em.neurons)
+    write_volume("seg.zarr", merged)
+    assert main(["evaluate", "gt.h5:labels", "seg.zarr"]) == 0
+    out = capsys.readouterr().out
+    assert "task: neurons" in out and "adapted_rand_error" in out and "voi " in out and "iou" not in out, out
+    zz, yy, xx = np.mgrid[:16, :96, :96]
+    gt_mito = np.zeros((16, 96, 96), np.uint16)  # six separate organelles among much background
+    for i, (z, y, x) in enumerate([(4, 20, 20), (8, 20, 70), (12, 50, 40), (6, 75, 15), (10, 75, 75), (3, 45, 80)]):
+        gt_mito[(zz - z) ** 2 + (yy - y) ** 2 + (xx - x) ** 2 < 8 ** 2] = i + 1
+    mito = gt_mito.copy()
+    mito[mito == 1] = 0  # one mitochondrion missed
+    write_volume("gt.h5:mito", gt_mito)
+    write_volume("mito.zarr", mito)
+    assert main(["evaluate", "gt.h5:mito", "mito.zarr"]) == 0
+    out = capsys.readouterr().out
+    assert "task: instance" in out and "ap50" in out and "pq " in out and "iou" not in out, out

@@ -229,8 +229,7 @@ def test_a_changed_chunk_of_a_zarr_input_is_a_different_input(tmp_path):
 
 
 def test_two_callables_that_differ_only_in_what_they_capture_are_two_models():
-    from emseg.predict.blocks import _model_identity
-    from emseg.predict.model import as_predictor
+    from emseg.runs import model_identity
 
     def make(scale):
         def model(x):
@@ -239,5 +238,5 @@ def test_two_callables_that_differ_only_in_what_they_capture_are_two_models():
         return model
 
     a, b = make(0.1), make(0.9)
-    assert _model_identity(a, as_predictor(a)) != _model_identity(b, as_predictor(b))
-    assert _model_identity(a, as_predictor(a)) == _model_identity(make(0.1), as_predictor(make(0.1)))
+    assert model_identity(a) != model_identity(b)
+    assert model_identity(a) == model_identity(make(0.1))

@@ -43,7 +43,7 @@ class BlockRegions(NamedTuple):
     read: tuple
 
 
-def _ceil_to(v, d):
+def ceil_to(v, d):
     return -(-int(v) // int(d)) * int(d)
 
 
@@ -119,26 +119,26 @@ def plan_grid(shape, block_shape=None, halo=0, *, divisor=None, chunks=None, def
     halo = as_halo(halo, shape)
     divisor = (1,) * nd if divisor is None else tuple(int(d) for d in divisor)
     chunks = tuple(int(c) for c in chunks) if chunks else None
-    halo = tuple(_ceil_to(h, d) for h, d in zip(halo, divisor))
+    halo = tuple(ceil_to(h, d) for h, d in zip(halo, divisor))
     align = [int(np.lcm(d, c)) for d, c in zip(divisor, chunks or divisor)]
     if block_shape is None:
         base = tuple(default) if default is not None else (64, 256, 256) if nd == 3 else (2048, 2048)
-        block_shape = tuple(min(_ceil_to(max(b, halo_factor * h), a), _ceil_to(n, a))
+        block_shape = tuple(min(ceil_to(max(b, halo_factor * h), a), ceil_to(n, a))
                             for b, h, a, n in zip(base[-nd:], halo, align, shape))
     block_shape = tuple(int(b) for b in block_shape)
     if len(block_shape) != nd or min(block_shape) < 1:
         raise ValueError(f"block_shape must be {nd} positive ints for a volume of shape {shape}; got {block_shape}")
     if any(b % d for b, d in zip(block_shape, divisor)):
-        fix = tuple(_ceil_to(b, d) for b, d in zip(block_shape, divisor))
+        fix = tuple(ceil_to(b, d) for b, d in zip(block_shape, divisor))
         raise ValueError(f"block_shape {block_shape} is not a multiple of the network's input divisor {divisor}; "
                          f"use {fix}")
     if chunks and any(b % c and b < n for b, c, n in zip(block_shape, chunks, shape)):
-        fix = tuple(_ceil_to(b, a) for b, a in zip(block_shape, align))
+        fix = tuple(ceil_to(b, a) for b, a in zip(block_shape, align))
         raise ValueError(f"block_shape {block_shape} is not aligned to the output's storage chunks {chunks}; "
                          f"blocks would share chunks. Use block_shape {fix}")
     small = [a for a, (b, h, n) in enumerate(zip(block_shape, halo, shape)) if b < h and b < n]
     if small:
-        fix = tuple(max(b, _ceil_to(h, a)) for b, h, a in zip(block_shape, halo, align))
+        fix = tuple(max(b, ceil_to(h, a)) for b, h, a in zip(block_shape, halo, align))
         raise ValueError(f"block_shape {block_shape} is smaller than the halo {halo} along axis {small[0]}; "
                          f"use blocks of at least the halo, e.g. {fix}")
     return BlockGrid(shape, block_shape, halo)
@@ -197,17 +197,17 @@ def grow_roi(roi, halo, shape) -> tuple[slice, ...]:
     return tuple(slice(max(0, r.start - h), min(int(n), r.stop + h)) for r, h, n in zip(roi, halo, shape))
 
 
-def aligned_block_shape(shape, chunks, itemsize, max_bytes=64 * 2**20) -> tuple[int, ...]:
-    """The largest block of whole ``chunks`` within ``max_bytes``, grown from the last axis first.
+def aligned_block_shape(shape, chunks, itemsize, max_block_bytes=64 * 2**20) -> tuple[int, ...]:
+    """The largest block of whole ``chunks`` within ``max_block_bytes``, grown from the last axis first.
 
     Blocks that are multiples of the storage chunks never write one chunk twice, so writes
     need no locks and no read-modify-write. At least one chunk is always returned.
 
     Examples
     --------
-    >>> aligned_block_shape((100, 1000, 1000), (64, 64, 64), 1, max_bytes=64 * 1024 * 1000)
+    >>> aligned_block_shape((100, 1000, 1000), (64, 64, 64), 1, max_block_bytes=64 * 1024 * 1000)
     (64, 1000, 1000)
-    >>> aligned_block_shape((100, 1000, 1000), (64, 64, 64), 1, max_bytes=2**20)
+    >>> aligned_block_shape((100, 1000, 1000), (64, 64, 64), 1, max_block_bytes=2**20)
     (64, 64, 256)
     """
     shape = tuple(int(s) for s in shape)
@@ -215,17 +215,17 @@ def aligned_block_shape(shape, chunks, itemsize, max_bytes=64 * 2**20) -> tuple[
     block = list(chunks)
     for axis in reversed(range(len(shape))):
         others = itemsize * math.prod(block[:axis] + block[axis + 1:])
-        n_chunks = max(1, max_bytes // max(1, others * chunks[axis]))
+        n_chunks = max(1, max_block_bytes // max(1, others * chunks[axis]))
         block[axis] = min(shape[axis], n_chunks * chunks[axis])
         if block[axis] < shape[axis]:
             break
     return tuple(block)
 
 
-def iter_planes(data, max_bytes=64 * 2**20):
+def iter_planes(data, max_block_bytes=64 * 2**20):
     """Yield the 2D planes of ``data`` (any array-like) in C order, reading slabs of whole planes.
 
-    A slab spans as many planes as fit ``max_bytes`` (at least the storage chunk depth when
+    A slab spans as many planes as fit ``max_block_bytes`` (at least the storage chunk depth when
     ``data`` has ``chunks``), so chunked sources are not read once per plane.
     """
     shape = tuple(data.shape)
@@ -236,7 +236,7 @@ def iter_planes(data, max_bytes=64 * 2**20):
         yield np.asarray(data[...])
         return
     plane_bytes = max(1, shape[-2] * shape[-1] * np.dtype(data.dtype).itemsize)
-    depth = max(1, int(max_bytes // plane_bytes))
+    depth = max(1, int(max_block_bytes // plane_bytes))
     chunks = getattr(data, "chunks", None)
     if chunks and chunks[len(lead) - 1] and depth < chunks[len(lead) - 1]:
         depth = chunks[len(lead) - 1]

@@ -71,10 +71,11 @@ def _add_evaluate(sub):
                    "the inputs, and said)")
     s.add_argument("--metrics", help="comma-separated metric names, or 'all' (default: the task's usual set)")
     s.add_argument("--ignore-label", type=int, help="gt label to ignore (neurons default: 0)")
-    s.add_argument("--threshold", type=float, default=0.5, help="probability threshold for masks (default 0.5)")
-    s.add_argument("--iou-threshold", type=float, default=0.5, help="IoU for instance matching (default 0.5)")
+    s.add_argument("--threshold", type=float, help="probability threshold for masks (default 0.5)")
+    s.add_argument("--iou-threshold", type=float, help="IoU for instance matching (default 0.5)")
     s.add_argument("--boundary-tolerance-nm", type=float, help="CREMI boundary tolerance in nm")
     s.add_argument("--json", help="also write the results to this JSON file")
+    _add_config_file(s, "EvaluateConfig")
     s.set_defaults(func=commands.cmd_evaluate)
 
 
@@ -90,6 +91,12 @@ def _add_train(sub):
                    help="delete the trainer's files in the out_dir (checkpoints, log, run.json) and start over")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=commands.cmd_train)
+
+
+def _add_config_file(s, configs):
+    s.add_argument("--config", metavar="FILE", help=f"YAML file of {configs} fields; the options given here win")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="set one config field (repeatable; wins "
+                   "over --config and the options)")
 
 
 def _add_execution(s, threads_help="worker threads (default 2)"):
@@ -108,24 +115,26 @@ def _add_predict(sub):
     s.add_argument("--model", required=True, action="append",
                    help="a shipped model's name or a checkpoint (.safetensors); repeat for an ensemble")
     s.add_argument("--block-shape", type=args.ints, help="write block z,y,x (default: from the model and chunks)")
-    s.add_argument("--halo", default="auto", type=args.halo, help="'auto' (the model's receptive field) or z,y,x")
+    s.add_argument("--halo", type=args.halo, help="'auto' (default: the model's receptive field) or z,y,x")
     s.add_argument("--tile-shape", type=args.ints, help="split blocks into Gaussian-blended tiles of this shape")
     s.add_argument("--tta", choices=("flips", "d4"), help="test-time augmentation")
-    s.add_argument("--dtype", default="float16", choices=("float16", "float32", "uint8"))
+    s.add_argument("--dtype", choices=("float16", "float32", "uint8"), help="output type (default float16)")
     _add_model_options(s)
     _add_execution(s)
+    _add_config_file(s, "PredictConfig (and ExecutionConfig)")
     s.set_defaults(func=commands.cmd_predict)
 
 
 def _add_model_options(s):
-    s.add_argument("--normalize", choices=("model", "data"), default="model",
+    s.add_argument("--normalize", choices=("model", "data"),
                    help="intensity normalization: the model's own (default) or fitted to this volume")
-    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
 
 
 def _add_postprocess_options(s):
     """The options of :class:`emseg.instances.PostprocessConfig` both segment and postprocess take."""
-    s.add_argument("--block-shape", type=args.ints, help="block z,y,x (also the output's chunks)")
+    s.add_argument("--block-shape", type=args.ints, help="block z,y,x (postprocess: also the output's chunks; "
+                   "segment: the prediction's blocks)")
     s.add_argument("--min-size", type=int, help="remove objects with fewer voxels (whole-volume count)")
     s.add_argument("--z-filter", type=int, help="median of the prediction over N sections first (odd N)")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="a method parameter (repeatable)")
@@ -148,6 +157,7 @@ def _add_segment(sub):
     _add_model_options(s)
     _add_postprocess_options(s)
     _add_execution(s)
+    _add_config_file(s, "PredictConfig and PostprocessConfig (sections predict:, postprocess:)")
     s.set_defaults(func=commands.cmd_segment)
 
 
@@ -158,11 +168,12 @@ def _add_postprocess(sub):
                        description="Methods: " + "; ".join(f"{k}: {v['doc']}" for k, v in METHODS.items()))
     s.add_argument("input", help="channels-first prediction (e.g. from emseg predict)")
     s.add_argument("output", help="label volume to write")
-    s.add_argument("--method", required=True, choices=tuple(METHODS))
+    s.add_argument("--method", choices=tuple(METHODS), help="the method (here or in --config)")
     s.add_argument("--offsets", help="affinity offsets as JSON, e.g. '[[-1,0,0],[0,-1,0],[0,0,-1]]'")
-    s.add_argument("--halo", default="auto", type=args.halo, help="'auto' (the method's default) or z,y,x")
+    s.add_argument("--halo", type=args.halo, help="'auto' (default: the method's) or z,y,x")
     _add_postprocess_options(s)
     _add_execution(s)
+    _add_config_file(s, "PostprocessConfig")
     s.set_defaults(func=commands.cmd_postprocess)
 
 
@@ -230,7 +241,12 @@ def main(argv=None) -> int:
     except Exception as e:  # noqa: BLE001 - every failure ends in one line; --debug shows the traceback
         if args.debug:
             raise
-        print(f"emseg {args.command}: error: {_message(e)}", file=sys.stderr)
+        text = _message(e)
+        option = "--" + str(getattr(e, "key", "") or "").replace("_", "-")  # a config field the command line set
+        if option != "--" and any(a == option or a.startswith(option + "=") for a in argv) and \
+                not text.startswith(option):
+            text = f"{option}: {text}"
+        print(f"emseg {args.command}: error: {text}", file=sys.stderr)
         return 2
     return 0
 

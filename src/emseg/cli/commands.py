@@ -93,9 +93,10 @@ def cmd_evaluate(args):
         raise FileNotFoundError(f"--json {args.json}: its folder does not exist")
     from ..metrics import EvaluateConfig, evaluate, infer_task
 
-    config = EvaluateConfig(task=args.task, metrics=args.metrics, ignore_label=args.ignore_label,
-                            threshold=args.threshold, boundary_tolerance_nm=args.boundary_tolerance_nm,
-                            iou_threshold=args.iou_threshold)  # a bad option is refused before any volume is read
+    config = _configs(args, {"evaluate": EvaluateConfig},  # a bad option is refused before any volume is read
+                      evaluate=dict(task=args.task, metrics=args.metrics, ignore_label=args.ignore_label,
+                                    threshold=args.threshold, boundary_tolerance_nm=args.boundary_tolerance_nm,
+                                    iou_threshold=args.iou_threshold))["evaluate"]
     with open_volume(args.gt) as gt, open_volume(args.pred) as pred:
         task, chosen = config.task, None
         if task is None:
@@ -151,16 +152,15 @@ def _check_output(path, command, dtype=None):
 
 
 def cmd_predict(args):
-    _check_output(args.output, "predict", args.dtype)
-    from ..predict import predict_blockwise
+    from ..config import ExecutionConfig
+    from ..predict import PredictConfig, predict_blockwise
 
-    from ..predict import PredictConfig
-
+    c = _configs(args, {"predict": PredictConfig, "execution": ExecutionConfig},
+                 predict=dict(block_shape=args.block_shape, halo=args.halo, tile_shape=args.tile_shape, tta=args.tta,
+                              dtype=args.dtype, device=args.device, normalization=args.normalize))
+    _check_output(args.output, "predict", c["predict"].dtype)
     models = args.model if len(args.model) > 1 else args.model[0]
-    config = PredictConfig(block_shape=args.block_shape, halo=args.halo, tile_shape=args.tile_shape, tta=args.tta,
-                           dtype=args.dtype, device=args.device,
-                           normalization="data" if args.normalize == "data" else None)
-    r = predict_blockwise(args.input, models, args.output, config=config, execution=_execution(args))
+    r = predict_blockwise(args.input, models, args.output, config=c["predict"], execution=c["execution"])
     if r.complete_before:
         print(f"{args.output} already holds the finished result of this very run; nothing to do "
               "(--overwrite computes it again)")
@@ -169,21 +169,24 @@ def cmd_predict(args):
           f"{r.voxels_per_second / 1e6:.2f} Mvoxel/s -> {args.output}")
 
 
-def _execution(args):
-    """``--threads N`` runs N threads; ``--workers N`` a Dask LocalCluster of N processes; ``--scheduler`` a cluster."""
-    from ..config import ExecutionConfig
+def _configs(args, stages, **given):
+    """The stages' configs: ``--config FILE`` (YAML), then the options given on the command line, then
+    ``--set KEY=VALUE``; the execution options (threads, workers, scheduler, overwrite, progress) come
+    from the command line: ``--threads N`` runs N threads, ``--workers N`` a Dask LocalCluster of N
+    processes, ``--scheduler`` a running cluster."""
+    from ..config import fill_stages
 
-    return ExecutionConfig(workers=args.workers or args.threads,
-                           scheduler=args.scheduler or ("local" if args.workers else None),
-                           overwrite=args.overwrite, progress=not args.no_progress)
+    if "execution" in stages:
+        given["execution"] = dict(workers=args.workers or args.threads,
+                                  scheduler=args.scheduler or ("local" if args.workers else None),
+                                  overwrite=args.overwrite or None, progress=not args.no_progress)
+    return fill_stages(stages, getattr(args, "config", None), getattr(args, "set", None) or (), given)
 
 
-def _postprocess_config(args, offsets=None, block_shape=None):
-    from ..instances import PostprocessConfig
-
-    return PostprocessConfig(method=args.method, objects=getattr(args, "objects", None), params=_params(args.param),
-                             offsets=offsets, min_size=args.min_size, z_filter=args.z_filter, block_shape=block_shape,
-                             halo=getattr(args, "halo", "auto"))
+def _postprocess_options(args, **more):
+    """The post-processing options the command line set (None: not set)."""
+    return dict(method=args.method, params=_params(args.param) or None, min_size=args.min_size,
+                z_filter=args.z_filter, **more)
 
 
 def cmd_segment(args):
@@ -195,15 +198,17 @@ def cmd_segment(args):
         if [os.path.abspath(p) if i == 0 else p for i, p in enumerate(split_key(args.keep_probabilities))] == \
                 [os.path.abspath(p) if i == 0 else p for i, p in enumerate(split_key(args.output))]:
             raise ValueError(f"--keep-probabilities {args.keep_probabilities} is the output itself; give another path")
+    from ..config import ExecutionConfig
+    from ..instances import PostprocessConfig
+    from ..predict import PredictConfig
     from ..workflows import segment_volume
 
-    from ..predict import PredictConfig
-
-    predict = PredictConfig(block_shape=args.block_shape, device=args.device,
-                            normalization="data" if args.normalize == "data" else None)
+    c = _configs(args, {"predict": PredictConfig, "postprocess": PostprocessConfig, "execution": ExecutionConfig},
+                 predict=dict(block_shape=args.block_shape, device=args.device, normalization=args.normalize),
+                 postprocess=_postprocess_options(args, objects=args.objects))
     tta = {} if args.tta is None else {"tta": None if args.tta == "none" else args.tta}  # unset: the model card's
-    pr, sr = segment_volume(args.input, args.output, args.model, probabilities=args.keep_probabilities, predict=predict,
-                            postprocess=_postprocess_config(args), execution=_execution(args), **tta)
+    pr, sr = segment_volume(args.input, args.output, args.model, probabilities=args.keep_probabilities,
+                            predict=c["predict"], postprocess=c["postprocess"], execution=c["execution"], **tta)
     if sr.complete_before:
         kept = "" if not args.keep_probabilities or os.path.exists(args.keep_probabilities.split(":")[0]) else \
             f"; the earlier run kept no probabilities, so {args.keep_probabilities} was not written"
@@ -228,8 +233,13 @@ def cmd_postprocess(args):
     except ValueError as e:
         raise ValueError(f"--offsets must be JSON like '[[-1,0,0],[0,-1,0],[0,0,-1]]'; got {args.offsets!r} ({e})") \
             from None
-    r = segment_blockwise(args.input, args.output, config=_postprocess_config(args, offsets, args.block_shape),
-                          execution=_execution(args))
+    from ..config import ExecutionConfig
+    from ..instances import PostprocessConfig
+
+    c = _configs(args, {"postprocess": PostprocessConfig, "execution": ExecutionConfig},
+                 postprocess=_postprocess_options(args, offsets=offsets, block_shape=args.block_shape,
+                                                  halo=args.halo))
+    r = segment_blockwise(args.input, args.output, config=c["postprocess"], execution=c["execution"])
     if r.complete_before:
         print(f"{args.output} already holds the finished result of this very run ({r.n_objects} objects); "
               "nothing to do (--overwrite computes it again)")
@@ -239,8 +249,6 @@ def cmd_postprocess(args):
 
 
 def cmd_models(args):
-    import os
-
     from ..zoo import model_card, model_names, model_path
 
     if args.action == "list":

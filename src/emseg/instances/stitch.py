@@ -16,6 +16,7 @@ Memory: a few blocks of voxels per worker; what grows with the volume is only th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -88,13 +89,21 @@ def segment_blockwise(pred, out, method=None, params=None, *, config=None, execu
     method = method or config.method
     if method is None:
         raise ValueError(f"segment_blockwise needs a method; choose one of {', '.join(METHODS)}")
-    return _segment(pred, out, method, {**config.params, **(params or {})}, config, execution, pred_identity)
+    params = {**config.params, **(params or {})}
+    if config.objects is not None:  # that kind's size filter and settings, where not given
+        from ..tasks import OBJECTS
+
+        preset = OBJECTS[config.objects]
+        params = {**{k: v for k, v in preset.get("params", {}).items() if k in METHODS[method]["params"]}, **params}
+        if config.min_size is None:
+            config = dataclasses.replace(config, min_size=int(preset.get("min_size", 0)))
+    return _segment(pred, out, method, params, config, execution, pred_identity)
 
 
 def _segment(pred, out, method, params, c, e, pred_identity):
     offsets, block_shape, halo, z_filter = c.offsets, c.block_shape, c.halo, c.z_filter or 0
     min_size, stitch_overlap, scratch, keep_scratch = c.min_size or 0, c.stitch_overlap, c.scratch, c.keep_scratch
-    workers, scheduler, resume, overwrite = e.workers, e.scheduler, e.resume, e.overwrite
+    scheduler, resume, overwrite = e.scheduler, e.resume, e.overwrite
     from ..io import open_volume
 
     t0 = time.perf_counter()
@@ -121,17 +130,9 @@ def _segment(pred, out, method, params, c, e, pred_identity):
     offsets = [[int(v) for v in o] for o in offsets] if offsets else None
     if offsets and any(len(o) != nd for o in offsets):
         raise ValueError(f"offsets must have {nd} entries each for a {nd}D prediction; got {offsets}")
-    if int(workers or 1) < 1:
-        raise ValueError(f"workers must be at least 1; got {workers}")
-    if int(min_size) < 0:
-        raise ValueError(f"min_size must be 0 or more voxels; got {min_size}")
-    if not 0 < float(stitch_overlap) <= 1:
-        raise ValueError(f"stitch_overlap must lie in (0, 1]; got {stitch_overlap}")
     grid = _grid(shape, method, block_shape, halo, offsets)
     block_shape, halo = grid.block_shape, grid.halo
-    zf = int(z_filter or 0) // 2 if nd == 3 else 0
-    if z_filter and (int(z_filter) < 1 or int(z_filter) % 2 == 0):
-        raise ValueError(f"z_filter must be an odd number of sections (3, 5, ...); got {z_filter}")
+    zf = int(z_filter or 0) // 2 if nd == 3 else 0  # z_filter, min_size, stitch_overlap: checked by the config
 
     out_path = out if isinstance(out, (str, os.PathLike)) else None
     if out_path is not None:
@@ -148,6 +149,9 @@ def _segment(pred, out, method, params, c, e, pred_identity):
 
         probe_scheduler(scheduler)  # before anything is created
     signature = _signature(spec, pred_path, pred_vol, pred_identity)
+    from ..runs import signature_hash
+
+    spec["run"] = signature_hash(signature)  # the stitch table of another prediction is never reused
     blocks = block_slices(shape, block_shape)
     if out_path is None:
         if tuple(out.shape) != shape:

@@ -91,7 +91,9 @@ def infer_task(gt, pred) -> TaskChoice:
     if g.kind in ("probabilities", "mask"):
         return TaskChoice("semantic", g.phrase)
     p = describe(pred, "pred")
-    if p.kind == "probabilities":
+    # a map holds no objects to match; nor, against separate organelles, does a 0/1 mask (against dense
+    # neuron ids a single-valued pred is one segment that merges everything: VOI says how bad that is)
+    if p.kind == "probabilities" or (p.kind == "mask" and g.kind == "instance"):
         if g.kind not in _NOUN:
             return TaskChoice("semantic", f"{g.phrase}; {p.phrase}")
         return TaskChoice("semantic", f"{p.phrase}: foreground scores (gt holds {g.ids} ids; segment pred, e.g. "

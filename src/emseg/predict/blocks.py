@@ -16,8 +16,6 @@ indices travel to Dask workers; workers open the volumes and load the model them
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -184,7 +182,7 @@ def _predict(raw, model, out, c, e):
     tta_reduce, ensemble_reduce, dtype, device, normalization = (c.tta_reduce, c.ensemble_reduce, c.dtype, c.device,
                                                                  c.normalization)
     batch_size, roi, mask = c.batch_size, c.roi, c.mask
-    workers, scheduler, resume, overwrite = e.workers, e.scheduler, e.resume, e.overwrite
+    scheduler, resume, overwrite = e.scheduler, e.resume, e.overwrite
     import threading
 
     from ..io import open_volume
@@ -202,12 +200,6 @@ def _predict(raw, model, out, c, e):
     if p.in_channels != 1 and not multi_slice:
         raise ValueError(f"the model takes {p.in_channels} input channels but {raw_path or 'raw'} is a "
                          f"single-channel {len(shape)}D volume of shape {shape}")
-    if dtype not in ("float16", "float32", "uint8"):
-        raise ValueError(f"dtype must be 'float16', 'float32' or 'uint8'; got {dtype!r}")
-    if int(workers or 1) < 1 or int(batch_size) < 1:
-        raise ValueError(f"workers and batch_size must be at least 1; got workers={workers}, batch_size={batch_size}")
-    if not 0 <= float(overlap) < 1:
-        raise ValueError(f"overlap must lie in [0, 1); got {overlap}")
     from ..probabilities import check_raw_source
 
     check_raw_source(raw_vol, str(raw_path or "raw"))
@@ -261,7 +253,7 @@ def _predict(raw, model, out, c, e):
             raise ValueError(f"out has shape {tuple(out_vol.shape)}; expected {(p.out_channels,) + shape} "
                              "(channels first)")
         sizes = {i: _size(blocks[i][0]) for i in todo}
-        run_blocks(_run_block, spec, todo, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
+        run_blocks(_run_block, spec, todo,
                    stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)), execution=e,
                    job=BlockJob("predict", sizes), stop=stop)
         seconds = time.perf_counter() - t0
@@ -281,7 +273,7 @@ def _predict(raw, model, out, c, e):
         pending = [i for i in todo if i not in o.done]
         sizes = {i: _size(blocks[i][0]) for i in pending}
         try:
-            run_blocks(_run_block, spec, pending, local=dict(raw=raw_vol, out=out_vol, predictors=predictors),
+            run_blocks(_run_block, spec, pending,
                        stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)), execution=e,
                        job=BlockJob("predict", sizes, o.record, o.tmp_path), stop=stop)
         finally:
@@ -303,37 +295,8 @@ def _size(roi):
     return int(np.prod([s.stop - s.start for s in roi]))
 
 
-def _model_identity(m, q):
-    """A checkpoint's sha256, a module's weights' sha256, or a callable's name (for the run signature)."""
-    from ..runs import file_checksum
-
-    path = q.checkpoint.path if q.checkpoint is not None else None
-    if path:
-        return file_checksum(path)
-    if hasattr(m, "state_dict"):
-        h = hashlib.sha256()
-        for k, v in m.state_dict().items():
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
-    # a plain callable: its code, constants, captured values and attributes (two lambdas made with other
-    # arguments differ); what it reads from elsewhere cannot be seen, so such a model is only as safe as that
-    h = hashlib.sha256(f"{getattr(m, '__module__', '')}.{getattr(m, '__qualname__', type(m).__qualname__)}".encode())
-    fn = getattr(m, "__call__", m) if not hasattr(m, "__code__") else m
-    fn = getattr(fn, "__func__", fn)
-    code = getattr(fn, "__code__", None)
-    if code is not None:
-        h.update(code.co_code)
-        h.update(repr(code.co_consts).encode())
-    for cell in getattr(fn, "__closure__", None) or ():
-        h.update(repr(cell.cell_contents).encode())
-    if hasattr(m, "__dict__"):
-        h.update(json.dumps(vars(m), sort_keys=True, default=repr).encode())
-    return f"callable:{h.hexdigest()}"
-
-
 def _signature(spec, raw_path, raw_vol, models, predictors, dtype, roi, mask):
-    from ..runs import content_fingerprint, input_identity, run_signature
+    from ..runs import content_fingerprint, input_identity, model_identity, run_signature
     from ..runtime import torch_device
 
     raw_id = input_identity(raw_path, raw_vol) if raw_path else {"array": content_fingerprint(raw_vol)}
@@ -343,8 +306,8 @@ def _signature(spec, raw_path, raw_vol, models, predictors, dtype, roi, mask):
     options.update(dtype=dtype, device=str(torch_device(spec["device"]).type),
                    roi=[[s.start, s.stop] for s in roi] if roi is not None else None,
                    mask=content_fingerprint(mask) if mask is not None else None)
-    return run_signature("predict", {"raw": raw_id},
-                         [_model_identity(m, q) for m, q in zip(models, predictors)], options)
+    identities = [model_identity(m, q.checkpoint.path if q.checkpoint else None) for m, q in zip(models, predictors)]
+    return run_signature("predict", {"raw": raw_id}, identities, options)
 
 
 def _wanted(write, shape, roi, mask):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import ConfigError, check_choice, check_number, plain
+from ..config import ConfigError, check_device, check_choice, check_number, plain
 
 __all__ = ["PredictConfig"]
 
@@ -43,7 +43,7 @@ class PredictConfig:
     ``overlap`` of the tiles; ``tta``: None, "flips" or "d4", reduced by ``tta_reduce``
     ("mean"/"median"); ensembles reduced by ``ensemble_reduce``; ``dtype`` of the output
     ("float16", "float32", or "uint8" = round(255 p)); ``device``; ``normalization``: None (the
-    model's own, refused when the raw's intensities are far from it), "data" (this volume's sampled
+    model's own, also said "model"; refused when the raw's intensities are far from it), "data" (this volume's sampled
     1st-99th percentiles) or a dict/Normalization; ``batch_size`` of tiles; ``roi`` (a tuple of
     slices) and ``mask`` (an array-like at any lower resolution): only blocks that meet them are
     predicted, the rest stay 0.
@@ -75,10 +75,11 @@ class PredictConfig:
         check_choice("tta_reduce", self.tta_reduce, ("mean", "median"))
         check_choice("ensemble_reduce", self.ensemble_reduce, ("mean", "median"))
         check_choice("dtype", self.dtype, ("float16", "float32", "uint8"))
-        if not isinstance(self.device, str) or (self.device not in ("auto", "cpu", "cuda")
-                                                and not self.device.startswith("cuda:")):
-            raise ConfigError("device", f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        check_device("device", self.device)
         norm = self.normalization
+        if norm == "model":  # the model's own, as None says
+            set_(self, "normalization", None)
+            norm = None
         if not (norm is None or norm == "data" or isinstance(norm, dict) or hasattr(norm, "as_dict")):
             raise ConfigError("normalization", f"normalization must be None (the model's), 'data' or a mapping with "
                               f"low and high; got {norm!r}")

@@ -8,6 +8,8 @@ import logging
 
 import numpy as np
 
+from ..blockwise.geometry import ceil_to
+
 from .config import PredictConfig
 
 __all__ = ["predict_region", "check_tile_shape", "tta_transforms", "gaussian_weights"]
@@ -35,10 +37,6 @@ def tta_transforms(ndim, voxel_size=None, mode="flips"):
     vs = list(voxel_size) if voxel_size is not None else [1.0] * ndim
     perms = [p for p in itertools.permutations(axes) if all(vs[i] == vs[j] for i, j in zip(axes, p))]
     return [(f, p) for f in flips for p in perms]
-
-
-def _ceil_to(v, d):
-    return -(-int(v) // int(d)) * int(d)
 
 
 def _is_int(v):
@@ -110,12 +108,12 @@ def check_tile_shape(tile_shape, volume_ndim, model_ndim, divisor, halo=None, ov
     bad_div = [a for a, (t, d) in enumerate(zip(tile, div)) if t % d]
     if bad_div:
         a = bad_div[0]
-        fix = tuple(max(_ceil_to(t, d), _ceil_to(2 * h + d, d)) for t, d, h in zip(tile, div, hal))
+        fix = tuple(max(ceil_to(t, d), ceil_to(2 * h + d, d)) for t, d, h in zip(tile, div, hal))
         raise ValueError(f"tile_shape {given}: {tile[a]} is not a multiple of the network's input divisor {div[a]} "
                          f"along axis {axes[a]}; use {_fmt(lead + fix)}")
     small = [a for a, (t, d, h) in enumerate(zip(tile, div, hal)) if t < 2 * h + d]
     if small:
-        fix = tuple(max(t, _ceil_to(2 * h + d, d)) for t, d, h in zip(tile, div, hal))
+        fix = tuple(max(t, ceil_to(2 * h + d, d)) for t, d, h in zip(tile, div, hal))
         raise ValueError(f"tile_shape {given}: a tile is read with the halo {_fmt(hal)} ({','.join(axes)}) as "
                          "context on each side, so each entry must be at least 2 x halo + divisor (most of a smaller tile is "
                          f"context, and tiles multiply); use {_fmt(lead + fix)} or larger")

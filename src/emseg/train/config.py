@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from ..config import ConfigError, check_number, fill, plain as _plain
+from ..config import ConfigError, check_bool, check_device, check_number, fill, plain as _plain
 
 __all__ = ["TrainConfig", "load_config", "ConfigError", "RESUMABLE_FIELDS"]
 
@@ -90,8 +90,7 @@ class TrainConfig:
                 continue
             set_(name, check_number(name, v, kind, low, high, text))
         for name in ("amp", "resume", "overwrite"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(name, f"{name} must be true or false; got {getattr(self, name)!r}")
+            check_bool(name, getattr(self, name))
         from ..tasks import TASKS, task_params
 
         for name, options in (("target", tuple(TASKS)), ("normalization", NORMALIZATIONS), ("loss", LOSSES)):
@@ -136,9 +135,7 @@ class TrainConfig:
         if not isinstance(self.model, dict) or not all(isinstance(k, str) for k in self.model):
             raise ConfigError("model", f"model must be a mapping of UNet arguments like {{features: 8}}; "
                               f"got {self.model!r}")
-        if not isinstance(self.device, str) or (self.device not in ("auto", "cpu", "cuda")
-                                                and not self.device.startswith("cuda:")):
-            raise ConfigError("device", f"device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+        check_device("device", self.device)
         if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
             raise ConfigError("out_dir", f"out_dir must be a folder path; got {self.out_dir!r}")
         set_("out_dir", os.fspath(self.out_dir))

@@ -54,6 +54,8 @@ def train_signature(config) -> dict:
     for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
         inputs[f"raw[{i}]"], inputs[f"labels[{i}]"] = r, lab
     options = {k: v for k, v in config.as_dict().items() if k not in RESUMABLE_FIELDS + ("raw", "labels")}
+    if not options.get("target_params"):  # a field added later, left out while empty: older runs still resume
+        options.pop("target_params", None)
     return run_signature("train", inputs=inputs, options=options)
 
 

@@ -74,11 +74,12 @@ def _postprocess(p, objects, c):
     from ..instances.methods import method_params
     from ..models.reader import postprocess_defaults
 
-    if p.checkpoint is not None:
+    says = p.checkpoint is not None and (p.checkpoint.task is not None or p.checkpoint.card)
+    if says:
         d = p.checkpoint.postprocess(objects)
-    elif c.method is None or objects is not None:  # a model that is not a checkpoint says nothing itself
+    elif c.method is None or objects is not None:  # the model does not say what it predicts
         d = postprocess_defaults(None, {}, None, objects)
-    else:
+    else:  # nor is it asked: the user's method as it is
         d = None
     method = c.method or d.method
     params = {**(d.params if d is not None and method == d.method else {}), **c.params}
@@ -89,6 +90,31 @@ def _postprocess(p, objects, c):
     return dataclasses.replace(c, method=method, params=params, offsets=offsets,
                                min_size=c.min_size if c.min_size is not None else (d.min_size if d else 0),
                                z_filter=c.z_filter if c.z_filter is not None else (d.z_filter if d else 0)), d
+
+
+def _options(config, leave_out=()):
+    """A configuration's fields as the JSON-able options of a run signature (every field counts, but where
+    the intermediate files go); a roi as its bounds, a mask by its content, a device by its kind."""
+    import dataclasses
+
+    from ..runs import content_fingerprint
+    from ..runtime import torch_device
+
+    out = {}
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        if f.name in leave_out:
+            continue
+        if f.name == "roi" and v is not None:
+            v = [[s.start, s.stop] for s in v]
+        elif f.name == "mask" and v is not None:
+            v = content_fingerprint(v)
+        elif f.name == "device":
+            v = str(torch_device(v).type)
+        elif hasattr(v, "as_dict"):
+            v = v.as_dict()
+        out[f.name] = v
+    return out
 
 
 def segment_volume(raw, out, model, *, probabilities=None, predict=None, postprocess=None, execution=None,
@@ -111,7 +137,8 @@ def segment_volume(raw, out, model, *, probabilities=None, predict=None, postpro
         and settings, :data:`emseg.tasks.OBJECTS`; a shipped model's card is then not applied).
     **options
         Any field of the three configs; ``block_shape`` is the prediction's (the post-processing's
-        blocks are ``postprocess.block_shape``, by default its own).
+        blocks are ``postprocess.block_shape``, by default its own); a field both stages have
+        (``halo``) goes inside ``predict=`` or ``postprocess=``.
 
     Returns
     -------
@@ -142,41 +169,37 @@ def _segment_volume(raw, out, model, probabilities, pc, post, e, tta_given):
     from ..io.output import Output, remove_ours, sibling
     from ..io.paths import split_key
     from ..predict import predict_blockwise
-    from ..predict.blocks import PredictResult, _model_identity
+    from ..predict.blocks import PredictResult
     from ..predict.model import as_predictor
-    from ..runs import input_identity, run_signature
-    from ..runtime import torch_device
+    from ..runs import content_fingerprint, input_identity, model_identity, run_signature
 
     models = list(model) if isinstance(model, (list, tuple)) else [model]
-    predictors = [as_predictor(m, device=pc.device) for m in models]  # read once; predict_blockwise reuses them
+    predictors = [as_predictor(m, device=pc.device) for m in models]  # checkpoints: read once, cached for prediction
     p = predictors[0]
     objects = post.objects
     post, defaults = _postprocess(p, objects, post)
     if not tta_given and defaults is not None and defaults.tta:
         pc = dataclasses.replace(pc, tta=defaults.tta)
-    raw_id = None
     if isinstance(raw, (str, os.PathLike)):
         with open_volume(raw) as vol:  # the raw is opened here once for its identity and voxel size
             _check_voxel_size(raw, vol.voxel_size, p.checkpoint, p.ndim)
             raw_id = input_identity(raw, vol)
+    else:  # an array: its content decides whether an output holds its labels
+        raw_id = {"array": content_fingerprint(raw)}
     keep = probabilities is not None
     path, key = split_key(str(out))
     Output(out, signature={}, execution=e)  # refuses a bad output path or key before any work
     # what the labels depend on: the raw volume, the models and every option (not the temporary prediction file)
     pipeline = run_signature("segment", {"raw": raw_id},
-                             [_model_identity(m, q) for m, q in zip(models, predictors)],
-                             {"method": post.method, "params": post.params,
-                              "offsets": [list(o) for o in post.offsets] if post.offsets else None, "tta": pc.tta,
-                              "z_filter": post.z_filter, "min_size": post.min_size, "task": objects,
-                              "block_shape": pc.block_shape, "prediction_dtype": "float16",
-                              "normalization": pc.normalization, "device": str(torch_device(pc.device).type)})
+                             [model_identity(m, q.checkpoint.path if q.checkpoint else None)
+                              for m, q in zip(models, predictors)],
+                             {"predict": _options(pc), "postprocess": _options(post, ("scratch", "keep_scratch"))})
     if e.resume and not e.overwrite:
         done = _finished(out, pipeline, None if keep else sibling(path, key, ".emseg-prob-", ".zarr"))
         if done is not None:
             return SegmentVolumeResult(PredictResult(None, 0, 0, 0, 0.0, 0.0, complete_before=True),
                                        SegmentResult(done[0], done[1], 0, 0.0, 0.0, complete_before=True))
     prob_path = probabilities or sibling(path, key, ".emseg-prob-", ".zarr")
-    pc = dataclasses.replace(pc, dtype="float16")
     try:
         pr = predict_blockwise(raw, model, prob_path, config=pc, execution=e)
     except FileExistsError as err:  # our own hidden prediction, left by an earlier run with other inputs
