@@ -63,3 +63,27 @@ def test_evaluate_config_file(tmp_path, capsys):
     assert main(["evaluate", "gt.zarr", "seg.zarr", "--config", str(tmp_path / "e.yaml")]) == 0
     out = capsys.readouterr().out
     assert "pq " in out and "task:" not in out  # the task came from the file: nothing inferred
+
+
+def test_bad_config_set_and_objects_are_one_line_naming_the_option_and_write_nothing(tmp_path, capsys):
+    import os
+
+    _raw()
+    cases = [
+        (["predict", "raw.zarr", "o.zarr", "--model", "mito-fibsem", "--config", "nope.yaml"], "nope.yaml"),
+        (["predict", "raw.zarr", "o.zarr", "--model", "mito-fibsem", "--set", "colour=red"], "--set colour=red"),
+        (["predict", "raw.zarr", "o.zarr", "--model", "mito-fibsem", "--set", "dtype"], "--set"),
+        (["segment", "raw.zarr", "o.zarr", "--model", "mito-fibsem", "--objects", "cells"], "--objects"),
+        (["segment", "raw.zarr", "o.zarr", "--model", "mito-fibsem", "--set", "postprocess.min_size=-3"],
+         "--set min_size=-3"),
+        (["evaluate", "raw.zarr", "raw.zarr", "--set", "threshold=2"], "--set threshold=2"),
+    ]
+    for argv, named in cases:
+        try:
+            rc = main(argv)
+        except SystemExit as stop:  # argparse refuses a bad choice itself, with the same one-line form
+            rc = stop.code
+        assert rc == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and named in err[0], (argv, err)
+        assert not os.path.exists("o.zarr") and not [f for f in os.listdir(".") if f.startswith(".emseg")], argv
