@@ -1,7 +1,12 @@
 """emseg: deep-learning segmentation of large-scale electron microscopy.
 
-Subpackages: ``io`` (read/write EM volumes lazily in every format), ``data`` (synthetic EM and
-the field's datasets), ``cli`` (the ``emseg`` command).
+Subpackages, one per stage of the data flow (``ARCHITECTURE.md``): ``io`` (read/write EM volumes
+lazily in every format), ``tasks`` (what a network's output means), ``train`` (targets, augmentation,
+the trainer), ``fit`` (a training run planned from the data, post-processing tuned: ``emseg fit``),
+``models`` (the U-Net, checkpoints), ``predict`` (blockwise inference), ``instances``
+(post-processing into instances), ``metrics`` (the field's scores), ``blockwise`` (block geometry
+and execution), ``workflows`` (segment a volume, the demo), ``zoo`` (shipped models), ``cli`` (the
+``emseg`` command).
 """
 
 __version__ = "0.1.0"

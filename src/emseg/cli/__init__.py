@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 
-from . import args, commands
+from . import args, commands, fit_commands
 
 __all__ = ["main"]
 
@@ -33,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_info, _add_convert, _add_evaluate, _add_train, _add_predict, _add_segment, _add_postprocess,
-                _add_models, _add_demo):
+    for add in (_add_info, _add_convert, _add_evaluate, _add_plan, _add_fit, _add_train, _add_predict, _add_segment,
+                _add_postprocess, _add_models, _add_demo):
         add(sub)
     return p
 
@@ -77,6 +77,42 @@ def _add_evaluate(sub):
     s.add_argument("--json", help="also write the results to this JSON file")
     _add_config_file(s, "EvaluateConfig")
     s.set_defaults(func=commands.cmd_evaluate)
+
+
+def _add_fit_inputs(s):
+    s.add_argument("raw", help="raw volume (any format emseg reads; file.h5:key)")
+    s.add_argument("labels", help="labels of the same shape: a mask, object ids, neuron ids or ISBI membrane labels")
+    s.add_argument("--minutes", type=args.positive_float, default=30.0, help="training time (default 30)")
+    s.add_argument("--val", metavar="Z0:Z1", help="labelled sections held out for validation and tuning "
+                   "(default: the last 15%% of the labelled ones)")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    s.add_argument("--voxel-size", type=args.voxel_size, help="z,y,x in nm, when the files do not say")
+    s.add_argument("--seed", type=int, default=0)
+
+
+def _add_plan(sub):
+    s = sub.add_parser("plan", help="a training plan from the data: fingerprint, network, target, schedule, each "
+                       "choice with its reason")
+    _add_fit_inputs(s)
+    s.add_argument("--out", metavar="PLAN.yaml", help="where to write the plan (default plan.yaml)")
+    s.add_argument("--no-measure", action="store_true", help="estimate the step time instead of measuring a few "
+                   "real steps here")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing plan file")
+    s.set_defaults(func=fit_commands.cmd_plan)
+
+
+def _add_fit(sub):
+    s = sub.add_parser("fit", help="plan, train in a time budget, tune the post-processing, write a model card "
+                       "(resumable)")
+    _add_fit_inputs(s)
+    s.add_argument("out_dir", metavar="OUT_DIR", help="the run's folder; `emseg segment --model OUT_DIR` uses it")
+    s.add_argument("--init", metavar="MODEL", help="start from a shipped model or a checkpoint (its architecture; "
+                   "weights loaded where shapes match)")
+    s.add_argument("--tune-minutes", type=args.positive_float, default=5.0,
+                   help="the most the post-processing search may take (default 5)")
+    s.add_argument("--overwrite", action="store_true", help="delete the fit's own files in OUT_DIR and start over")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=fit_commands.cmd_fit)
 
 
 def _add_train(sub):

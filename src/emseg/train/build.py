@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..runtime import cpu_bf16
 from ..tasks import get_task
 from .config import TrainConfig
 
-__all__ = ["build_model", "Optimization", "make_optimization", "lr_factor"]
+__all__ = ["build_model", "init_weights", "InitReport", "Optimization", "make_optimization", "lr_factor"]
 
 
 def build_model(config: TrainConfig, voxel_size):
@@ -49,6 +51,48 @@ def build_model(config: TrainConfig, voxel_size):
     except (TypeError, ValueError) as err:
         raise ValueError(f"model {config.model} with patch_shape {list(config.patch_shape)}: {err}") from None
     return model
+
+
+class InitReport(NamedTuple):
+    """What :func:`init_weights` did: the source, and how many tensors it loaded and left as initialised."""
+
+    source: str
+    loaded: int
+    skipped: list
+    """Names of the model's tensors left with their random initialisation (no tensor of that name and shape)."""
+
+
+def init_weights(model, init) -> InitReport:
+    """Load into ``model`` every tensor of checkpoint ``init`` (a path or a shipped model's name) whose
+    name and shape match; the others (a new output head, other channels) keep their initialisation.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such checkpoint, nor a shipped model of that name (the message lists the shipped ones).
+    ValueError
+        Not a checkpoint, or not one tensor of it fits the model (another architecture).
+    """
+    import torch
+
+    from ..models.checkpoint import read_safetensors
+    from ..zoo import model_names, resolve_model
+
+    path, _ = resolve_model(init)
+    if not os.path.exists(os.fspath(path)):
+        raise FileNotFoundError(f"init {init}: no such checkpoint, nor a shipped model (shipped: "
+                                f"{', '.join(model_names())})")
+    tensors = read_safetensors(path).tensors
+    state = model.state_dict()
+    fits = {k: v for k, v in tensors.items() if k in state and tuple(v.shape) == tuple(state[k].shape)}
+    learned = [k for k in state if not k.endswith("num_batches_tracked")]
+    if not any(k in fits for k in learned):
+        raise ValueError(f"init {init}: none of its tensors fits this model (another architecture or "
+                         f"dimensionality); its model has {len(tensors)} tensors, this one {len(state)}")
+    with torch.no_grad():
+        for k, v in fits.items():
+            state[k].copy_(v.to(state[k].dtype))
+    return InitReport(str(init), len(fits), [k for k in learned if k not in fits])
 
 
 def lr_factor(step, config: TrainConfig, total=None) -> float:

@@ -37,7 +37,8 @@ class TrainConfig:
     per transform a probability or ``{p: ..., its arguments}``
     (:func:`~emseg.train.augment.check_augment`); 90° rotations never mix z with y/x on
     anisotropic voxels. Model: ``model`` holds UNet keyword arguments (``preset: light2d`` for the
-    small 2D net).
+    small 2D net); ``init`` starts from the weights of a shipped model (its name) or a checkpoint,
+    loading every tensor whose name and shape match (a new output head otherwise).
     Optimisation: AdamW with ``lr``, ``weight_decay``, linear warm-up then cosine decay over
     ``steps``; mixed precision when ``amp`` (float16 on CUDA, bfloat16 on CPUs that compute it
     natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints, ``log.csv`` and
@@ -62,6 +63,7 @@ class TrainConfig:
     voxel_size: tuple | None = None
     augment: bool | dict = True
     model: dict = field(default_factory=dict)
+    init: str | None = None
     loss: str = "bce_dice"
     pos_weight: float | None = None
     lr: float = 1e-3
@@ -135,6 +137,10 @@ class TrainConfig:
         if not isinstance(self.model, dict) or not all(isinstance(k, str) for k in self.model):
             raise ConfigError("model", f"model must be a mapping of UNet arguments like {{features: 8}}; "
                               f"got {self.model!r}")
+        if self.init is not None and (not isinstance(self.init, (str, os.PathLike)) or not str(self.init)):
+            raise ConfigError("init", f"init must be a shipped model's name or a checkpoint path; got {self.init!r}")
+        if self.init is not None:
+            set_("init", os.fspath(self.init))
         check_device("device", self.device)
         if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
             raise ConfigError("out_dir", f"out_dir must be a folder path; got {self.out_dir!r}")

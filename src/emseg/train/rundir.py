@@ -54,9 +54,16 @@ def train_signature(config) -> dict:
     for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
         inputs[f"raw[{i}]"], inputs[f"labels[{i}]"] = r, lab
     options = {k: v for k, v in config.as_dict().items() if k not in RESUMABLE_FIELDS + ("raw", "labels")}
-    if not options.get("target_params"):  # a field added later, left out while empty: older runs still resume
-        options.pop("target_params", None)
-    return run_signature("train", inputs=inputs, options=options)
+    for name in ("target_params", "init"):  # fields added later, left out while empty: older runs still resume
+        if not options.get(name):
+            options.pop(name, None)
+    models = []
+    if config.init is not None:  # the weights it starts from: their content is part of the run
+        from ..zoo import resolve_model
+
+        path = os.fspath(resolve_model(config.init)[0])
+        models = [path] if os.path.isfile(path) else []
+    return run_signature("train", inputs=inputs, models=models, options=options)
 
 
 def run_files(out_dir) -> list[str]:

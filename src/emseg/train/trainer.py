@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from ..runtime import torch_device
-from .build import build_model
+from .build import build_model, init_weights
 from .checkpoints import resume
 from .config import TrainConfig
 from .batches import load_training_data, make_target
@@ -81,7 +81,10 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     if config.threads:
         torch.set_num_threads(int(config.threads))
     device = torch_device(config.device)
-    model = build_model(config, data.voxel_size).to(device)
+    model = build_model(config, data.voxel_size)
+    if config.init is not None:
+        init_weights(model, config.init)  # a resumed run then loads its own state over them
+    model = model.to(device)
     # until here SIGINT stops at once (nothing was written); from here on, at the end of a step
     with sigint_at_step_end() as interrupt:
         with claim_run_dir(config, signature):  # the lock, overwrite, run.json

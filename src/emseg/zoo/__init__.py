@@ -50,8 +50,24 @@ def model_path(name: str) -> str:
 
 
 def resolve_model(model):
-    """``(path_or_model, card)``: a shipped model's name becomes its checkpoint path and card; a path
-    or an object is returned as is with ``card=None``. An existing file wins over a name."""
+    """``(path_or_model, card)``: a shipped model's name becomes its checkpoint path and card, an
+    ``emseg fit`` folder its ``model.safetensors`` and ``model.json``; a path or an object is returned
+    as is with ``card=None``. An existing file wins over a name.
+
+    Raises
+    ------
+    FileNotFoundError
+        A folder that is not a finished ``emseg fit`` folder.
+    """
     if isinstance(model, str) and not os.path.exists(model) and model in model_names():
         return model_path(model), model_card(model)
+    if isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
+        ckpt, card = os.path.join(model, "model.safetensors"), os.path.join(model, "model.json")
+        if not (os.path.isfile(ckpt) and os.path.isfile(card)):
+            unfinished = " (an unfinished fit: run the same `emseg fit` again to finish it)" \
+                if os.path.exists(os.path.join(model, "fit.json")) else ""
+            raise FileNotFoundError(f"model {os.fspath(model)}: a folder without model.safetensors and model.json, "
+                                    f"not a finished `emseg fit` folder{unfinished}")
+        with open(card) as f:
+            return ckpt, json.load(f)
     return model, None

@@ -1,0 +1,43 @@
+"""The handlers of ``emseg plan`` and ``emseg fit`` (:mod:`emseg.fit`)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+
+def cmd_plan(args):
+    from ..fit.fingerprint import fingerprint
+    from ..fit.plan_file import plan_yaml, write_plan
+    from ..fit.planner import plan_training
+    from ..fit.timing import measured_plan
+    from ..io import open_volume
+    from ..runtime import torch_device
+
+    out = args.out or "plan.yaml"
+    if os.path.exists(out) and not args.overwrite:
+        raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
+    with open_volume(args.raw) as raw, open_volume(args.labels) as labels:
+        fp = fingerprint(raw, labels, voxel_size=args.voxel_size, raw_name=args.raw, labels_name=args.labels)
+    options = dict(raw=args.raw, labels=args.labels, minutes=args.minutes, device=torch_device(args.device).type,
+                   val_roi=args.val, seed=args.seed,
+                   out_dir=os.path.join("runs", os.path.splitext(os.path.basename(out))[0]))
+    if args.no_measure:
+        plan = plan_training(fp, **options)
+    else:
+        with tempfile.TemporaryDirectory(prefix="emseg-plan-") as work:
+            plan = measured_plan(fp, os.path.join(work, "timing"), **options)
+    write_plan(plan, out)
+    print(plan_yaml(plan), end="")
+    print(f"# written to {out}; train it with `emseg train {out}`")
+
+
+def cmd_fit(args):
+    from ..fit.run import FitConfig, fit
+
+    config = FitConfig(args.raw, args.labels, args.out_dir, minutes=args.minutes, val_roi=args.val, init=args.init,
+                       device=args.device, seed=args.seed, voxel_size=args.voxel_size,
+                       tune_minutes=args.tune_minutes, overwrite=args.overwrite)
+    r = fit(config, echo=print, progress=not args.no_progress)
+    print(f"done: {r.card.get('headline')} on the held-out part; segment with "
+          f"`emseg segment IN OUT --model {r.out_dir}`")

@@ -1,0 +1,369 @@
+"""``emseg fit``: plan, train, tune the post-processing, write the model card — one folder, resumable by stage.
+
+::
+
+    OUT_DIR/fit.json        the run's signature and the stages finished (with what each found)
+    OUT_DIR/plan.yaml       the training plan (emseg.fit.planner), every choice with its reason
+    OUT_DIR/train/          the trainer's run folder (exact resume of its own)
+    OUT_DIR/tuning.json     the tuned post-processing and its scores against the defaults'
+    OUT_DIR/model.safetensors, OUT_DIR/model.json   the checkpoint and its card:
+                            ``emseg segment IN OUT --model OUT_DIR`` uses both
+
+A rerun with the same inputs and options skips the stages ``fit.json`` records as finished and
+resumes the one it stopped in (training resumes at its last checkpoint, also after SIGKILL). A
+folder holding another run, or files that are not a fit's, is refused unless ``overwrite``, which
+deletes the fit's own files and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from ..config import ConfigError, check_number, check_device
+
+__all__ = ["FitConfig", "FitResult", "fit", "FIT_FILES", "STAGES"]
+
+STAGES = ("plan", "train", "tune", "card")
+FIT_FILES = ("fit.json", "plan.yaml", "train", "tuning.json", "model.safetensors", "model.json", ".timing")
+_FORMAT = "emseg-fit-1"
+_TUNE_VOXELS = 2**24  # the validation part tuned on is cropped in-plane to this many voxels
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """The options of :func:`fit` (``emseg fit RAW LABELS OUT_DIR``); checked when built.
+
+    ``minutes``: training time (the plan's schedule ends with it); ``val_roi``: the labelled z range
+    held out for tuning ("z0:z1"; chosen by the planner when None); ``init``: a shipped model or a
+    checkpoint to start from (its architecture is kept, its weights loaded where shapes match);
+    ``tune_minutes``: the most the post-processing search may take; ``voxel_size`` (nm, zyx) when
+    the files do not say.
+    """
+
+    raw: str
+    labels: str
+    out_dir: str
+    minutes: float = 30.0
+    val_roi: str | None = None
+    init: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    voxel_size: tuple | None = None
+    tune_minutes: float = 5.0
+    overwrite: bool = False
+
+    def __post_init__(self):
+        for name in ("raw", "labels", "out_dir"):
+            v = getattr(self, name)
+            if not isinstance(v, (str, os.PathLike)) or not str(v):
+                raise ConfigError(name, f"{name} must be a path; got {v!r}")
+            object.__setattr__(self, name, os.fspath(v))
+        object.__setattr__(self, "minutes", check_number("minutes", self.minutes, float, (0, False), None,
+                                                         "a positive number of minutes"))
+        object.__setattr__(self, "tune_minutes", check_number("tune_minutes", self.tune_minutes, float, (0, False),
+                                                              None, "a positive number of minutes"))
+        object.__setattr__(self, "seed", check_number("seed", self.seed, int, (0, True), None, "an integer >= 0"))
+        check_device("device", self.device)
+        if self.val_roi is not None:
+            from ..train.config import _check_val_roi
+
+            try:
+                _check_val_roi(self.val_roi)
+            except ConfigError as err:
+                raise ConfigError("val", str(err).replace("val_roi", "--val")) from None
+
+
+class FitResult(NamedTuple):
+    out_dir: str
+    checkpoint: str
+    card: dict
+    resumed: tuple
+    """The stages that were finished before this call and kept."""
+
+
+def fit(config: FitConfig, *, echo=None, progress=False) -> FitResult:
+    """Run ``emseg fit``: plan, train, tune, card (see the module notes); ``echo`` gets one line per stage.
+
+    Raises
+    ------
+    emseg.runs.RunMismatchError
+        ``out_dir`` holds another fit (the message names what differs), unless ``overwrite``.
+    ValueError, FileNotFoundError
+        Bad input: labels of another shape, no foreground, a validation part without labels, a budget
+        too short for one step, an unknown ``init`` — each naming the argument.
+    """
+    say = echo or (lambda line: None)
+    out = config.out_dir
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"OUT_DIR {out} is a file; give a folder")
+    _check_init(config.init)
+    created = not os.path.exists(out)
+    had_state = os.path.exists(os.path.join(out, "fit.json"))
+    os.makedirs(out, exist_ok=True)
+    try:
+        return _fit(config, say, progress)
+    except Exception:
+        _undo_empty_start(out, created, had_state)
+        raise
+
+
+def _undo_empty_start(out, created, had_state):
+    """After a failure before any stage finished (bad input), leave ``out`` as it was: no folder, no fit.json."""
+    path = os.path.join(out, "fit.json")
+    try:
+        with open(path) as f:
+            if json.load(f).get("stages"):
+                return
+    except (OSError, ValueError, AttributeError):
+        return
+    if not had_state:
+        os.remove(path)
+        shutil.rmtree(os.path.join(out, ".timing"), ignore_errors=True)
+    if created and not [f for f in os.listdir(out) if not f.startswith(".emseg-lock")]:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _fit(config, say, progress):
+    from ..io.lock import output_lock
+
+    out = config.out_dir
+    with output_lock(out, what=f"OUT_DIR {out!r}"):
+        signature = _signature(config)
+        state = _open_state(config, signature)
+        done = tuple(s for s in STAGES if s in state["stages"])
+        for i, stage in enumerate(STAGES):
+            if stage in state["stages"]:
+                say(f"[{i + 1}/4] {stage}: finished before, kept ({_summary(stage, state['stages'][stage])})")
+                continue
+            t0 = time.perf_counter()
+            found = _STAGE_FNS[stage](config, state, say, progress)
+            state["stages"][stage] = {**found, "seconds": round(time.perf_counter() - t0, 1)}
+            _write_state(out, state)
+    with open(os.path.join(out, "model.json")) as f:
+        card = json.load(f)
+    return FitResult(out, os.path.join(out, "model.safetensors"), card, done)
+
+
+def _check_init(init):
+    if init is None:
+        return
+    from ..zoo import model_names, resolve_model
+
+    path, _ = resolve_model(init)
+    if not os.path.isfile(os.fspath(path)):
+        raise FileNotFoundError(f"--init {init}: no such checkpoint, nor a shipped model (shipped: "
+                                f"{', '.join(model_names())})")
+
+
+def _signature(config):
+    from ..runs import run_signature
+
+    models = []
+    if config.init is not None:
+        from ..zoo import resolve_model
+
+        models = [os.fspath(resolve_model(config.init)[0])]
+    options = {k: getattr(config, k) for k in ("minutes", "val_roi", "init", "device", "seed", "voxel_size",
+                                               "tune_minutes")}
+    return run_signature("fit", inputs={"raw": config.raw, "labels": config.labels}, models=models, options=options)
+
+
+def _open_state(config, signature):
+    """The recorded state of this run (resume), or a new one; another run or foreign files are refused.
+
+    A ``fit.json`` that records no finished stage (bad input, or a kill while planning) holds
+    nothing to keep: the fit's leftover files are removed and the run starts afresh.
+    """
+    from ..runs import check_same_run
+
+    out = config.out_dir
+    path = os.path.join(out, "fit.json")
+    state = None if config.overwrite or not os.path.exists(path) else _read_state(path)
+    if state is not None and state["stages"]:
+        check_same_run(state["signature"], signature, f"OUT_DIR {out}",
+                       fix="pass --overwrite to start over, or give another OUT_DIR")
+        return state
+    if config.overwrite or state is not None:
+        _remove_fit_files(out)
+    else:
+        present = [f for f in os.listdir(out) if not f.startswith(".emseg-lock")]
+        if present:
+            raise ValueError(f"OUT_DIR {out} holds {', '.join(sorted(present)[:5])} but no fit.json: not an emseg "
+                             "fit folder; give an empty or new folder (or --overwrite to delete the fit's own "
+                             "files there)")
+    state = {"format": _FORMAT, "signature": signature, "stages": {}}
+    _write_state(out, state)
+    return state
+
+
+def _read_state(path):
+    try:
+        with open(path) as f:
+            state = json.load(f)
+        if state.get("format") != _FORMAT or not isinstance(state.get("stages"), dict):
+            raise ValueError
+        return state
+    except (OSError, ValueError, AttributeError):
+        raise ValueError(f"{path} is not an emseg fit record (damaged, or another program's); pass "
+                         "--overwrite to start over") from None
+
+
+def _remove_fit_files(out):
+    """Delete the fit's own files in ``out`` (:data:`FIT_FILES`) and nothing else."""
+    for name in FIT_FILES:
+        p = os.path.join(out, name)
+        if os.path.isdir(p):
+            shutil.rmtree(p)
+        elif os.path.exists(p):
+            os.remove(p)
+
+
+def _write_state(out, state):
+    from ..io.atomic import write_text_atomic
+
+    write_text_atomic(os.path.join(out, "fit.json"), json.dumps(state, indent=1, default=str))
+
+
+def _summary(stage, found):
+    if stage == "plan":
+        return f"{found['target']}, {found['dims']}, {found['steps']} steps"
+    if stage == "train":
+        return f"{found['steps']} steps"
+    if stage == "tune":
+        return f"{found['objective']} {found['default']:.3f} -> {found['tuned']:.3f}"
+    return found.get("checkpoint", "")
+
+
+def _open_pair(config):
+    from ..io import open_volume
+
+    return open_volume(config.raw), open_volume(config.labels)
+
+
+def _stage_plan(config, state, say, progress):
+    from ..runtime import torch_device
+    from .fingerprint import fingerprint
+    from .plan_file import write_plan
+    from .timing import measured_plan
+
+    raw, labels = _open_pair(config)
+    with raw, labels:
+        fp = fingerprint(raw, labels, voxel_size=config.voxel_size, raw_name=config.raw, labels_name=config.labels)
+        if config.val_roi is not None:
+            _check_val_labels(labels, config.val_roi, fp, config.labels)
+    say(f"[1/4] plan: {fp.labels_kind} labels ({fp.kind_reason}); measuring a training step here ...")
+    device = torch_device(config.device).type
+    fixed = {"seed": config.seed, "out_dir": os.path.join(config.out_dir, "train")}
+    if config.init is not None:
+        fixed.update(_init_model(config.init))
+    plan = measured_plan(fp, os.path.join(config.out_dir, ".timing"), echo=lambda s: say("      " + s),
+                         raw=config.raw, labels=config.labels, minutes=config.minutes, device=device,
+                         val_roi=config.val_roi, **fixed)
+    for note in plan.notes:
+        say(f"      note: {note}")
+    write_plan(plan, os.path.join(config.out_dir, "plan.yaml"))
+    c = plan.config
+    say(f"      {c.target}, {plan.reasons['dims'].split(':')[0]}, patch {'x'.join(map(str, c.patch_shape))} x "
+        f"{c.batch_size}, {c.steps} steps -> {os.path.join(config.out_dir, 'plan.yaml')}")
+    return {"fingerprint": fp.as_dict(), "target": c.target, "dims": plan.reasons["dims"].split(":")[0],
+            "steps": c.steps, "seconds_per_step": plan.seconds_per_step}
+
+
+def _init_model(init):
+    """The model arguments of an ``init`` checkpoint, so that its weights fit the planned network."""
+    from ..models.reader import read_checkpoint
+
+    args = dict(read_checkpoint(init).init_args)
+    for k in ("in_channels", "out_channels"):  # the channels follow the data and the task
+        args.pop(k, None)
+    return {"init": init, "model": args}
+
+
+def _check_val_labels(labels, val_roi, fp, name):
+    z0, z1 = (int(v) for v in val_roi.split(":"))
+    if not 0 <= z0 < z1 <= fp.shape[0]:
+        raise ValueError(f"--val {val_roi} is outside the volume's {fp.shape[0]} sections (0:{fp.shape[0]})")
+    if not any(a < z1 and z0 < b for a, b in fp.labelled_sections) or not np.any(np.asarray(labels[z0:z1])):
+        have = ", ".join(f"{a}:{b}" for a, b in fp.labelled_sections)
+        raise ValueError(f"--val {val_roi}: labels {name} hold no foreground in sections {z0}-{z1 - 1}, so nothing "
+                         f"can be tuned there; choose a labelled z range (labelled: {have})")
+
+
+def _stage_train(config, state, say, progress):
+    from ..train import load_config, train
+
+    c = load_config(os.path.join(config.out_dir, "plan.yaml"), [f"out_dir={os.path.join(config.out_dir, 'train')}"])
+    say(f"[2/4] train: {c.steps} steps, at most {c.max_minutes:g} minutes -> {c.out_dir}")
+    r = train(c, progress=progress)
+    resumed = f" (resumed at step {r.start_step})" if r.start_step else ""
+    say(f"      trained {r.steps} steps{resumed} in {r.seconds:.0f} s ({r.patches_per_second:.1f} patches/s)")
+    return {"steps": r.steps, "checkpoint": r.latest, "patches_per_second": round(r.patches_per_second, 2),
+            "minutes": round(r.seconds / 60, 2), "final_loss": _final_loss(c.out_dir)}
+
+
+def _final_loss(run_dir, last=50):
+    import csv
+
+    with open(os.path.join(run_dir, "log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    return round(float(np.mean([float(r["loss"]) for r in rows[-last:]])), 4) if rows else None
+
+
+def _stage_tune(config, state, say, progress):
+    from ..io.atomic import write_text_atomic
+    from ..models.reader import read_checkpoint
+    from ..predict import predict_blockwise
+    from ..train import load_config
+    from .tune import tune_postprocess
+
+    c = load_config(os.path.join(config.out_dir, "plan.yaml"))
+    checkpoint = state["stages"]["train"]["checkpoint"]
+    info = read_checkpoint(checkpoint)
+    z0, z1 = (int(v) for v in c.val_roi.split(":"))
+    raw, labels = _open_pair(config)
+    with raw, labels:
+        roi = _tune_roi(raw.shape, z0, z1)
+        raw_v, gt = np.asarray(raw[roi]), np.asarray(labels[roi])
+    tta = "flips" if len(c.patch_shape) == 2 else None  # 2D: 4 flips cost little; 3D: 8x the prediction
+    say(f"[3/4] tune: predicting the held-out part {'x'.join(str(s.stop - s.start) for s in roi)} "
+        f"(sections {z0}-{z1 - 1}, TTA {tta or 'none'}) ...")
+    pred = np.zeros((len(info.activations),) + raw_v.shape, np.float32)
+    predict_blockwise(raw_v, checkpoint, pred, tta=tta, device=config.device, progress=progress)
+    z_filters = (0, 3, 5) if len(c.patch_shape) == 2 and raw_v.shape[0] >= 5 else (0,)
+    t = tune_postprocess(pred, gt, info.task, info.task_params, z_filters=z_filters,
+                         budget_seconds=60 * config.tune_minutes)
+    result = {"objective": t.objective, "default": round(t.default_score, 4), "tuned": round(t.score, 4),
+              "postprocess": t.postprocess(tta), "scores": t.scores, "default_scores": t.default_scores,
+              "tried": t.tried, "roi": [[s.start, s.stop] for s in roi], "search_seconds": round(t.seconds, 1)}
+    write_text_atomic(os.path.join(config.out_dir, "tuning.json"), json.dumps(result, indent=1))
+    say(f"      {t.method} {t.params or ''} min_size {t.min_size}, z-filter {t.z_filter or 'none'}: {t.objective} "
+        f"{t.default_score:.3f} with the defaults -> {t.score:.3f} tuned ({t.tried} settings, {t.seconds:.0f} s)")
+    return result
+
+
+def _tune_roi(shape, z0, z1):
+    """The validation sections, cropped in-plane (centred) to at most ``_TUNE_VOXELS`` voxels."""
+    ny, nx = shape[1], shape[2]
+    while (z1 - z0) * ny * nx > _TUNE_VOXELS and max(ny, nx) > 64:
+        ny, nx = (int(ny * 0.9), nx) if ny >= nx else (ny, int(nx * 0.9))
+    y0, x0 = (shape[1] - ny) // 2, (shape[2] - nx) // 2
+    return (slice(z0, z1), slice(y0, y0 + ny), slice(x0, x0 + nx))
+
+
+def _stage_card(config, state, say, progress):
+    from .card import write_card
+
+    card = write_card(config, state)
+    say(f"[4/4] card: {os.path.join(config.out_dir, 'model.json')}; use it with "
+        f"`emseg segment IN OUT --model {config.out_dir}`")
+    return {"checkpoint": os.path.join(config.out_dir, "model.safetensors"), "headline": card.get("headline")}
+
+
+_STAGE_FNS = {"plan": _stage_plan, "train": _stage_train, "tune": _stage_tune, "card": _stage_card}
