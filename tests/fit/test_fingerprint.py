@@ -130,3 +130,53 @@ def test_a_2d_image_is_one_section(raw):
 def test_a_bad_voxel_size_is_refused(raw):
     with pytest.raises(ValueError, match="voxel_size of r.zarr must be 3 positive numbers"):
         fingerprint(raw, _boxes(True), voxel_size=(30, 0, 4), raw_name="r.zarr")
+
+
+class _Lazy:
+    """A volume read only through ``__getitem__``, recording the largest single read (in voxels)."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype, self.largest = data, data.shape, data.dtype, 0
+
+    def __getitem__(self, key):
+        out = np.asarray(self.data[key])
+        self.largest = max(self.largest, out.size)
+        return out
+
+
+def test_a_volume_larger_than_the_read_limits_is_read_in_bounded_pieces(em, monkeypatch):
+    """Fingerprint and the trainer's foreground sample read bounded pieces of a lazy volume, never all of it."""
+    import sys
+
+    from emseg.train.patches import _foreground
+
+    fpmod = sys.modules["emseg.fit.fingerprint"]  # the module (emseg.fit.fingerprint is also the function)
+
+    raw, lab = _Lazy(em.raw), _Lazy(em.mito)
+    total = em.mito.size
+    monkeypatch.setattr(fpmod, "SLAB", total // 4)
+    monkeypatch.setattr(fpmod, "MAX_CROP", total // 8)
+    fp = fingerprint(raw, lab, voxel_size=em.voxel_size)
+    assert fp.labels_kind == "instances" and fp.objects > 0
+    from emseg.sampling import BOX
+
+    # the crop, the section scan and the label-kind sample (boxes of emseg.sampling.BOX) are all bounded
+    assert lab.largest <= max(total // 8, int(np.prod(BOX))) < total  # (raw this small is read whole)
+    lab.largest = 0
+    roi = tuple(slice(0, n) for n in em.mito.shape)
+    fg = _foreground(lab, roi, 500, np.random.default_rng(0), slab_voxels=total // 16)
+    assert lab.largest <= total // 16 and 0 < len(fg) <= 500
+    assert (em.mito[tuple(fg.T)] > 0).all()  # every sampled coordinate is foreground
+
+
+def test_the_foreground_sample_is_uniform_over_slabs(rng):
+    """A bottom-k sample: each slab's share of the coordinates is its share of the foreground (7.5x here)."""
+    from emseg.train.patches import _foreground
+
+    lab = np.zeros((8, 40, 40), np.uint8)
+    lab[:4, :30, :30] = 1   # 900 voxels per section
+    lab[4:, :10, :12] = 1   # 120 per section
+    roi = tuple(slice(0, n) for n in lab.shape)
+    fg = _foreground(lab, roi, 2000, np.random.default_rng(1), slab_voxels=4 * 40 * 40)
+    share = (fg[:, 0] < 4).mean()
+    assert share == pytest.approx(900 / (900 + 120), abs=0.02)

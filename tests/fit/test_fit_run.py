@@ -232,6 +232,29 @@ def test_a_fit_killed_while_training_finishes_on_the_rerun_without_replanning(da
     assert rc == 0 and stdout.count("finished before, kept") == 4
 
 
+def test_a_fit_killed_after_a_training_checkpoint_resumes_training_there(data, tmp_path):
+    """The plan checkpoints about every tenth of the run, so a kill costs at most that much training."""
+    out = tmp_path / "killed"
+    proc = _start_fit(data, out)
+    state_file = out / "train" / "latest.state.safetensors"
+    _kill_when(proc, lambda: state_file.exists() and _rows(out / "train" / "log.csv") < _planned_steps(out) - 5)
+    assert set(_state(out)["stages"]) == {"plan"}
+    rc, stdout, err = _fit(data, out)
+    assert rc == 0, err
+    assert "(resumed at step " in stdout and "resumed at step 0" not in stdout
+    assert set(_state(out)["stages"]) == set(STAGES)
+
+
+def _planned_steps(out):
+    import yaml
+
+    try:
+        with open(out / "plan.yaml") as f:
+            return int(yaml.safe_load(f)["steps"])
+    except (OSError, TypeError, KeyError):
+        return 0
+
+
 def test_a_fit_killed_while_measuring_a_step_finishes_on_the_rerun(data, tmp_path):
     out = tmp_path / "killed"
     proc = _start_fit(data, out)

@@ -158,7 +158,7 @@ def test_bad_minutes_are_refused():
 def test_a_given_validation_part_is_kept_and_too_few_sections_are_refused():
     assert plan_training(fingerprint(), val_roi="3:9").config.val_roi == "3:9"
     one = dataclasses.replace(fingerprint(), labelled_sections=((5, 6),))
-    with pytest.raises(ValueError, match="too few to hold out.*pass --val"):
+    with pytest.raises(ValueError, match="too few labelled sections .5:6. to hold out a part for tuning"):
         plan_training(one)
 
 
@@ -213,12 +213,47 @@ def test_every_planned_field_with_a_reason_carries_it_as_a_comment():
 
 
 def test_plan_notes_are_in_the_header():
-    plan = plan_training(fingerprint(voxel_size=None, sections=((0, 40),)))
+    plan = plan_training(fingerprint(voxel_size=None, sections=((10, 50),)))  # held out: 44-49; trained: 0-43
     text = plan_yaml(plan)
-    assert any("voxel size" in n for n in plan.notes) and any("only 40 of 64 sections" in n for n in plan.notes)
+    assert plan.config.val_roi == "44:50"
+    assert any("voxel size" in n for n in plan.notes) and any("10 of the 44 training sections" in n for n in plan.notes)
     for note in plan.notes:
         assert f"# NOTE: {note}" in text
 
 
 def test_min_steps_is_reached_when_the_budget_allows():
     assert plan_training(fingerprint(), minutes=30).config.steps >= MIN_STEPS
+
+
+def test_unlabelled_sections_in_the_training_part_of_membrane_labels_are_refused():
+    """0 = membrane: an unlabelled section would teach 'all membrane'."""
+    fp = dataclasses.replace(fingerprint(), labels_kind="membranes", labelled_sections=((10, 50),))
+    with pytest.raises(ValueError, match="10 of the 44 sections .* hold no labels.*all membrane"):
+        plan_training(fp)
+
+
+def test_the_held_out_part_is_taken_from_the_last_labelled_range():
+    fp = dataclasses.replace(fingerprint(), labelled_sections=((0, 20), (30, 60)))
+    plan = plan_training(fp)
+    assert plan.config.val_roi.endswith(":60")  # training keeps both labelled ranges before it
+
+
+def test_a_2d_image_holds_out_rows():
+    fp = dataclasses.replace(fingerprint(), shape=(1, 512, 512), ndim=2, labelled_sections=((0, 1),))
+    plan = plan_training(fp)
+    assert plan.config.val_roi == f"{512 - 77}:512" and len(plan.config.patch_shape) == 2
+    assert "rows" in plan.reasons["val_roi"] and plan.reasons["dims"].startswith("2D")
+
+
+def test_nearly_isotropic_3d_rotates_only_equal_axes():
+    fp = dataclasses.replace(fingerprint(), voxel_size=(10.0, 8.0, 8.0), labels_kind="neurons", touching=1.0)
+    plan = plan_training(fp, device="cuda")
+    assert plan.config.augment["rotate90"] is True  # check_augment accepted it: zyx would be refused here
+
+
+def test_a_3d_plan_on_few_sections_keeps_the_patch_inside_them():
+    fp = dataclasses.replace(fingerprint(), voxel_size=(10.0, 10.0, 10.0), labels_kind="neurons", touching=1.0,
+                             shape=(30, 256, 256), labelled_sections=((0, 30),))
+    plan = plan_training(fp)
+    z0, z1 = (int(v) for v in plan.config.val_roi.split(":"))
+    assert plan.config.patch_shape[0] <= z0  # the training part holds a whole patch

@@ -39,5 +39,5 @@ def cmd_fit(args):
                        device=args.device, seed=args.seed, voxel_size=args.voxel_size,
                        tune_minutes=args.tune_minutes, overwrite=args.overwrite)
     r = fit(config, echo=print, progress=not args.no_progress)
-    print(f"done: {r.card.get('headline')} on the held-out part; segment with "
+    print(f"done: {r.card.get('headline')} on the tuning part (optimistic: tuned there); segment with "
           f"`emseg segment IN OUT --model {r.out_dir}`")

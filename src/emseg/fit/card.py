@@ -39,6 +39,9 @@ def write_card(config, state) -> dict:
     fp = plan["fingerprint"]
     net = load_model(dst)
     z0, z1 = (int(v) for v in c.val_roi.split(":"))
+    axis = "rows" if fp.get("ndim", 3) == 2 else "sections"
+    n = fp["shape"][1] if axis == "rows" else fp["shape"][0]
+    t0, t1 = (0, z0) if z0 > 0 else (z1, n)  # the trainer's region (emseg.train.patches.split_region)
     scores = tuned["scores"]
     headline = ", ".join(f"{_LABEL.get(k, k)} {v:.3f}" for k, v in scores.items() if k in _LABEL)
     card = {
@@ -51,7 +54,7 @@ def write_card(config, state) -> dict:
         "input_voxel_size_nm": fp["voxel_size"],
         "architecture": f"{plan['dims']} U-Net: {json.dumps(c.model)}; patch {list(c.patch_shape)}",
         "license": "the terms of the training data",
-        "training": {"data": f"{config.raw} with labels {config.labels}, sections outside {z0}-{z1 - 1}",
+        "training": {"data": f"{config.raw} with labels {config.labels}, {axis} {t0}-{t1 - 1}",
                      "config": "plan.yaml", "init": config.init, "steps": trained["steps"],
                      "minutes": trained["minutes"], "patches_per_second": trained["patches_per_second"],
                      "patch_shape": list(c.patch_shape), "batch_size": c.batch_size,
@@ -59,8 +62,8 @@ def write_card(config, state) -> dict:
         "postprocess": tuned["postprocess"],
         "tuning": {"objective": tuned["objective"], "defaults": tuned["default"], "tuned": tuned["tuned"],
                    "settings_tried": tuned["tried"]},
-        "metrics": {"evaluated_on": f"validation part z {z0}-{z1 - 1} (held out from training; the post-processing "
-                                    "was tuned on it, so the scores are optimistic)", **scores,
+        "metrics": {"evaluated_on": f"the tuning part, {axis} {z0}-{z1 - 1} (held out from training; the "
+                                    "post-processing was tuned on it, so the scores are optimistic)", **scores,
                     "with_default_postprocess": tuned["default_scores"]},
         "weights": {"file": "model.safetensors", "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                     "parameters": sum(p.numel() for p in net.parameters()),

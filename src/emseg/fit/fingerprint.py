@@ -5,10 +5,11 @@ shape, voxel size and anisotropy; intensity percentiles; the kind of labels (a b
 instances of separate objects, dense neuron ids, ISBI-style membrane labels); the foreground
 fraction; object sizes in nm and how often objects touch; and which sections hold labels.
 
-Bounded memory: intensities come from :func:`emseg.normalization.fit_normalization`'s random
-voxels; which sections are labelled is read in z-slabs (at most ``MAX_SCAN`` voxels, sections
-strided beyond it); object statistics are measured on one crop of at most ``MAX_CROP`` voxels
-inside the labelled part, so objects cut by the crop's faces count with their visible part.
+Bounded memory: intensities come from the boxes :mod:`emseg.sampling` places (at most a few
+million voxels); which sections are labelled is read in z-slabs of at most ``SLAB`` voxels (every
+section is read, so a labelled sub-stack of a large volume is never missed); object statistics are
+measured on one crop of at most ``MAX_CROP`` voxels inside the labelled part, so objects cut by
+the crop's faces count with their visible part.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 __all__ = ["Fingerprint", "fingerprint", "LABEL_KINDS"]
 
 LABEL_KINDS = ("mask", "instances", "neurons", "membranes")
-MAX_SCAN = 2**28   # voxels of labels read to find the labelled sections
+SLAB = 2**24       # voxels of labels read at a time to find the labelled sections
 MAX_CROP = 2**27   # voxels of the crop the object statistics are measured on
 _THIN = 0.5        # a sparse mask whose foreground is mostly next to background: membranes drawn as 1
 _CELLS = 10        # a dense mask cut into at least this many pieces per section: cells between membranes
@@ -60,6 +61,8 @@ class Fingerprint:
     """The z ranges ``(z0, z1)`` whose sections hold any nonzero label."""
     crop: tuple
     """The region the object statistics were measured on, as ``(start, stop)`` per axis."""
+    ndim: int = 3
+    """The raw's own dimensions: 2 for an image (seen here as one section), else 3."""
 
     @property
     def anisotropy(self) -> float:
@@ -100,9 +103,13 @@ def fingerprint(raw, labels, *, voxel_size=None, raw_name="raw", labels_name="la
                          f"{tuple(raw.shape)}; they must match voxel for voxel")
     if len(raw.shape) not in (2, 3):
         raise ValueError(f"raw {raw_name} has shape {tuple(raw.shape)}; expected a 2D image or a 3D volume (zyx)")
-    raw, labels = _as_3d(raw), _as_3d(labels)
+    ndim = len(raw.shape)
     vs = voxel_size if voxel_size is not None else getattr(raw, "voxel_size", None)
+    if voxel_size is not None and len(tuple(voxel_size)) != len(raw.shape):
+        raise ValueError(f"--voxel-size {','.join(f'{v:g}' for v in voxel_size)}: {len(tuple(voxel_size))} "
+                         f"numbers for the {len(raw.shape)}D raw {raw_name}; give one per axis (zyx)")
     vs = _voxel_size_3d(vs, raw_name)
+    raw, labels = _as_3d(raw), _as_3d(labels)
     sections, fg_fraction = _labelled_sections(labels)
     if not sections:
         raise ValueError(f"labels {labels_name} hold no foreground: every voxel is 0; check the file and its key")
@@ -118,7 +125,7 @@ def fingerprint(raw, labels, *, voxel_size=None, raw_name="raw", labels_name="la
     return Fingerprint(tuple(int(s) for s in raw.shape), vs, str(np.dtype(raw.dtype)),
                        {k: pct[k] for k in ("p0.5", "p1", "p50", "p99", "p99.5")}, kind, reason,
                        round(fg_fraction, 4), int(ids.max() if ids.size else 0), extent, p90, diam,
-                       None if touching is None else round(touching, 4), tuple(sections), crop)
+                       None if touching is None else round(touching, 4), tuple(sections), crop, ndim)
 
 
 class _Lazy3d:
@@ -126,20 +133,24 @@ class _Lazy3d:
 
     def __init__(self, vol):
         self.vol, self.shape, self.dtype = vol, (1,) + tuple(vol.shape), vol.dtype
-        vs = getattr(vol, "voxel_size", None)
-        self.voxel_size = None if vs is None else (1.0,) + tuple(vs)
+        self.chunks = None
 
     def __getitem__(self, key):
         key = key if isinstance(key, tuple) else (key,)
-        return np.asarray(self.vol[key[1:]])[None] if key else np.asarray(self.vol[...])[None]
+        if not key or key[0] is Ellipsis:
+            return np.asarray(self.vol[...])[None]
+        data = np.asarray(self.vol[key[1:] if len(key) > 1 else ...])
+        return data if isinstance(key[0], (int, np.integer)) else data[None]
 
 
-def _intensity_sample(raw, n=2**22, seed=0):
-    """All voxels of a small volume; of a large one, 16 random whole sections (at most ``n`` voxels)."""
-    if np.prod(raw.shape) <= n:
+def _intensity_sample(raw):
+    """The voxels of the boxes :func:`emseg.sampling.sample_regions` places (all of a small volume)."""
+    from ..sampling import MORE_REGIONS, REGIONS, sample_regions
+
+    if np.prod(raw.shape) <= 2**22:
         return np.asarray(raw[...]).ravel()
-    z = np.random.default_rng(seed).integers(0, raw.shape[0], 16)
-    return np.concatenate([np.asarray(raw[int(i)]).ravel() for i in z])[:n]
+    boxes = sample_regions(raw.shape, getattr(raw, "chunks", None), REGIONS + MORE_REGIONS)
+    return np.concatenate([np.asarray(raw[b]).ravel() for b in boxes])
 
 
 def _as_3d(vol):
@@ -160,17 +171,16 @@ def _voxel_size_3d(vs, raw_name):
 def _labelled_sections(labels):
     """The z ranges holding nonzero labels and the foreground fraction over those sections."""
     nz, per = labels.shape[0], max(1, int(np.prod(labels.shape[1:])))
-    stride = max(1, math.ceil(nz * per / MAX_SCAN))
-    slab = max(1, min(nz, 2**24 // per)) if stride == 1 else 1
-    has, fg, seen = np.zeros(nz, bool), 0, 0
-    for z in range(0, nz, slab * stride):
-        zs = slice(z, min(nz, z + slab))
-        part = np.asarray(labels[zs]) != 0
-        counts = part.reshape(part.shape[0], -1).sum(axis=1)
-        has[z:z + len(counts)] = counts > 0
-        fg, seen = fg + int(counts.sum()), seen + int((counts > 0).sum()) * per
-        if stride > 1:  # unread sections take the labelled state of the one read before them
-            has[z:z + stride] = has[z]
+    has, fg = np.zeros(nz, bool), 0
+    rows = max(1, SLAB // max(1, int(labels.shape[2])))  # a section larger than a slab: read in row bands
+    for z in range(0, nz, max(1, SLAB // per)):
+        zs = slice(z, min(nz, z + max(1, SLAB // per)))
+        for y in range(0, labels.shape[1], rows if per > SLAB else labels.shape[1]):
+            part = np.asarray(labels[zs, y:y + (rows if per > SLAB else labels.shape[1])]) != 0
+            counts = part.reshape(part.shape[0], -1).sum(axis=1)
+            has[zs] |= counts > 0
+            fg += int(counts.sum())
+    seen = int(has.sum()) * per
     ranges, z = [], 0
     while z < nz:
         if has[z]:
@@ -217,11 +227,27 @@ def _kind(lab, labels, labels_name):
         if cells >= _CELLS:
             return "membranes", (f"a mask covering {coverage:.0%} that membranes cut into {cells:.0f} pieces per "
                                  "section: cells with 0 on the membranes (the ISBI 2012 convention)")
-    elif _edge_share(on) >= _THIN:
+    elif _edge_share(on) >= _THIN and _spans_sections(on):
         raise ValueError(f"labels {labels_name} look like a membrane mask with 1 on the membranes (most of the "
                          "foreground is next to background); emseg's boundary target reads the ISBI 2012 "
                          "convention (0 = membrane): invert the labels (255 - labels)")
     return "mask", f"a mask ({coverage:.1%} foreground in the measured crop)"
+
+
+def _spans_sections(on):
+    """Whether the foreground forms a network across the sections (its largest 8-connected piece spans
+    most of a section both ways), as membranes drawn as 1 do and small objects do not."""
+    import cc3d
+
+    for z in np.unique(np.linspace(0, on.shape[0] - 1, min(8, on.shape[0])).astype(int)):
+        pieces = cc3d.connected_components(on[z], connectivity=8)
+        if not pieces.any():
+            continue
+        biggest = np.argmax(np.bincount(pieces.ravel())[1:]) + 1
+        ys, xs = np.nonzero(pieces == biggest)
+        if np.ptp(ys) + 1 >= 0.8 * on.shape[1] and np.ptp(xs) + 1 >= 0.8 * on.shape[2]:
+            return True
+    return False
 
 
 def _cells_per_section(on):

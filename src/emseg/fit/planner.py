@@ -30,7 +30,7 @@ __all__ = ["Plan", "plan_training", "with_steps", "receptive_field", "estimate_s
 
 MIN_STEPS = 1000        # fewer steps than this in the budget: a smaller network and patch
 _ANISO_2D = 2.5         # z this much coarser than y/x: 2D on sections (or anisotropic 3D for neurons)
-_FEW_SECTIONS = 8       # fewer labelled sections: 2D
+_FEW_SECTIONS = 24      # fewer consecutive labelled sections: 2D (a 3D patch and its held-out part need depth)
 _LONG_CPU = 120         # minutes from which a CPU plan trains isotropic data in 3D
 _TOUCHING = 0.1         # instances this often touching another: the distance target (BCD) too
 _SPARSE = 0.25          # foreground below this share of voxels: oversample patches centred on objects
@@ -117,6 +117,7 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
         ``minutes`` not positive, or ``val_roi`` leaves no labelled section to train on.
     """
     from ..train import TrainConfig
+    from .split import held_out_part, training_part_notes
 
     if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or not 0 < minutes < math.inf:
         raise ValueError(f"--minutes must be a positive number of minutes; got {minutes!r}")
@@ -152,8 +153,11 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     else:
         why["model"] = net["why"]
     why["patch_shape"] = net["why_patch"]
-    why["batch_size"] = f"about {voxels // 1024}k voxels per step on the {device.upper()}, the patch shape given"
-    val_roi = _val_roi(fp, val_roi, net["patch"], dims, why)
+    why["batch_size"] = (f"{net['batch']} patches: {net['batch'] * math.prod(net['patch']) // 1024}k voxels per step "
+                         f"(the budget here: about {voxels // 1024}k on the {device.upper()})")
+    named = fixed.get("labels")
+    named = f"labels {named if isinstance(named, str) else named[0]}" if named else "the labels"
+    val_roi = held_out_part(fp, val_roi, net["patch"], dims, why, named)
     fg_share = fp.foreground_fraction
     oversample = 0.0 if target in ("boundary", "affinities") or fg_share >= _SPARSE else 0.33
     why["foreground_fraction"] = (
@@ -177,35 +181,40 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     config = TrainConfig(**{**dict(
         val_roi=val_roi, val_fraction=0.0, target=target, patch_shape=net["patch"], batch_size=net["batch"],
         foreground_fraction=oversample, normalization="percentile", voxel_size=fp.voxel_size, augment=augment,
-        model=net["model"], loss="bce_dice", lr=2e-3, steps=steps, warmup_steps=warmup, val_every=10**6,
-        val_patches=8 if _fits(val_roi, net["patch"], dims) else 0, max_minutes=float(minutes), device=device),
+        model=net["model"], loss="bce_dice", lr=2e-3, steps=steps, warmup_steps=warmup, val_every=_every(steps),
+        val_patches=8 if _fits(val_roi, net["patch"], dims, fp.ndim == 2) else 0, max_minutes=float(minutes), device=device),
         **extra, **fixed})
     why["amp"] = "mixed precision where the device computes it natively (bfloat16 CPUs, float16 GPUs), else float32"
-    why["val_every"] = "validated once, at the end: the held-out part tunes the post-processing instead"
+    why["val_every"] = ("a checkpoint (and a validation on the held-out part) about every tenth of the run: a killed "
+                        "fit resumes there")
     why["max_minutes"] = "the budget; also stops the run if this machine is slower than measured"
-    notes += _label_notes(fp)
+    notes += training_part_notes(fp, target, val_roi)
     return Plan(config, why, fp, float(sps), seconds_per_step is not None, tuple(notes))
 
 
-def _fits(val_roi, patch, dims):
+def _fits(val_roi, patch, dims, image=False):
     """Whether the validation part is deep enough for validation patches of the training patch shape."""
     z0, z1 = (int(v) for v in val_roi.split(":"))
-    return dims == "2d" or z1 - z0 >= patch[0]
+    return (dims == "2d" and not image) or z1 - z0 >= patch[0]
 
 
 def _dimensionality(fp, minutes, device, why):
     """"2d", "3d-aniso" or "3d", and the reason."""
     a, nz = fp.anisotropy, max(b - a0 for a0, b in fp.labelled_sections)
     neurons = fp.labels_kind == "neurons"
-    if fp.shape[0] == 1 or nz < _FEW_SECTIONS:
+    if fp.ndim == 2:
+        why["dims"] = "2D: the raw is an image"
+        return "2d"
+    if nz < _FEW_SECTIONS:
         why["dims"] = f"2D on sections: only {nz} consecutive labelled section(s), too few for 3D context"
         return "2d"
+    unknown = "" if fp.voxel_size else " (the voxel size is unknown and taken as isotropic: pass --voxel-size)"
     if neurons:
         if a >= 1.5:
             why["dims"] = (f"anisotropic 3D: dense neuron labels need context across sections, and z is {a:.1f}x "
                            "coarser than y/x, so z is pooled only once in-plane has caught up")
             return "3d-aniso"
-        why["dims"] = "3D: dense neuron labels need context across sections; the voxels are isotropic"
+        why["dims"] = "3D: dense neuron labels need context across sections; the voxels are isotropic" + unknown
         return "3d"
     if a >= _ANISO_2D:
         why["dims"] = (f"2D on sections: z is {a:.1f}x coarser than y/x ({_vs_text(fp.voxel_size)} nm), objects "
@@ -215,11 +224,12 @@ def _dimensionality(fp, minutes, device, why):
         why["dims"] = f"anisotropic 3D: z is {a:.1f}x coarser than y/x ({_vs_text(fp.voxel_size)} nm)"
         return "3d-aniso"
     if device == "cuda" or minutes >= _LONG_CPU:
-        why["dims"] = "3D: isotropic voxels" + (" and a GPU" if device == "cuda" else f" and {minutes:g} minutes")
+        why["dims"] = ("3D: isotropic voxels" + (" and a GPU" if device == "cuda" else f" and {minutes:g} minutes") +
+                       unknown)
         return "3d"
     why["dims"] = (f"2D on sections although the voxels are isotropic: on a CPU a 2D network gets several times "
                    f"more training steps into {minutes:g} minutes than a 3D one (3D from --device cuda or "
-                   f"--minutes {_LONG_CPU})")
+                   f"--minutes {_LONG_CPU})" + unknown)
     return "2d"
 
 
@@ -287,11 +297,14 @@ def _network(fp, dims, vs, features, voxels, device):
         if batch >= 2 or side <= 2 * max(divisor[-2:]):
             break
         side = int(side * 0.8)
-    while depth > 1 and min(p // d for p, d in zip(patch, divisor)) < 2:  # a tiny patch: a shallower net
+    while depth > 1 and (min(p // d for p, d in zip(patch, divisor)) < 2 or  # a tiny patch: a shallower net
+                         (ndim == 3 and divisor[0] > 0.4 * nz)):         # z pooled deeper than the stack allows
         depth -= 1
         kernels, pools = anisotropic_plan(spacing, depth)
         divisor = tuple(math.prod(p[a] for p in pools) for a in range(ndim))
         patch = [_round_to(p, d) for p, d in zip(patch, divisor)]
+    if ndim == 3:
+        patch[0] = min(patch[0], max(divisor[0], int(0.4 * nz) // divisor[0] * divisor[0]))
     rf = receptive_field(kernels, pools)
     batch = max(1, min(32, voxels // math.prod(patch)))
     model = {"depth": depth, "features": features, "upsample": "bilinear" if ndim == 2 else "transposed",
@@ -309,10 +322,19 @@ def _network(fp, dims, vs, features, voxels, device):
                 f": voxel size {_vs_text(vs)} nm"
     text += f"; {features} features at the first level, bilinear upsampling" if ndim == 2 else \
         f"; {features} features at the first level"
-    fit = "at least 1.5x" if side >= 1.5 * want else f"capped at {cap} on the {device.upper()}, not 1.5x" \
-        if side == cap else "as close to 1.5x as the per-step budget allows to"
-    why_patch = (f"{'x'.join(map(str, patch))}: {fit} the typical object's extent ({want} voxels), a multiple of "
-                 f"the network's divisor {'x'.join(map(str, divisor))}")
+    limits = []
+    if any(p < _round_to(side, d) for p, d in zip(patch[-2:], divisor[-2:])):
+        limits.append(f"the image's {size[-2]}x{size[-1]} pixels")
+    elif side == cap and side < 1.5 * want:
+        limits.append(f"{cap} on the {device.upper()}")
+    elif side < 1.5 * want:
+        limits.append("the per-step voxel budget")
+    if ndim == 3 and patch[0] < _round_to(max(divisor[0] * 2, side * vs[1] / vs[0]), divisor[0]):
+        limits.append(f"z at 40% of the {nz} labelled sections")
+    aim = f"1.5x the typical object's extent ({want} voxels in-plane)"
+    why_patch = (f"{'x'.join(map(str, patch))}: " + (f"aimed at {aim}, limited by {' and '.join(limits)}" if limits
+                                                     else f"at least {aim}") +
+                 f"; a multiple of the network's divisor {'x'.join(map(str, divisor))}")
     return {"model": model, "patch": tuple(patch), "batch": batch, "why": text, "why_patch": why_patch}
 
 
@@ -335,24 +357,6 @@ def _with_model(net, model, dims, init):
                          f"{'x'.join(map(str, divisor))}"}
 
 
-def _val_roi(fp, val_roi, patch, dims, why):
-    """The z range held out: given, or the last ~15% of the largest labelled range (at least the patch depth in 3D)."""
-    if val_roi is not None:
-        z0, z1 = (int(v) for v in str(val_roi).split(":"))
-        why["val_roi"] = f"given: sections {z0}-{z1 - 1} are held out for validation and tuning"
-        return f"{z0}:{z1}"
-    a, b = max(fp.labelled_sections, key=lambda r: r[1] - r[0])
-    n = b - a
-    need = min(patch[0], 8) if dims != "2d" else 1
-    k = max(need, int(round(0.15 * n)))
-    if n - k < (patch[0] if dims != "2d" else 1) or k < 1:
-        raise ValueError(f"the labels hold {n} consecutive labelled section(s) ({a}:{b}), too few to hold out a "
-                         f"validation part of {k} and train on the rest; pass --val Z0:Z1")
-    why["val_roi"] = (f"sections {b - k}-{b - 1} (the last {k} of the {n} labelled ones) are held out: the "
-                      "post-processing is tuned there, on data training never saw")
-    return f"{b - k}:{b}"
-
-
 def _augment(fp, dims, vs, why):
     a = fp.anisotropy
     if dims == "2d":
@@ -362,27 +366,29 @@ def _augment(fp, dims, vs, why):
         why["augment"] = (f"flips, 90° rotations in-plane only (z is {a:.1f}x coarser: no rotation mixes z with "
                           "y/x), missing and misaligned sections as in serial sectioning")
         return {"flip": True, "rotate90": "yx", "missing_section": 0.1, "misalignment": 0.1}
-    why["augment"] = "flips and 90° rotations of every axis (isotropic voxels)"
-    return {"flip": True, "rotate90": "zyx"}
-
-
-def _label_notes(fp):
-    z = fp.shape[0]
-    labelled = fp.n_labelled
-    if labelled < z and fp.labels_kind != "neurons":
-        return [f"only {labelled} of {z} sections hold labels; unlabelled sections inside the training part "
-                "count as background"]
-    return []
+    if not fp.voxel_size:
+        why["augment"] = "flips and 90° rotations in-plane only: the voxel size is unknown, z may be coarser"
+        return {"flip": True, "rotate90": "yx"}
+    if len(set(fp.voxel_size)) == 1:
+        why["augment"] = "flips and 90° rotations of every axis (isotropic voxels)"
+        return {"flip": True, "rotate90": "zyx"}
+    why["augment"] = (f"flips and 90° rotations among the axes of equal spacing ({_vs_text(fp.voxel_size)} nm: "
+                      "nearly, not exactly, isotropic)")
+    return {"flip": True, "rotate90": True}
 
 
 def _vs_text(vs):
     return "x".join(f"{v:g}" for v in vs) if vs else "unknown"
 
 
+def _every(steps):
+    return max(20, steps // 10)
+
+
 def with_steps(plan: Plan, seconds_per_step: float, minutes: float) -> Plan:
     """``plan`` with its steps from a measured ``seconds_per_step`` (the network and patch kept)."""
     steps = max(1, int(60 * minutes / seconds_per_step))
-    config = replace(plan.config, steps=steps, warmup_steps=min(100, max(1, steps // 50)))
+    config = replace(plan.config, steps=steps, warmup_steps=min(100, max(1, steps // 50)), val_every=_every(steps))
     why = dict(plan.reasons, steps=f"{minutes:g} minutes at {seconds_per_step:.3g} s per step (measured here): "
                                    "the cosine decay ends with the budget")
     return replace(plan, config=config, reasons=why, seconds_per_step=float(seconds_per_step), measured=True)

@@ -64,7 +64,7 @@ class FitConfig:
             v = getattr(self, name)
             if not isinstance(v, (str, os.PathLike)) or not str(v):
                 raise ConfigError(name, f"{name} must be a path; got {v!r}")
-            object.__setattr__(self, name, os.fspath(v))
+            object.__setattr__(self, name, _absolute(os.fspath(v)))  # a rerun from another folder finds them
         object.__setattr__(self, "minutes", check_number("minutes", self.minutes, float, (0, False), None,
                                                          "a positive number of minutes"))
         object.__setattr__(self, "tune_minutes", check_number("tune_minutes", self.tune_minutes, float, (0, False),
@@ -72,12 +72,20 @@ class FitConfig:
         object.__setattr__(self, "seed", check_number("seed", self.seed, int, (0, True), None, "an integer >= 0"))
         check_device("device", self.device)
         if self.val_roi is not None:
-            from ..train.config import _check_val_roi
+            from ..train.config import check_val_roi
 
             try:
-                _check_val_roi(self.val_roi)
+                check_val_roi(self.val_roi)
             except ConfigError as err:
                 raise ConfigError("val", str(err).replace("val_roi", "--val")) from None
+
+
+def _absolute(path):
+    """``path`` (``file.h5:key`` too) with its file part absolute."""
+    from ..io.paths import split_key
+
+    file, key = split_key(path)
+    return os.path.abspath(file) + (f":{key}" if key else "")
 
 
 class FitResult(NamedTuple):
@@ -105,29 +113,12 @@ def fit(config: FitConfig, *, echo=None, progress=False) -> FitResult:
         raise ValueError(f"OUT_DIR {out} is a file; give a folder")
     _check_init(config.init)
     created = not os.path.exists(out)
-    had_state = os.path.exists(os.path.join(out, "fit.json"))
     os.makedirs(out, exist_ok=True)
     try:
         return _fit(config, say, progress)
-    except Exception:
-        _undo_empty_start(out, created, had_state)
-        raise
-
-
-def _undo_empty_start(out, created, had_state):
-    """After a failure before any stage finished (bad input), leave ``out`` as it was: no folder, no fit.json."""
-    path = os.path.join(out, "fit.json")
-    try:
-        with open(path) as f:
-            if json.load(f).get("stages"):
-                return
-    except (OSError, ValueError, AttributeError):
-        return
-    if not had_state:
-        os.remove(path)
-        shutil.rmtree(os.path.join(out, ".timing"), ignore_errors=True)
-    if created and not [f for f in os.listdir(out) if not f.startswith(".emseg-lock")]:
-        shutil.rmtree(out, ignore_errors=True)
+    finally:
+        if created and not os.listdir(out):  # bad input before anything was made: leave no folder behind
+            os.rmdir(out)
 
 
 def _fit(config, say, progress):
@@ -136,16 +127,22 @@ def _fit(config, say, progress):
     out = config.out_dir
     with output_lock(out, what=f"OUT_DIR {out!r}"):
         signature = _signature(config)
+        had_state = os.path.exists(os.path.join(out, "fit.json"))
         state = _open_state(config, signature)
         done = tuple(s for s in STAGES if s in state["stages"])
-        for i, stage in enumerate(STAGES):
-            if stage in state["stages"]:
-                say(f"[{i + 1}/4] {stage}: finished before, kept ({_summary(stage, state['stages'][stage])})")
-                continue
-            t0 = time.perf_counter()
-            found = _STAGE_FNS[stage](config, state, say, progress)
-            state["stages"][stage] = {**found, "seconds": round(time.perf_counter() - t0, 1)}
-            _write_state(out, state)
+        try:
+            for i, stage in enumerate(STAGES):
+                if stage in state["stages"]:
+                    say(f"[{i + 1}/4] {stage}: finished before, kept ({_summary(stage, state['stages'][stage])})")
+                    continue
+                t0 = time.perf_counter()
+                found = _STAGE_FNS[stage](config, state, say, progress)
+                state["stages"][stage] = {**found, "seconds": round(time.perf_counter() - t0, 1)}
+                _write_state(out, state)
+        except Exception:
+            if not state["stages"] and not had_state:  # bad input: nothing was made, leave no record
+                _remove_fit_files(out)
+            raise
     with open(os.path.join(out, "model.json")) as f:
         card = json.load(f)
     return FitResult(out, os.path.join(out, "model.safetensors"), card, done)
@@ -156,7 +153,10 @@ def _check_init(init):
         return
     from ..zoo import model_names, resolve_model
 
-    path, _ = resolve_model(init)
+    try:
+        path, _ = resolve_model(init)
+    except FileNotFoundError as err:  # a folder that is not a finished fit
+        raise FileNotFoundError(f"--init {init}: {str(err).split(': ', 1)[-1]}") from None
     if not os.path.isfile(os.fspath(path)):
         raise FileNotFoundError(f"--init {init}: no such checkpoint, nor a shipped model (shipped: "
                                 f"{', '.join(model_names())})")
@@ -179,25 +179,26 @@ def _open_state(config, signature):
     """The recorded state of this run (resume), or a new one; another run or foreign files are refused.
 
     A ``fit.json`` that records no finished stage (bad input, or a kill while planning) holds
-    nothing to keep: the fit's leftover files are removed and the run starts afresh.
+    nothing to keep: the fit's leftover files are removed and the run starts afresh. ``overwrite``
+    deletes the fit's own files (:data:`FIT_FILES`) only where a ``fit.json`` says it is a fit folder.
     """
     from ..runs import check_same_run
 
     out = config.out_dir
     path = os.path.join(out, "fit.json")
-    state = None if config.overwrite or not os.path.exists(path) else _read_state(path)
-    if state is not None and state["stages"]:
-        check_same_run(state["signature"], signature, f"OUT_DIR {out}",
+    recorded = _read_state(path) if os.path.exists(path) else None
+    if recorded is not None and recorded["stages"] and not config.overwrite:
+        check_same_run(recorded["signature"], signature, f"OUT_DIR {out}",
                        fix="pass --overwrite to start over, or give another OUT_DIR")
-        return state
-    if config.overwrite or state is not None:
+        return recorded
+    if recorded is not None:  # overwrite, or a record of a run that finished nothing: the fit's files go
         _remove_fit_files(out)
-    else:
+    else:  # no fit.json: files of the fit's names here are not provably a fit's, so nothing is deleted
         present = [f for f in os.listdir(out) if not f.startswith(".emseg-lock")]
         if present:
             raise ValueError(f"OUT_DIR {out} holds {', '.join(sorted(present)[:5])} but no fit.json: not an emseg "
-                             "fit folder; give an empty or new folder (or --overwrite to delete the fit's own "
-                             "files there)")
+                             "fit folder, so nothing there is deleted (not even with --overwrite); give an empty "
+                             "or new folder")
     state = {"format": _FORMAT, "signature": signature, "stages": {}}
     _write_state(out, state)
     return state
@@ -256,8 +257,8 @@ def _stage_plan(config, state, say, progress):
     raw, labels = _open_pair(config)
     with raw, labels:
         fp = fingerprint(raw, labels, voxel_size=config.voxel_size, raw_name=config.raw, labels_name=config.labels)
-        if config.val_roi is not None:
-            _check_val_labels(labels, config.val_roi, fp, config.labels)
+        if config.val_roi is not None and fp.ndim == 2:
+            _check_val_rows(labels, config.val_roi, config.labels)
     say(f"[1/4] plan: {fp.labels_kind} labels ({fp.kind_reason}); measuring a training step here ...")
     device = torch_device(config.device).type
     fixed = {"seed": config.seed, "out_dir": os.path.join(config.out_dir, "train")}
@@ -286,14 +287,14 @@ def _init_model(init):
     return {"init": init, "model": args}
 
 
-def _check_val_labels(labels, val_roi, fp, name):
-    z0, z1 = (int(v) for v in val_roi.split(":"))
-    if not 0 <= z0 < z1 <= fp.shape[0]:
-        raise ValueError(f"--val {val_roi} is outside the volume's {fp.shape[0]} sections (0:{fp.shape[0]})")
-    if not any(a < z1 and z0 < b for a, b in fp.labelled_sections) or not np.any(np.asarray(labels[z0:z1])):
-        have = ", ".join(f"{a}:{b}" for a, b in fp.labelled_sections)
-        raise ValueError(f"--val {val_roi}: labels {name} hold no foreground in sections {z0}-{z1 - 1}, so nothing "
-                         f"can be tuned there; choose a labelled z range (labelled: {have})")
+def _check_val_rows(labels, val_roi, name):
+    """For a 2D image: ``--val`` rows inside it that hold labels (the planner checks a volume's sections)."""
+    y0, y1 = (int(v) for v in val_roi.split(":"))
+    if not 0 <= y0 < y1 <= labels.shape[0]:
+        raise ValueError(f"--val {val_roi} is outside the image's {labels.shape[0]} rows (0:{labels.shape[0]})")
+    if not np.any(np.asarray(labels[y0:y1])):
+        raise ValueError(f"--val {val_roi}: labels {name} hold no foreground in rows {y0}-{y1 - 1}, so nothing can "
+                         "be tuned there; choose rows that hold labels")
 
 
 def _stage_train(config, state, say, progress):
@@ -329,16 +330,16 @@ def _stage_tune(config, state, say, progress):
     z0, z1 = (int(v) for v in c.val_roi.split(":"))
     raw, labels = _open_pair(config)
     with raw, labels:
-        roi = _tune_roi(raw.shape, z0, z1)
+        roi = _tune_roi(raw.shape, z0, z1) if len(raw.shape) == 3 else (slice(z0, z1), slice(0, raw.shape[1]))
         raw_v, gt = np.asarray(raw[roi]), np.asarray(labels[roi])
     tta = "flips" if len(c.patch_shape) == 2 else None  # 2D: 4 flips cost little; 3D: 8x the prediction
     say(f"[3/4] tune: predicting the held-out part {'x'.join(str(s.stop - s.start) for s in roi)} "
-        f"(sections {z0}-{z1 - 1}, TTA {tta or 'none'}) ...")
+        f"({'sections' if len(roi) == 3 else 'rows'} {z0}-{z1 - 1}, TTA {tta or 'none'}) ...")
     pred = np.zeros((len(info.activations),) + raw_v.shape, np.float32)
     predict_blockwise(raw_v, checkpoint, pred, tta=tta, device=config.device, progress=progress)
-    z_filters = (0, 3, 5) if len(c.patch_shape) == 2 and raw_v.shape[0] >= 5 else (0,)
+    z_filters = (0, 3, 5) if len(c.patch_shape) == 2 and raw_v.ndim == 3 and raw_v.shape[0] >= 5 else (0,)
     t = tune_postprocess(pred, gt, info.task, info.task_params, z_filters=z_filters,
-                         budget_seconds=60 * config.tune_minutes)
+                         budget_seconds=60 * config.tune_minutes, progress=progress)
     result = {"objective": t.objective, "default": round(t.default_score, 4), "tuned": round(t.score, 4),
               "postprocess": t.postprocess(tta), "scores": t.scores, "default_scores": t.default_scores,
               "tried": t.tried, "roi": [[s.start, s.stop] for s in roi], "search_seconds": round(t.seconds, 1)}

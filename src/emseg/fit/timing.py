@@ -65,4 +65,16 @@ def measured_plan(fp, work_dir, echo=None, **plan_options):
     if steps < 1:
         raise ValueError(f"--minutes {minutes:g} is too short for one training step: one step of the smallest "
                          f"plan takes {sps:.2f} s here; give at least {max(0.1, 20 * sps / 60):.1f} minutes")
-    return with_steps(plan, sps, minutes)
+    plan = with_steps(plan, sps, minutes)
+    return replace(plan, reasons={**plan.reasons, "amp": _precision(plan.config.device)})
+
+
+def _precision(device):
+    """What ``amp: true`` means on this machine, measured with the step time."""
+    from ..runtime import cpu_bf16
+
+    if device == "cuda":
+        return "mixed precision: float16 with loss scaling on the GPU"
+    if cpu_bf16():
+        return "mixed precision: this CPU computes bfloat16 natively"
+    return "this CPU has no native bfloat16, so training runs in float32 (amp takes effect on other machines)"

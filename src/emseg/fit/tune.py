@@ -91,7 +91,8 @@ def score_segmentation(metric_set, gt, seg) -> dict:
     return {"foreground_iou": iou, "pq": pq_v, "ap50": float(ap.ap50), "objective": (iou + pq_v) / 2}
 
 
-def tune_postprocess(pred, gt, task, task_params=None, *, z_filters=(0,), budget_seconds=600.0) -> Tuning:
+def tune_postprocess(pred, gt, task, task_params=None, *, z_filters=(0,), budget_seconds=600.0,
+                     progress=False) -> Tuning:
     """Tune the post-processing of ``task``'s prediction ``pred`` (channels first, float in [0, 1], in
     memory) against labels ``gt`` (its spatial shape).
 
@@ -107,12 +108,16 @@ def tune_postprocess(pred, gt, task, task_params=None, *, z_filters=(0,), budget
         z-filter widths to try (0 = none; only on 3D predictions).
     budget_seconds : float
         The search stops trying new candidates once this is spent (the best so far is kept).
+    progress : bool
+        Show a progress bar of the settings scored.
 
     Raises
     ------
     ValueError
         ``gt`` has no foreground, or its shape is not ``pred``'s spatial shape.
     """
+    from tqdm.auto import tqdm
+
     from ..instances.components import remove_small_objects
     from ..instances.methods import segment
     from ..models.reader import postprocess_defaults
@@ -130,16 +135,20 @@ def tune_postprocess(pred, gt, task, task_params=None, *, z_filters=(0,), budget
     d = postprocess_defaults(task, params_)
     offsets = d.offsets
     segs, cache = {}, {}
+    bar = tqdm(unit="setting", desc="tune", disable=not progress)
 
     def run(method, params, zf, min_size):
         """The scores of one setting (segmentations are cached; ``min_size`` only removes objects)."""
         key = (method, tuple(sorted(params.items())), zf)
-        if key not in segs:
-            segs[key] = segment(pred, method, params, offsets=offsets, z_filter=zf if pred.ndim == 4 else 0)
         if key + (min_size,) not in cache:
+            if key not in segs:
+                segs[key] = segment(pred, method, params, offsets=offsets, z_filter=zf if pred.ndim == 4 else 0)
+                while len(segs) > 2:  # the best setting's and the newest: min_size varies only the best's
+                    segs.pop(next(iter(segs)))
             seg = segs[key]
             cache[key + (min_size,)] = score_segmentation(
                 metric_set, gt, remove_small_objects(seg, min_size) if min_size else seg)
+            bar.update()
         return cache[key + (min_size,)]
 
     default = run(d.method, dict(d.params), d.z_filter, d.min_size)
@@ -164,6 +173,7 @@ def tune_postprocess(pred, gt, task, task_params=None, *, z_filters=(0,), budget
                     else:
                         params[name] = v
                     best = _better(best, run(method, params, zf, ms), method, params, zf, ms)
+    bar.close()
     score, method, params, zf, min_size = best
     return Tuning(method, params, int(min_size), int(zf), OBJECTIVES[metric_set], float(score),
                   float(default["objective"]), _clean(run(method, params, zf, min_size)), _clean(default),

@@ -82,13 +82,19 @@ def init_weights(model, init) -> InitReport:
     if not os.path.exists(os.fspath(path)):
         raise FileNotFoundError(f"init {init}: no such checkpoint, nor a shipped model (shipped: "
                                 f"{', '.join(model_names())})")
+    from ..models.checkpoint import read_model_header
+
+    ndim = read_model_header(path).init_args.get("ndim")
+    if ndim is not None and getattr(model, "ndim", ndim) != ndim:
+        raise ValueError(f"init {init}: a {ndim}D model, but this run trains a {model.ndim}D one (patch_shape has "
+                         f"{model.ndim} numbers); start from a {model.ndim}D model or train in {ndim}D")
     tensors = read_safetensors(path).tensors
     state = model.state_dict()
     fits = {k: v for k, v in tensors.items() if k in state and tuple(v.shape) == tuple(state[k].shape)}
     learned = [k for k in state if not k.endswith("num_batches_tracked")]
-    if not any(k in fits for k in learned):
-        raise ValueError(f"init {init}: none of its tensors fits this model (another architecture or "
-                         f"dimensionality); its model has {len(tensors)} tensors, this one {len(state)}")
+    if not any(k in fits and fits[k].ndim > 1 for k in learned):  # norm parameters alone do not make a fit
+        raise ValueError(f"init {init}: none of its convolutions fits this model (another architecture); its "
+                         f"model has {len(tensors)} tensors, this one {len(state)}")
     with torch.no_grad():
         for k, v in fits.items():
             state[k].copy_(v.to(state[k].dtype))

@@ -128,7 +128,7 @@ class TrainConfig:
                 raise ConfigError("voxel_size", f"voxel_size must be 2 or 3 positive numbers (nm); got {vs!r}")
             set_("voxel_size", tuple(float(v) for v in vs))
         if self.val_roi is not None:
-            _check_val_roi(self.val_roi)
+            check_val_roi(self.val_roi)
         from .augment import check_augment  # numpy and scipy only; here, so that importing emseg stays fast
 
         ndim = len(self.patch_shape)
@@ -194,7 +194,8 @@ def _ints(name, v, lengths, text, positive=False):
     return tuple(int(x) for x in v)
 
 
-def _check_val_roi(roi):
+def check_val_roi(roi):
+    """Refuse a ``val_roi`` that is not a z range \"z0:z1\" with 0 <= z0 < z1 (ConfigError naming it)."""
     if not isinstance(roi, str):
         hint = (" (YAML reads an unquoted 10:12 as the base-60 number 612: quote it)"
                 if isinstance(roi, int) else "")

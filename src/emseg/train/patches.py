@@ -125,19 +125,18 @@ def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, 
     return TrainSplit(train, make(val_roi_, "validation") if val_roi_ is not None else None)
 
 
-def _foreground(labels, roi, max_foreground, rng, max_read=2**28, slab_voxels=2**24):
+def _foreground(labels, roi, max_foreground, rng, slab_voxels=2**24):
     """A uniform sample of at most ``max_foreground`` coordinates of foreground voxels inside ``roi``.
 
-    Read in z-slabs of at most ``slab_voxels``; of a region over ``max_read`` voxels only evenly
-    strided sections are read. Every foreground voxel read gets a random key and the smallest keys
+    Read in z-slabs of at most ``slab_voxels`` (every section: labels of a few sections in a large
+    volume are never missed). Every foreground voxel read gets a random key and the smallest keys
     are kept (a bottom-k sample), so memory stays bounded by a slab and the sample.
     """
     z0, z1 = roi[0].start, roi[0].stop
     per = max(1, int(np.prod([s.stop - s.start for s in roi[1:]])))
-    stride = max(1, -(-(z1 - z0) * per // max_read))
-    slab = max(1, slab_voxels // per) if stride == 1 else 1
+    slab = max(1, slab_voxels // per)
     coords, keys = np.zeros((0, len(roi)), np.int64), np.zeros(0)
-    for z in range(z0, z1, slab * stride):
+    for z in range(z0, z1, slab):
         part = np.argwhere(np.asarray(labels[(slice(z, min(z1, z + slab)),) + tuple(roi[1:])]) > 0)
         coords = np.concatenate([coords, part + np.array([z] + [s.start for s in roi[1:]])])
         keys = np.concatenate([keys, rng.random(len(part))])
