@@ -14,6 +14,10 @@ def cmd_plan(args):
     from ..io import open_volume
     from ..runtime import torch_device
 
+    from ..fit.split import check_val_option
+
+    if args.val is not None:
+        check_val_option(args.val)
     out = args.out or "plan.yaml"
     if os.path.exists(out) and not args.overwrite:
         raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")

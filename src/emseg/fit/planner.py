@@ -22,7 +22,6 @@ puts the two together), so the rules are unit-tested on fingerprints alone.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -144,7 +143,8 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
             features = int(_first(given_model.get("features", 8)))
         sps = seconds_per_step or slowdown * estimate_step_seconds(net["batch"], net["patch"], features, device)
         steps = int(60 * minutes / sps)
-        first_steps = steps if rung == 0 else first_steps
+        if rung == 0:
+            first_steps = steps
         if seconds_per_step is not None or steps >= MIN_STEPS:
             break
     if rung and given_model is None:

@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -72,12 +72,9 @@ class FitConfig:
         object.__setattr__(self, "seed", check_number("seed", self.seed, int, (0, True), None, "an integer >= 0"))
         check_device("device", self.device)
         if self.val_roi is not None:
-            from ..train.config import check_val_roi
+            from .split import check_val_option
 
-            try:
-                check_val_roi(self.val_roi)
-            except ConfigError as err:
-                raise ConfigError("val", str(err).replace("val_roi", "--val")) from None
+            check_val_option(self.val_roi)
 
 
 def _absolute(path):

@@ -8,7 +8,18 @@ said (they count as background), or refused where they would teach the wrong thi
 
 from __future__ import annotations
 
-__all__ = ["held_out_part", "training_part", "training_part_notes"]
+__all__ = ["held_out_part", "training_part", "training_part_notes", "check_val_option"]
+
+
+def check_val_option(val):
+    """Refuse a ``--val`` that is not "z0:z1" with 0 <= z0 < z1 (a ConfigError naming ``--val``)."""
+    from ..config import ConfigError
+    from ..train.config import check_val_roi
+
+    try:
+        check_val_roi(val)
+    except ConfigError as err:
+        raise ConfigError("val", str(err).replace("val_roi", "--val")) from None
 
 
 def held_out_part(fp, val_roi, patch, dims, why, labels="the labels") -> str:

@@ -1,0 +1,72 @@
+"""Every option of `emseg plan` and `emseg fit` given a bad value: one line naming the option, nothing written."""
+
+import os
+
+import pytest
+
+from emseg.cli import main
+from emseg.io import write_volume
+from emseg.synthetic import synthetic_em
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("options")
+    em = synthetic_em((12, 64, 64), seed=0)
+    write_volume(str(d / "raw.zarr"), em.raw, voxel_size=em.voxel_size)
+    write_volume(str(d / "mito.zarr"), em.mito, voxel_size=em.voxel_size)
+    return d
+
+
+def _fails(capsys, argv, option):
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # argparse's own checks (types, choices) exit from the parser
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert option in err, (option, err)
+    return err
+
+
+FIT_CASES = [
+    ("--minutes", ["--minutes", "-1"]), ("--minutes", ["--minutes", "abc"]), ("--minutes", ["--minutes", "0"]),
+    ("--tune-minutes", ["--tune-minutes", "0"]), ("--seed", ["--seed", "-1"]), ("--seed", ["--seed", "x"]),
+    ("--device", ["--device", "gpu"]), ("--voxel-size", ["--voxel-size", "0,4,4"]),
+    ("--voxel-size", ["--voxel-size", "4,4"]), ("--val", ["--val", "abc"]), ("--val", ["--val", "5:2"]),
+    ("--init", ["--init", "no-such-model"]),
+]
+
+
+@pytest.mark.parametrize("option, args", FIT_CASES, ids=[" ".join(a) for _, a in FIT_CASES])
+def test_fit_bad_option_values(data, tmp_path, capsys, option, args):
+    out = tmp_path / "out"
+    _fails(capsys, ["fit", str(data / "raw.zarr"), str(data / "mito.zarr"), str(out), "--no-progress", *args],
+           option)
+    assert not out.exists()  # nothing half-written
+
+
+PLAN_CASES = [
+    ("--minutes", ["--minutes", "0"]), ("--seed", ["--seed", "-1"]), ("--device", ["--device", "tpu"]),
+    ("--voxel-size", ["--voxel-size", "a,b,c"]), ("--val", ["--val", "3"]), ("--val", ["--val", "40:50"]),
+]
+
+
+@pytest.mark.parametrize("option, args", PLAN_CASES, ids=[" ".join(a) for _, a in PLAN_CASES])
+def test_plan_bad_option_values(data, tmp_path, capsys, option, args):
+    out = tmp_path / "plan.yaml"
+    _fails(capsys, ["plan", str(data / "raw.zarr"), str(data / "mito.zarr"), "--out", str(out), "--no-measure",
+                    *args], option)
+    assert not out.exists()
+
+
+def test_plan_refuses_an_existing_out_without_overwrite(data, tmp_path, capsys):
+    out = tmp_path / "plan.yaml"
+    out.write_text("mine\n")
+    _fails(capsys, ["plan", str(data / "raw.zarr"), str(data / "mito.zarr"), "--out", str(out), "--no-measure"],
+           "--out")
+    assert out.read_text() == "mine\n"
+    assert main(["plan", str(data / "raw.zarr"), str(data / "mito.zarr"), "--out", str(out), "--no-measure",
+                 "--overwrite"]) == 0
+    assert out.read_text().startswith("# emseg training plan") and os.path.getsize(out) > 100
