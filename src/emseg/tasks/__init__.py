@@ -69,7 +69,7 @@ TASKS = {t.name: t for t in (
          target=lambda lab, p, vs, ign: _targets().affinities(lab, _offsets(p, lab.ndim), ignore_label=ign),
          method=_affinity_method, metrics="neurons"),
     Task("boundary", "membrane map, ISBI 2012 convention (0 = membrane in the labels)",
-         channels=lambda p: 1, target=lambda lab, p, vs, ign: _targets().boundary_target(lab),
+         channels=lambda p: 1, target=lambda lab, p, vs, ign: _targets().boundary_target(lab, ignore_label=ign),
          method=lambda p: ("watershed", {}), metrics="membranes", score="iou"),
     sdt.TASK,
 )}

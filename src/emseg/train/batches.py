@@ -16,6 +16,7 @@ from ..normalization import Normalization, fit_normalization
 from ..tasks import get_task
 from .config import TrainConfig
 from .patches import load_train_volume, sample_patch, validation_patches
+from .sparse import UNKNOWN, is_sparse
 
 __all__ = ["TrainingData", "Batch", "load_training_data", "draw_batch", "make_target"]
 
@@ -49,16 +50,23 @@ def make_target(labels: np.ndarray, config: TrainConfig, voxel_size=None, from_m
     """(target, mask) channels-first float32 arrays for ``labels`` under the config's task (:mod:`emseg.tasks`).
 
     ``from_mask``: the labels are a semantic mask (0/1, 0/255); instance targets (bc, bcd, sdt) then
-    take its connected components as the instances.
+    take its connected components as the instances. With sparse labels (:mod:`emseg.train.sparse`)
+    the patches' unknown voxels hold :data:`~emseg.train.sparse.UNKNOWN`: no loss there, nor on
+    contours and affinities that touch them.
     """
     task = get_task(config.target)
     if voxel_size is not None:
         voxel_size = list(voxel_size)[-labels.ndim:]
+    ignore = UNKNOWN if is_sparse(config) else config.ignore_label
     if task.instances and from_mask:
         from scipy import ndimage
 
-        labels = ndimage.label(labels > 0)[0]
-    return task.target(labels, config.task_params, voxel_size, config.ignore_label)
+        ignored = None if ignore is None else labels == ignore
+        labels = ndimage.label((labels > 0) if ignored is None else (labels > 0) & ~ignored)[0]
+        if ignored is not None and ignored.any():
+            labels = labels.astype(np.int64)
+            labels[ignored] = ignore
+    return task.target(labels, config.task_params, voxel_size, ignore)
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
@@ -72,13 +80,15 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     """
     train_vols, val_vols = [], []
     for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
+        sparse = dict(sections=config.sections, label_mask=config.label_mask[i] if config.label_mask else None,
+                      ignore_label=config.ignore_label, background_label=config.background_label)
         tv, vv = load_train_volume(r, lab, val_fraction=config.val_fraction, val_roi=config.val_roi,
-                                   seed=config.seed + i)
+                                   seed=config.seed + i, **sparse)
         train_vols.append(tv)
         if vv is not None:
             val_vols.append(vv)
     voxel_size = list(config.voxel_size) if config.voxel_size else _voxel_size(config.raw[0])
-    from_mask = get_task(config.target).instances and all(_is_mask(v.labels) for v in train_vols)
+    from_mask = get_task(config.target).instances and all(len(v.values) <= 2 for v in train_vols)
     norm = fit_normalization(train_vols[0].raw, config.normalization)
     if not (math.isfinite(norm.low) and math.isfinite(norm.high)):
         raise ValueError(f"raw {config.raw[0]}: the {config.normalization} normalization of its voxels is "
@@ -104,12 +114,6 @@ def draw_batch(data: TrainingData, config: TrainConfig, rng) -> Batch:
         targets.append(target)
         masks.append(mask)
     return Batch(np.stack(raws), np.stack(targets), np.stack(masks))
-
-
-def _is_mask(labels) -> bool:
-    import fastremap
-
-    return len(fastremap.unique(np.asarray(labels))) <= 2
 
 
 def _voxel_size(path):

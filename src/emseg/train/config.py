@@ -31,6 +31,11 @@ class TrainConfig:
     of :data:`emseg.tasks.TASKS` (``binary``, ``onehot`` with ``n_classes``, ``bc``, ``bcd``,
     ``affinities`` with ``offsets``, ``boundary`` for ISBI-style membrane labels, ``sdt``) and its
     other parameters in ``target_params`` (e.g. ``{scale: 40}`` for ``sdt``), ``patch_shape`` (2 numbers: a 2D model on sections; 3: 3D).
+    Sparse or partial labels (:mod:`emseg.train.sparse`): ``sections`` lists the labelled z
+    indices (the others are unknown and never read), ``label_mask`` one volume per labels volume
+    (nonzero where labels are known: strokes, a few objects per section), ``ignore_label`` a value
+    that means unknown and ``background_label`` a painted value that means background; unknown
+    voxels give no loss, nor the contours and affinities that touch them.
     Augmentation: ``augment`` is true (the defaults of :class:`~emseg.train.augment.Augmenter`),
     false (none) or a mapping that changes them, e.g. ``{flip: true, rotate90: false, elastic: 0,
     missing_section: {p: 0.1, n_sections: 2}}``: ``flip``, ``rotate90`` (true, false, yx, zyx) and
@@ -56,6 +61,9 @@ class TrainConfig:
     n_classes: int = 2
     target_params: dict = field(default_factory=dict)
     ignore_label: int | None = None
+    sections: tuple | None = None
+    label_mask: tuple = ()
+    background_label: int | None = None
     patch_shape: tuple = (256, 256)
     batch_size: int = 4
     foreground_fraction: float = 0.5
@@ -107,6 +115,7 @@ class TrainConfig:
         if len(self.raw) != len(self.labels):
             raise ConfigError("labels", f"raw and labels must list the same number of volumes; got {len(self.raw)} "
                               f"and {len(self.labels)}")
+        _check_sparse(self, set_)
         set_("patch_shape", _ints("patch_shape", self.patch_shape, (2, 3), "2 or 3 positive ints", positive=True))
         if not isinstance(self.offsets, (tuple, list)) or not self.offsets:
             raise ConfigError("offsets", f"offsets must be a list of offsets like [-1, 0, 0]; got {self.offsets!r}")
@@ -169,6 +178,7 @@ _NUMBERS = {
     "val_fraction": (float, (0, True), (1, False), "in [0, 1)"),
     "n_classes": (int, (2, True), None, "an integer >= 2"),
     "ignore_label": (int, None, None, "an integer"),
+    "background_label": (int, (0, True), None, "an integer >= 0"),
     "batch_size": (int, (1, True), None, "an integer >= 1"),
     "foreground_fraction": (float, (0, True), (1, True), "in [0, 1]"),
     "pos_weight": (float, (0, False), (math.inf, False), "a positive number"),
@@ -183,7 +193,34 @@ _NUMBERS = {
     "seed": (int, (0, True), None, "an integer >= 0"),
     "threads": (int, (1, True), None, "an integer >= 1"),
 }
-_OPTIONAL = ("ignore_label", "pos_weight", "max_minutes", "threads")
+_OPTIONAL = ("ignore_label", "background_label", "pos_weight", "max_minutes", "threads")
+
+
+def _check_sparse(config, set_):
+    """The sparse-label fields: ``sections`` distinct z indices >= 0, one ``label_mask`` per labels volume."""
+    v = config.sections
+    if v is not None:
+        v = [v] if isinstance(v, int) and not isinstance(v, bool) else v
+        ok = isinstance(v, (tuple, list)) and v and all(isinstance(z, int) and not isinstance(z, bool) and z >= 0
+                                                        for z in v)
+        if not ok:
+            raise ConfigError("sections", f"sections must be a list of labelled z indices >= 0 like [12, 40, 77]; "
+                              f"got {config.sections!r}")
+        if len(set(v)) != len(v):
+            raise ConfigError("sections", f"sections lists a z index twice: {sorted(v)}")
+        set_("sections", tuple(sorted(v)))
+    m = config.label_mask
+    m = (m,) if isinstance(m, (str, os.PathLike)) else (() if m is None else m)
+    if not isinstance(m, (tuple, list)) or not all(isinstance(p, (str, os.PathLike)) and str(p) for p in m):
+        raise ConfigError("label_mask", f"label_mask must be a path or a list of paths (one per labels volume); "
+                          f"got {config.label_mask!r}")
+    if m and len(m) != len(config.labels):
+        raise ConfigError("label_mask", f"label_mask must list one volume per labels volume; got {len(m)} for "
+                          f"{len(config.labels)}")
+    set_("label_mask", tuple(os.fspath(p) for p in m))
+    if config.background_label is not None and config.background_label == config.ignore_label:
+        raise ConfigError("background_label", f"background_label and ignore_label must differ; both are "
+                          f"{config.background_label}")
 
 
 def _ints(name, v, lengths, text, positive=False):

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .sparse import Known, known_labels, scan_known
+
 __all__ = ["TrainVolume", "TrainSplit", "Regions", "Patch", "load_train_volume", "sample_patch",
            "validation_patches", "split_region"]
 
@@ -65,6 +67,12 @@ class TrainVolume:
     labels: np.ndarray
     region: tuple
     foreground: np.ndarray  # (n, ndim) coordinates of foreground voxels inside the region (a sample)
+    known: Known | None = None
+    """Sparse or partial labels (:mod:`emseg.train.sparse`): which voxels are known; None: all of them."""
+    known_coords: np.ndarray | None = None
+    """(n, ndim) coordinates of known voxels inside the region (a sample), or None when all are known."""
+    values: frozenset = frozenset()
+    """Label values seen in the region's known voxels (at most 3: enough to tell a 0/1 mask from ids)."""
 
 
 class TrainSplit(NamedTuple):
@@ -74,10 +82,15 @@ class TrainSplit(NamedTuple):
     validation: TrainVolume | None
 
 
-def _check_pair(raw, labels, raw_path, labels_path):
-    """Refuse raw EM given as labels, and labels or a mask given as raw (a swapped pair trains on noise)."""
+def _check_pair(raw, labels, raw_path, labels_path, sections=None):
+    """Refuse raw EM given as labels, and labels or a mask given as raw (a swapped pair trains on noise).
+
+    With ``sections``, only the first of them is looked at (the others' labels are unknown)."""
     from ..probabilities import check_raw_source, sample_stats
 
+    if sections is not None:
+        z = min(sections)
+        labels = np.asarray(labels[z:z + 1]) if 0 <= z < labels.shape[0] else labels[:0]
     stats = sample_stats(labels, str(labels_path))
     if stats.looks_like_raw_em:
         raise ValueError(f"labels {labels_path} look like raw EM, not labels ({stats.raw_em_reason()}); "
@@ -89,61 +102,84 @@ def _check_pair(raw, labels, raw_path, labels_path):
 
 
 def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, in_memory=None,
-                      max_foreground=200_000, seed=0) -> TrainSplit:
+                      max_foreground=200_000, seed=0, sections=None, label_mask=None, ignore_label=None,
+                      background_label=None) -> TrainSplit:
     """Open a raw/labels pair and split it into a :class:`TrainSplit` (``train``, ``validation`` or None).
 
     ``in_memory=None`` reads volumes under 2 GiB into memory and samples larger ones lazily from
-    disk (each patch reads only its chunks).
+    disk (each patch reads only its chunks). Sparse or partial labels (:mod:`emseg.train.sparse`):
+    ``sections`` (the labelled z indices), ``label_mask`` (a path: nonzero where labels are known),
+    ``ignore_label`` with ``background_label``; ``sections``, ``label_mask`` or ``background_label``
+    make every patch's unknown voxels :data:`~emseg.train.sparse.UNKNOWN` and draw patches around
+    known voxels. A validation region without known voxels gives no validation volume.
     """
     from ..io import open_volume
 
     raw = open_volume(raw_path)
     labels = open_volume(labels_path)
-    _check_pair(raw, labels, raw_path, labels_path)
+    if sections is not None:
+        bad = [z for z in sections if not 0 <= z < labels.shape[0]]
+        if bad:
+            raise ValueError(f"sections: {', '.join(map(str, bad))} outside labels {labels_path} "
+                             f"({labels.shape[0]} sections, z 0-{labels.shape[0] - 1})")
+    _check_pair(raw, labels, raw_path, labels_path, sections)
     if raw.shape != labels.shape:
         raise ValueError(f"labels {labels_path} have shape {labels.shape} but raw {raw_path} has {raw.shape}; "
                          "they must match voxel for voxel")
+    mask = None
+    if label_mask is not None:
+        mask = open_volume(label_mask)
+        if mask.shape != labels.shape:
+            raise ValueError(f"label_mask {label_mask} has shape {mask.shape} but labels {labels_path} have "
+                             f"{labels.shape}; it must match voxel for voxel (nonzero where the labels are known)")
     if in_memory is None:
         in_memory = raw.nbytes + labels.nbytes < 2 * 2**30
     raw_a = raw[...] if in_memory else raw
-    lab_a = labels[...] if in_memory else labels
+    lab_a = labels[...] if in_memory and sections is None else labels  # sparse sections: only they are read
+    if mask is not None and in_memory:
+        mask = mask[...]
+    known = None
+    if sections is not None or mask is not None or background_label is not None:
+        known = Known(None if sections is None else tuple(sorted(set(sections))), mask, ignore_label,
+                      background_label)
     if in_memory:
         _check_finite(raw_a, f"raw {raw_path}")
     train_roi, val_roi_ = split_region(raw.shape, val_fraction, val_roi)
     rng = np.random.default_rng(seed)
+    empty = []
 
     def make(roi, name):
         if any(s.stop <= s.start for s in roi):
             raise ValueError(f"{labels_path}: the {name} region {roi} is empty")
-        fg = _foreground(lab_a, roi, max_foreground, rng)
-        return TrainVolume(f"{raw_path}[{name}]", raw_a, lab_a, roi, fg)
+        fg, known_coords, values, no_labels = scan_known(lab_a, roi, known or Known(), max_foreground, rng)
+        empty.extend(no_labels)
+        return TrainVolume(f"{raw_path}[{name}]", raw_a, lab_a, roi, fg, known, known_coords, frozenset(values))
 
     train = make(train_roi, "train")
+    validation = make(val_roi_, "validation") if val_roi_ is not None else None
+    if empty:
+        raise ValueError(f"sections: {', '.join(map(str, sorted(empty)))} of labels {labels_path} hold no labels "
+                         "(all 0); list only annotated sections")
+    if train.known_coords is not None and not len(train.known_coords):
+        raise ValueError(f"{labels_path}: the training region z {train_roi[0].start}:{train_roi[0].stop} holds no "
+                         f"known labels ({_known_text(known)}); label some voxels there or move val_roi")
     if not len(train.foreground):
         raise ValueError(f"{labels_path}: the training region holds no foreground (all labels are 0); "
                          "check the labels file and key")
-    return TrainSplit(train, make(val_roi_, "validation") if val_roi_ is not None else None)
+    if validation is not None and validation.known_coords is not None and not len(validation.known_coords):
+        validation = None
+    return TrainSplit(train, validation)
 
 
-def _foreground(labels, roi, max_foreground, rng, slab_voxels=2**24):
-    """A uniform sample of at most ``max_foreground`` coordinates of foreground voxels inside ``roi``.
-
-    Read in z-slabs of at most ``slab_voxels`` (every section: labels of a few sections in a large
-    volume are never missed). Every foreground voxel read gets a random key and the smallest keys
-    are kept (a bottom-k sample), so memory stays bounded by a slab and the sample.
-    """
-    z0, z1 = roi[0].start, roi[0].stop
-    per = max(1, int(np.prod([s.stop - s.start for s in roi[1:]])))
-    slab = max(1, slab_voxels // per)
-    coords, keys = np.zeros((0, len(roi)), np.int64), np.zeros(0)
-    for z in range(z0, z1, slab):
-        part = np.argwhere(np.asarray(labels[(slice(z, min(z1, z + slab)),) + tuple(roi[1:])]) > 0)
-        coords = np.concatenate([coords, part + np.array([z] + [s.start for s in roi[1:]])])
-        keys = np.concatenate([keys, rng.random(len(part))])
-        if len(keys) > max_foreground:
-            keep = np.argpartition(keys, max_foreground)[:max_foreground]
-            coords, keys = coords[keep], keys[keep]
-    return coords
+def _known_text(known):
+    parts = []
+    if known.sections is not None:
+        parts.append(f"labelled sections {', '.join(map(str, known.sections))}")
+    if known.mask is not None:
+        parts.append("the label mask")
+    if known.ignore_label is not None:
+        parts.append(f"ignore_label {known.ignore_label}")
+    return "; ".join(parts)
 
 
 def _check_patch(vol: TrainVolume, patch_shape):
@@ -169,10 +205,14 @@ def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5) -> Patch:
     if len(vol.foreground) and rng.random() < foreground_fraction:
         centre = vol.foreground[int(rng.integers(len(vol.foreground)))]
         start = np.clip(centre - np.array(full) // 2, lo, hi)
+    elif vol.known_coords is not None:  # sparse labels: around a known voxel, so that the loss has voxels to use
+        centre = vol.known_coords[int(rng.integers(len(vol.known_coords)))]
+        start = np.clip(centre - np.array(full) // 2, lo, hi)
     else:
         start = np.array([int(rng.integers(a, b + 1)) for a, b in zip(lo, hi)])
     roi = tuple(slice(int(s), int(s) + f) for s, f in zip(start, full))
-    raw, lab = np.asarray(vol.raw[roi]), np.asarray(vol.labels[roi])
+    raw = np.asarray(vol.raw[roi])
+    lab = np.asarray(vol.labels[roi]) if vol.known is None else known_labels(vol.labels, roi, vol.known)
     _check_finite(raw, f"{vol.name}, patch {_roi_text(roi)}")
     squeeze = tuple(range(ndim - len(patch_shape)))
     return Patch(raw.squeeze(squeeze), lab.squeeze(squeeze)) if squeeze else Patch(raw, lab)
