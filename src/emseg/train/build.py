@@ -60,6 +60,8 @@ class InitReport(NamedTuple):
     loaded: int
     skipped: list
     """Names of the model's tensors left with their random initialisation (no tensor of that name and shape)."""
+    names: frozenset = frozenset()
+    """Names of the tensors loaded."""
 
 
 def init_weights(model, init) -> InitReport:
@@ -98,7 +100,7 @@ def init_weights(model, init) -> InitReport:
     with torch.no_grad():
         for k, v in fits.items():
             state[k].copy_(v.to(state[k].dtype))
-    return InitReport(str(init), len(fits), [k for k in learned if k not in fits])
+    return InitReport(str(init), len(fits), [k for k in learned if k not in fits], frozenset(fits))
 
 
 def lr_factor(step, config: TrainConfig, total=None) -> float:
@@ -136,13 +138,19 @@ class Optimization:
     budget: int = 0
 
 
-def make_optimization(config: TrainConfig, model, device) -> Optimization:
-    """AdamW on ``model``'s parameters with the warm-up + cosine schedule of :func:`lr_factor`;
+def make_optimization(config: TrainConfig, model, device, pretrained=frozenset()) -> Optimization:
+    """AdamW on ``model``'s trainable parameters with the warm-up + cosine schedule of :func:`lr_factor`
+    (those named in ``pretrained``, loaded from ``config.init``, at ``lr * init_lr_scale``);
     mixed precision when ``config.amp``: float16 + loss scaling on CUDA, bfloat16 on CPUs with native
     support (AVX512-BF16/AMX)."""
     import torch
 
-    opt = Optimization(torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay),
+    from .finetune import param_groups
+
+    groups = param_groups(model, pretrained, config.lr, config.init_lr_scale)
+    if not groups:
+        raise ValueError(f"freeze {config.freeze!r} leaves no parameter to train")
+    opt = Optimization(torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay),
                        budget=config.steps)
     opt.scheduler = torch.optim.lr_scheduler.LambdaLR(opt.optimizer, lambda s: lr_factor(s, config, opt.budget))
     opt.use_amp = bool(config.amp and (device.type == "cuda" or (device.type == "cpu" and cpu_bf16())))

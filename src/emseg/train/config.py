@@ -16,6 +16,7 @@ from ..config import ConfigError, check_bool, check_device, check_number, fill, 
 __all__ = ["TrainConfig", "load_config", "ConfigError", "RESUMABLE_FIELDS"]
 
 NORMALIZATIONS = ("percentile", "fixed", "none")
+FREEZE = ("none", "encoder", "all_but_head")  # = emseg.train.finetune.FREEZE (kept here: no torch import)
 LOSSES = ("bce", "dice", "bce_dice", "mse", "l1")  # = emseg.train.losses.LOSSES (kept here: no torch import)
 RESUMABLE_FIELDS = ("steps", "max_minutes", "val_every", "early_stopping", "device", "threads", "out_dir",
                     "resume", "overwrite")
@@ -43,7 +44,11 @@ class TrainConfig:
     (:func:`~emseg.train.augment.check_augment`); 90° rotations never mix z with y/x on
     anisotropic voxels. Model: ``model`` holds UNet keyword arguments (``preset: light2d`` for the
     small 2D net); ``init`` starts from the weights of a shipped model (its name) or a checkpoint,
-    loading every tensor whose name and shape match (a new output head otherwise).
+    loading every tensor whose name and shape match (a new output head otherwise); fine-tuning
+    (:mod:`emseg.train.finetune`): ``freeze`` (none, encoder, all_but_head), ``init_lr_scale``
+    (the loaded tensors' learning rate as a fraction of ``lr``), ``adabn_batches`` (BatchNorm
+    statistics re-estimated on that many training batches before the first step; 0: off). The
+    intensity normalisation is always fitted on the new data.
     Optimisation: AdamW with ``lr``, ``weight_decay``, linear warm-up then cosine decay over
     ``steps``; mixed precision when ``amp`` (float16 on CUDA, bfloat16 on CPUs that compute it
     natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints, ``log.csv`` and
@@ -72,6 +77,9 @@ class TrainConfig:
     augment: bool | dict = True
     model: dict = field(default_factory=dict)
     init: str | None = None
+    freeze: str = "none"
+    init_lr_scale: float = 1.0
+    adabn_batches: int = 0
     loss: str = "bce_dice"
     pos_weight: float | None = None
     lr: float = 1e-3
@@ -103,7 +111,8 @@ class TrainConfig:
             check_bool(name, getattr(self, name))
         from ..tasks import TASKS, task_params
 
-        for name, options in (("target", tuple(TASKS)), ("normalization", NORMALIZATIONS), ("loss", LOSSES)):
+        for name, options in (("target", tuple(TASKS)), ("normalization", NORMALIZATIONS), ("loss", LOSSES),
+                              ("freeze", FREEZE)):
             if getattr(self, name) not in options:
                 raise ConfigError(name, f"{name} must be one of {options}; got {getattr(self, name)!r}")
         for name in ("raw", "labels"):
@@ -150,6 +159,10 @@ class TrainConfig:
             raise ConfigError("init", f"init must be a shipped model's name or a checkpoint path; got {self.init!r}")
         if self.init is not None:
             set_("init", os.fspath(self.init))
+        if self.init is None and (self.freeze != "none" or self.init_lr_scale != 1.0):
+            key = "freeze" if self.freeze != "none" else "init_lr_scale"
+            raise ConfigError(key, f"{key} applies to the weights of init, but init is not set; give init (a shipped "
+                              f"model or a checkpoint) or leave {key} at its default")
         check_device("device", self.device)
         if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
             raise ConfigError("out_dir", f"out_dir must be a folder path; got {self.out_dir!r}")
@@ -189,6 +202,8 @@ _NUMBERS = {
     "val_every": (int, (1, True), None, "an integer >= 1"),
     "val_patches": (int, (0, True), None, "an integer >= 0"),
     "early_stopping": (int, (0, True), None, "an integer >= 0 (0: off)"),
+    "init_lr_scale": (float, (0, False), (math.inf, False), "a positive number (1: the same lr as new layers)"),
+    "adabn_batches": (int, (0, True), None, "an integer >= 0 (0: off)"),
     "max_minutes": (float, (0, False), (math.inf, False), "a positive number of minutes"),
     "seed": (int, (0, True), None, "an integer >= 0"),
     "threads": (int, (1, True), None, "an integer >= 1"),

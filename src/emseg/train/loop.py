@@ -43,13 +43,14 @@ class TrainingRun:
     """The model's (and every batch's) torch memory format: channels-last."""
 
 
-def start_run(config, signature, model, device, data, interrupt) -> TrainingRun:
-    """The :class:`TrainingRun` of ``model``: in channels-last memory format, with its optimizer."""
+def start_run(config, signature, model, device, data, interrupt, pretrained=frozenset()) -> TrainingRun:
+    """The :class:`TrainingRun` of ``model``: in channels-last memory format, with its optimizer
+    (``pretrained``: names of the tensors loaded from ``config.init``)."""
     from ..runtime import memory_format
 
     fmt = memory_format(model.ndim)
     model = model.to(memory_format=fmt)  # oneDNN/cuDNN run NHWC convolutions about 2x faster on CPU
-    return TrainingRun(config, signature, data, model, device, make_optimization(config, model, device),
+    return TrainingRun(config, signature, data, model, device, make_optimization(config, model, device, pretrained),
                        run_paths(config.out_dir), interrupt, fmt)
 
 
@@ -65,8 +66,10 @@ def train_steps(run: TrainingRun, progress: Progress, log: TrainingLog, t0) -> N
     ValueError
         The loss became NaN/Inf.
     """
+    from .finetune import set_train_mode
+
     config, interrupt, start = run.config, run.interrupt, progress.step
-    run.model.train()
+    set_train_mode(run.model, config.freeze)
     interrupt.saved = progress.step or None
     if interrupt.asked:
         raise TrainingInterrupted(f"interrupted before step {progress.step + 1}; the run folder holds step "

@@ -82,19 +82,39 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
         torch.set_num_threads(int(config.threads))
     device = torch_device(config.device)
     model = build_model(config, data.voxel_size)
+    pretrained = frozenset()
     if config.init is not None:
-        init_weights(model, config.init)  # a resumed run then loads its own state over them
+        from .finetune import freeze_parameters
+
+        pretrained = init_weights(model, config.init).names  # a resumed run then loads its own state over them
+        freeze_parameters(model, config.freeze)
     model = model.to(device)
     # until here SIGINT stops at once (nothing was written); from here on, at the end of a step
     with sigint_at_step_end() as interrupt:
         with claim_run_dir(config, signature):  # the lock, overwrite, run.json
-            run = start_run(config, signature_hash(signature), model, device, data, interrupt)
+            run = start_run(config, signature_hash(signature), model, device, data, interrupt, pretrained)
             return _train_run(run, progress)
+
+
+def _adabn(run):
+    """BatchNorm statistics re-estimated on ``adabn_batches`` training batches (seeded apart from the steps')."""
+    import numpy as np
+    import torch
+
+    from .batches import draw_batch
+    from .finetune import adapt_batchnorm
+
+    rng = np.random.default_rng([run.config.seed, 2**32 - 1])
+    batches = (torch.from_numpy(draw_batch(run.data, run.config, rng).raw).to(run.device).contiguous(
+        memory_format=run.memory_format) for _ in range(run.config.adabn_batches))
+    adapt_batchnorm(run.model, batches)
 
 
 def _train_run(run, show_progress):
     """Resume ``run`` where its folder stands, train it to the end and say how it went."""
     progress = resume(run)
+    if progress.step == 0 and run.config.adabn_batches:
+        _adabn(run)
     log = TrainingLog(run.config.out_dir, progress.step, run.config.steps, show_progress)
     t0, start_step = time.perf_counter(), progress.step
     try:

@@ -45,7 +45,9 @@ def validate(model, data, config, device) -> Validation:
             s = semantic_scores(target[0] > 0.5, pred, mask=mask[0] > 0) if mask[0].any() else None
             if s is not None:
                 tp_fp_fn += [s.tp[0], s.fp[0], s.fn[0]]
-    model.train()
+    from .finetune import set_train_mode
+
+    set_train_mode(model, config.freeze)
     iou = tp_fp_fn[0] / max(1.0, tp_fp_fn.sum())
     return Validation(float(np.mean(losses)), float(iou))
 
