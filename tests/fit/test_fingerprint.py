@@ -148,7 +148,7 @@ def test_a_volume_larger_than_the_read_limits_is_read_in_bounded_pieces(em, monk
     """Fingerprint and the trainer's foreground sample read bounded pieces of a lazy volume, never all of it."""
     import sys
 
-    from emseg.train.patches import _foreground
+    from emseg.train.sparse import Known, scan_known
 
     fpmod = sys.modules["emseg.fit.fingerprint"]  # the module (emseg.fit.fingerprint is also the function)
 
@@ -164,19 +164,19 @@ def test_a_volume_larger_than_the_read_limits_is_read_in_bounded_pieces(em, monk
     assert lab.largest <= max(total // 8, int(np.prod(BOX))) < total  # (raw this small is read whole)
     lab.largest = 0
     roi = tuple(slice(0, n) for n in em.mito.shape)
-    fg = _foreground(lab, roi, 500, np.random.default_rng(0), slab_voxels=total // 16)
+    fg = scan_known(lab, roi, Known(), 500, np.random.default_rng(0), slab_voxels=total // 16)[0]
     assert lab.largest <= total // 16 and 0 < len(fg) <= 500
     assert (em.mito[tuple(fg.T)] > 0).all()  # every sampled coordinate is foreground
 
 
 def test_the_foreground_sample_is_uniform_over_slabs(rng):
     """A bottom-k sample: each slab's share of the coordinates is its share of the foreground (7.5x here)."""
-    from emseg.train.patches import _foreground
+    from emseg.train.sparse import Known, scan_known
 
     lab = np.zeros((8, 40, 40), np.uint8)
     lab[:4, :30, :30] = 1   # 900 voxels per section
     lab[4:, :10, :12] = 1   # 120 per section
     roi = tuple(slice(0, n) for n in lab.shape)
-    fg = _foreground(lab, roi, 2000, np.random.default_rng(1), slab_voxels=4 * 40 * 40)
+    fg = scan_known(lab, roi, Known(), 2000, np.random.default_rng(1), slab_voxels=4 * 40 * 40)[0]
     share = (fg[:, 0] < 4).mean()
     assert share == pytest.approx(900 / (900 + 120), abs=0.02)

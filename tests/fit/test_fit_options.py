@@ -15,6 +15,9 @@ def data(tmp_path_factory):
     em = synthetic_em((12, 64, 64), seed=0)
     write_volume(str(d / "raw.zarr"), em.raw, voxel_size=em.voxel_size)
     write_volume(str(d / "mito.zarr"), em.mito, voxel_size=em.voxel_size)
+    part = em.mito.copy()
+    part[5] = 0
+    write_volume(str(d / "part.zarr"), part, voxel_size=em.voxel_size)
     return d
 
 
@@ -35,7 +38,11 @@ FIT_CASES = [
     ("--tune-minutes", ["--tune-minutes", "0"]), ("--seed", ["--seed", "-1"]), ("--seed", ["--seed", "x"]),
     ("--device", ["--device", "gpu"]), ("--voxel-size", ["--voxel-size", "0,4,4"]),
     ("--voxel-size", ["--voxel-size", "4,4"]), ("--val", ["--val", "abc"]), ("--val", ["--val", "5:2"]),
-    ("--init", ["--init", "no-such-model"]),
+    ("--init", ["--init", "no-such-model"]), ("--sections", ["--sections", "3,3"]),
+    ("--sections", ["--sections", "x"]), ("--sections", ["--sections", "2,40"]),
+    ("--freeze", ["--freeze", "encoder"]), ("--freeze", ["--init", "mito-fibsem", "--freeze", "decoder"]),
+    ("--init-lr-scale", ["--init-lr-scale", "0"]), ("--init-lr-scale", ["--init-lr-scale", "0.1"]),
+    ("--adabn", ["--adabn", "-1"]),
 ]
 
 
@@ -45,6 +52,13 @@ def test_fit_bad_option_values(data, tmp_path, capsys, option, args):
     _fails(capsys, ["fit", str(data / "raw.zarr"), str(data / "mito.zarr"), str(out), "--no-progress", *args],
            option)
     assert not out.exists()  # nothing half-written
+
+
+def test_fit_sections_without_labels_are_named(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    err = _fails(capsys, ["fit", str(data / "raw.zarr"), str(data / "part.zarr"), str(out), "--no-progress",
+                          "--sections", "2,5,9"], "--sections 5")
+    assert "part.zarr" in err and "hold nothing there" in err and not out.exists()
 
 
 PLAN_CASES = [

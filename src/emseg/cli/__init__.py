@@ -88,6 +88,8 @@ def _add_fit_inputs(s):
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     s.add_argument("--voxel-size", type=args.voxel_size, help="z,y,x in nm, when the files do not say")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sections", type=args.sections, metavar="Z,Z,...", help="only these z sections are labelled "
+                   "(e.g. 12,40,77); every other voxel is unknown, not background, and never read")
 
 
 def _add_plan(sub):
@@ -108,6 +110,12 @@ def _add_fit(sub):
     s.add_argument("out_dir", metavar="OUT_DIR", help="the run's folder; `emseg segment --model OUT_DIR` uses it")
     s.add_argument("--init", metavar="MODEL", help="start from a shipped model or a checkpoint (its architecture; "
                    "weights loaded where shapes match)")
+    s.add_argument("--freeze", choices=("none", "encoder", "all_but_head"), default="none",
+                   help="with --init: parts of the model that keep their weights (default none)")
+    s.add_argument("--init-lr-scale", type=args.positive_float, default=1.0,
+                   help="with --init: the learning rate of its weights as a fraction of the new layers' (default 1)")
+    s.add_argument("--adabn", type=args.nonnegative_int, default=0, metavar="BATCHES",
+                   help="re-estimate BatchNorm statistics on this many batches of the data before training (AdaBN)")
     s.add_argument("--tune-minutes", type=args.positive_float, default=5.0,
                    help="the most the post-processing search may take (default 5)")
     s.add_argument("--overwrite", action="store_true", help="delete the fit's own files in OUT_DIR and start over")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["ints", "positive_float", "voxel_size", "halo", "positive_int", "params"]
+__all__ = ["ints", "positive_float", "voxel_size", "halo", "positive_int", "nonnegative_int", "sections", "params"]
 
 
 def ints(text, minimum=1):
@@ -50,6 +50,24 @@ def positive_int(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1; got {text!r}")
     return value
+
+
+def nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more; got {text!r}")
+    return value
+
+
+def sections(text):
+    """Distinct z indices >= 0, comma-separated: 12,40,77."""
+    values = ints(text, minimum=0)
+    if len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"a z section is listed twice in {text!r}")
+    return tuple(sorted(values))
 
 
 def params(items):

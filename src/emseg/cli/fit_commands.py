@@ -14,7 +14,7 @@ def cmd_plan(args):
     from ..io import open_volume
     from ..runtime import torch_device
 
-    from ..fit.split import check_val_option
+    from ..fit.split import check_val_option, labelled_only
 
     if args.val is not None:
         check_val_option(args.val)
@@ -22,9 +22,10 @@ def cmd_plan(args):
     if os.path.exists(out) and not args.overwrite:
         raise FileExistsError(f"--out {out} exists; pass --overwrite to replace it")
     with open_volume(args.raw) as raw, open_volume(args.labels) as labels:
-        fp = fingerprint(raw, labels, voxel_size=args.voxel_size, raw_name=args.raw, labels_name=args.labels)
+        fp = fingerprint(raw, labelled_only(labels, args.sections, args.labels), voxel_size=args.voxel_size,
+                         raw_name=args.raw, labels_name=args.labels)
     options = dict(raw=args.raw, labels=args.labels, minutes=args.minutes, device=torch_device(args.device).type,
-                   val_roi=args.val, seed=args.seed,
+                   val_roi=args.val, seed=args.seed, **({} if args.sections is None else {"sections": args.sections}),
                    out_dir=os.path.join("runs", os.path.splitext(os.path.basename(out))[0]))
     if args.no_measure:
         plan = plan_training(fp, **options)
@@ -41,7 +42,8 @@ def cmd_fit(args):
 
     config = FitConfig(args.raw, args.labels, args.out_dir, minutes=args.minutes, val_roi=args.val, init=args.init,
                        device=args.device, seed=args.seed, voxel_size=args.voxel_size,
-                       tune_minutes=args.tune_minutes, overwrite=args.overwrite)
+                       tune_minutes=args.tune_minutes, sections=args.sections, freeze=args.freeze,
+                       init_lr_scale=args.init_lr_scale, adabn_batches=args.adabn, overwrite=args.overwrite)
     r = fit(config, echo=print, progress=not args.no_progress)
     print(f"done: {r.card.get('headline')} on the tuning part (optimistic: tuned there); segment with "
           f"`emseg segment IN OUT --model {r.out_dir}`")

@@ -9,13 +9,18 @@ __all__ = ["plan_yaml", "write_plan"]
 
 # config fields in the order they are written, and the reason (Plan.reasons key) each carries
 _FIELDS = (("raw", None), ("labels", None), ("voxel_size", "voxel_size"), ("val_roi", "val_roi"),
-           ("val_fraction", None), ("target", "target"), ("offsets", None), ("model", "model"),
+           ("sections", "sections"), ("val_fraction", None), ("target", "target"), ("offsets", None), ("model", "model"),
            ("patch_shape", "patch_shape"), ("batch_size", "batch_size"),
            ("foreground_fraction", "foreground_fraction"), ("normalization", "normalization"),
            ("augment", "augment"), ("loss", "loss"), ("lr", "lr"), ("steps", "steps"),
            ("warmup_steps", "warmup_steps"), ("max_minutes", "max_minutes"), ("val_every", "val_every"),
-           ("val_patches", None), ("init", "init"), ("seed", None), ("device", None), ("amp", "amp"),
+           ("val_patches", None), ("init", "init"), ("freeze", "freeze"),
+           ("init_lr_scale", "init_lr_scale"), ("adabn_batches", "adabn_batches"), ("seed", None), ("device", None), ("amp", "amp"),
            ("out_dir", None))
+
+
+_ONLY_SET = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0}
+"""Fields written only when the plan sets them (few labels, fine-tuning)."""
 
 
 def _flow(value):
@@ -46,6 +51,8 @@ def plan_yaml(plan) -> str:
         if name == "offsets" and c["target"] != "affinities":
             continue
         if name in ("init", "voxel_size") and value is None:
+            continue
+        if name in _ONLY_SET and value == _ONLY_SET[name]:
             continue
         if name in ("raw", "labels"):
             value = list(value)

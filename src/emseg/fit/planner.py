@@ -188,7 +188,16 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     why["val_every"] = ("a checkpoint (and a validation on the held-out part) about every tenth of the run: a killed "
                         "fit resumes there")
     why["max_minutes"] = "the budget; also stops the run if this machine is slower than measured"
-    notes += training_part_notes(fp, target, val_roi)
+    if fixed.get("sections") is not None:
+        why["sections"] = ("only these sections are labelled: every other voxel is unknown (no loss there, and "
+                           "never read), and patches are drawn on the labelled ones")
+    else:
+        notes += training_part_notes(fp, target, val_roi)
+    for name, text in (("freeze", "given: these parts of the --init model keep their weights"),
+                       ("init_lr_scale", "given: the --init weights learn at this fraction of lr"),
+                       ("adabn_batches", "given: BatchNorm statistics re-estimated on this data before training")):
+        if name in fixed:
+            why[name] = text
     return Plan(config, why, fp, float(sps), seconds_per_step is not None, tuple(notes))
 
 

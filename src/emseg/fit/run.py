@@ -44,7 +44,10 @@ class FitConfig:
     held out for tuning ("z0:z1"; chosen by the planner when None); ``init``: a shipped model or a
     checkpoint to start from (its architecture is kept, its weights loaded where shapes match);
     ``tune_minutes``: the most the post-processing search may take; ``voxel_size`` (nm, zyx) when
-    the files do not say.
+    the files do not say. Few labels: ``sections``, the labelled z indices (every other section is
+    unknown and never read; the last labelled one is held out for tuning unless ``val_roi``
+    says otherwise); fine-tuning an ``init`` model: ``freeze``, ``init_lr_scale``,
+    ``adabn_batches`` (:mod:`emseg.train.finetune`).
     """
 
     raw: str
@@ -57,6 +60,10 @@ class FitConfig:
     seed: int = 0
     voxel_size: tuple | None = None
     tune_minutes: float = 5.0
+    sections: tuple | None = None
+    freeze: str = "none"
+    init_lr_scale: float = 1.0
+    adabn_batches: int = 0
     overwrite: bool = False
 
     def __post_init__(self):
@@ -71,6 +78,15 @@ class FitConfig:
                                                               None, "a positive number of minutes"))
         object.__setattr__(self, "seed", check_number("seed", self.seed, int, (0, True), None, "an integer >= 0"))
         check_device("device", self.device)
+        from ..train.config import TrainConfig
+
+        try:  # the training options are TrainConfig's: checked there, named as options of fit
+            TrainConfig(sections=self.sections, freeze=self.freeze, init_lr_scale=self.init_lr_scale,
+                        adabn_batches=self.adabn_batches, init=self.init)
+        except ConfigError as err:
+            raise ConfigError(err.key, str(err).replace(err.key, "--" + err.key.replace("_", "-"), 1)) from None
+        if self.sections is not None:
+            object.__setattr__(self, "sections", tuple(sorted(int(z) for z in self.sections)))
         if self.val_roi is not None:
             from .split import check_val_option
 
@@ -169,6 +185,7 @@ def _signature(config):
         models = [os.fspath(resolve_model(config.init)[0])]
     options = {k: getattr(config, k) for k in ("minutes", "val_roi", "init", "device", "seed", "voxel_size",
                                                "tune_minutes")}
+    options.update({k: getattr(config, k) for k, default in _TRAIN_OPTIONS.items() if getattr(config, k) != default})
     return run_signature("fit", inputs={"raw": config.raw, "labels": config.labels}, models=models, options=options)
 
 
@@ -239,10 +256,21 @@ def _summary(stage, found):
     return found.get("checkpoint", "")
 
 
+_TRAIN_OPTIONS = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0}
+"""Options of fit passed to the plan's TrainConfig, with their defaults (a run at the defaults keeps
+the signature and the plan it had before they existed)."""
+
+
 def _open_pair(config):
     from ..io import open_volume
 
     return open_volume(config.raw), open_volume(config.labels)
+
+
+def _labels_seen(config, labels):
+    from .split import labelled_only
+
+    return labelled_only(labels, config.sections, config.labels)
 
 
 def _stage_plan(config, state, say, progress):
@@ -253,7 +281,8 @@ def _stage_plan(config, state, say, progress):
 
     raw, labels = _open_pair(config)
     with raw, labels:
-        fp = fingerprint(raw, labels, voxel_size=config.voxel_size, raw_name=config.raw, labels_name=config.labels)
+        fp = fingerprint(raw, _labels_seen(config, labels), voxel_size=config.voxel_size, raw_name=config.raw,
+                         labels_name=config.labels)
         if config.val_roi is not None and fp.ndim == 2:
             _check_val_rows(labels, config.val_roi, config.labels)
     say(f"[1/4] plan: {fp.labels_kind} labels ({fp.kind_reason}); measuring a training step here ...")
@@ -261,6 +290,7 @@ def _stage_plan(config, state, say, progress):
     fixed = {"seed": config.seed, "out_dir": os.path.join(config.out_dir, "train")}
     if config.init is not None:
         fixed.update(_init_model(config.init))
+    fixed.update({k: getattr(config, k) for k, default in _TRAIN_OPTIONS.items() if getattr(config, k) != default})
     plan = measured_plan(fp, os.path.join(config.out_dir, ".timing"), echo=lambda s: say("      " + s),
                          raw=config.raw, labels=config.labels, minutes=config.minutes, device=device,
                          val_roi=config.val_roi, **fixed)
@@ -328,13 +358,16 @@ def _stage_tune(config, state, say, progress):
     raw, labels = _open_pair(config)
     with raw, labels:
         roi = _tune_roi(raw.shape, z0, z1) if len(raw.shape) == 3 else (slice(z0, z1), slice(0, raw.shape[1]))
-        raw_v, gt = np.asarray(raw[roi]), np.asarray(labels[roi])
+        raw_v, gt = np.asarray(raw[roi]), np.asarray(_labels_seen(config, labels)[roi])
     tta = "flips" if len(c.patch_shape) == 2 else None  # 2D: 4 flips cost little; 3D: 8x the prediction
     say(f"[3/4] tune: predicting the held-out part {'x'.join(str(s.stop - s.start) for s in roi)} "
         f"({'sections' if len(roi) == 3 else 'rows'} {z0}-{z1 - 1}, TTA {tta or 'none'}) ...")
     pred = np.zeros((len(info.activations),) + raw_v.shape, np.float32)
     predict_blockwise(raw_v, checkpoint, pred, tta=tta, device=config.device, progress=progress)
-    z_filters = (0, 3, 5) if len(c.patch_shape) == 2 and raw_v.ndim == 3 and raw_v.shape[0] >= 5 else (0,)
+    if config.sections is not None:  # only the labelled sections of the held-out part are scored
+        keep = [i for i in range(z1 - z0) if z0 + i in set(config.sections)]
+        pred, gt = pred[:, keep], gt[keep]
+    z_filters = (0, 3, 5) if len(c.patch_shape) == 2 and gt.ndim == 3 and gt.shape[0] >= 5 else (0,)
     t = tune_postprocess(pred, gt, info.task, info.task_params, z_filters=z_filters,
                          budget_seconds=60 * config.tune_minutes, progress=progress)
     result = {"objective": t.objective, "default": round(t.default_score, 4), "tuned": round(t.score, 4),

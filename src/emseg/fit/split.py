@@ -8,7 +8,7 @@ said (they count as background), or refused where they would teach the wrong thi
 
 from __future__ import annotations
 
-__all__ = ["held_out_part", "training_part", "training_part_notes", "check_val_option"]
+__all__ = ["held_out_part", "training_part", "training_part_notes", "check_val_option", "labelled_only"]
 
 
 def check_val_option(val):
@@ -20,6 +20,35 @@ def check_val_option(val):
         check_val_roi(val)
     except ConfigError as err:
         raise ConfigError("val", str(err).replace("val_roi", "--val")) from None
+
+
+def labelled_only(labels, sections, name="labels"):
+    """The labels as the fingerprint and the tuning see them: with ``sections`` (``--sections``), only
+    those, the others read as 0 and never read (:class:`emseg.train.sparse.SectionsView`).
+
+    Raises
+    ------
+    ValueError
+        ``sections`` on a 2D image, outside the volume, or on sections that hold no labels (named).
+    """
+    if sections is None:
+        return labels
+    import numpy as np
+
+    from ..train.sparse import SectionsView
+
+    if len(labels.shape) != 3:
+        raise ValueError(f"--sections applies to a volume (zyx); labels {name} have shape {tuple(labels.shape)}")
+    bad = [z for z in sections if not 0 <= z < labels.shape[0]]
+    if bad:
+        raise ValueError(f"--sections {', '.join(map(str, bad))}: outside labels {name} ({labels.shape[0]} "
+                         f"sections, z 0-{labels.shape[0] - 1})")
+    view = SectionsView(labels, sections)
+    empty = [z for z in sections if not np.any(view[z])]
+    if empty:
+        raise ValueError(f"--sections {', '.join(map(str, empty))}: labels {name} hold nothing there (all 0); list "
+                         "only annotated sections")
+    return view
 
 
 def held_out_part(fp, val_roi, patch, dims, why, labels="the labels") -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["UNKNOWN", "Known", "is_sparse", "known_labels", "scan_known"]
+__all__ = ["UNKNOWN", "Known", "is_sparse", "known_labels", "scan_known", "SectionsView"]
 
 UNKNOWN = -1
 """The value of an unknown voxel in a training patch's labels (its ``ignore_label``)."""
@@ -149,3 +149,37 @@ class _BottomK:
         if len(self.keys) > self.k:
             keep = np.argpartition(self.keys, self.k)[:self.k]
             self.coords, self.keys = self.coords[keep], self.keys[keep]
+
+
+class SectionsView:
+    """A labels volume seen with every section but ``sections`` all 0 (and never read): what the fit's
+    fingerprint and tuning look at when only those sections are labelled.
+
+    Examples
+    --------
+    >>> view = SectionsView(np.arange(12).reshape(3, 2, 2), [1])
+    >>> view[:, 0].tolist()
+    [[0, 0], [4, 5], [0, 0]]
+    """
+
+    def __init__(self, labels, sections):
+        self.labels, self.sections = labels, frozenset(int(z) for z in sections)
+        self.shape, self.dtype = tuple(labels.shape), labels.dtype
+        self.chunks = getattr(labels, "chunks", None)
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if key and key[0] is Ellipsis:
+            key = (slice(None),) * (len(self.shape) - len(key) + 1) + key[1:]
+        key = key + (slice(None),) * (len(self.shape) - len(key))
+        if isinstance(key[0], (int, np.integer)):
+            z = int(key[0]) % self.shape[0]
+            part = np.asarray(self.labels[key])
+            return part if z in self.sections else np.zeros_like(part)
+        zs = range(*key[0].indices(self.shape[0]))
+        rest = np.broadcast_to(np.zeros((), np.uint8), self.shape[1:])[key[1:]].shape  # no read
+        out = np.zeros((len(zs),) + rest, self.dtype)
+        for i, z in enumerate(zs):
+            if z in self.sections:
+                out[i] = np.asarray(self.labels[(slice(z, z + 1),) + key[1:]])[0]
+        return out

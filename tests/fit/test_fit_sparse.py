@@ -1,0 +1,66 @@
+"""``emseg fit --sections``: a fit on a few labelled sections of a volume whose other sections hold
+poisoned labels — the fingerprint, the plan and the tuning never see them."""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from emseg.cli import main
+from emseg.fit.fingerprint import fingerprint
+from emseg.fit.split import labelled_only
+from emseg.io import open_volume, write_volume
+from emseg.synthetic import synthetic_em
+from emseg.train import load_config
+
+SECTIONS = (2, 6, 10, 13)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fit_sparse")
+    em = synthetic_em((16, 96, 96), seed=0)
+    write_volume(str(folder / "raw.zarr"), em.raw, voxel_size=em.voxel_size)
+    write_volume(str(folder / "mito.zarr"), em.mito, voxel_size=em.voxel_size)
+    poisoned = em.mito.astype(np.uint16)
+    other = [z for z in range(16) if z not in SECTIONS]
+    poisoned[other] = np.random.default_rng(0).integers(0, 4, (len(other), 96, 96))
+    write_volume(str(folder / "poisoned.zarr"), poisoned, voxel_size=em.voxel_size)
+    return folder
+
+
+def test_the_fingerprint_sees_only_the_labelled_sections(data):
+    prints = []
+    for name in ("mito.zarr", "poisoned.zarr"):
+        with open_volume(str(data / "raw.zarr")) as raw, open_volume(str(data / name)) as labels:
+            prints.append(fingerprint(raw, labelled_only(labels, SECTIONS)).as_dict())
+    assert prints[0] == prints[1]
+    assert [list(r) for r in prints[0]["labelled_sections"]] == [[z, z + 1] for z in SECTIONS]
+
+
+def test_fit_on_labelled_sections_plans_trains_and_tunes_on_them_only(data, tmp_path):
+    out = tmp_path / "run"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        rc = main(["fit", str(data / "raw.zarr"), str(data / "poisoned.zarr"), str(out), "--minutes", "0.05",
+                   "--no-progress", "--sections", ",".join(map(str, SECTIONS))])
+    assert rc == 0, stderr.getvalue()
+    c = load_config(str(out / "plan.yaml"))
+    assert c.sections == SECTIONS and c.val_roi == "13:14" and len(c.patch_shape) == 2
+    assert "# only these sections are labelled" in (out / "plan.yaml").read_text()
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert tuning["roi"][0] == [13, 14]
+    card = json.loads((out / "model.json").read_text())
+    assert card["made_by"] == "emseg fit"
