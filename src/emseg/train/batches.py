@@ -36,6 +36,8 @@ class TrainingData(NamedTuple):
     """Fitted on the first training volume; stored in every checkpoint."""
     augmenter: object
     """The :class:`~emseg.train.augment.Augmenter` of ``config.augment``, or None."""
+    unlabelled: object = None
+    """Semi-supervised runs: the :class:`~emseg.train.semi.Unlabelled` sources and views; else None."""
 
 
 class Batch(NamedTuple):
@@ -98,7 +100,10 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     # an unknown voxel size is taken as isotropic: every axis may then be flipped and swapped
     augmenter = build_augmenter(config.augment, voxel_size, config.seed, ndim=len(config.patch_shape))
     val_set = [p for v in val_vols for p in validation_patches(v, config.patch_shape, config.val_patches, config.seed)]
-    return TrainingData(train_vols, val_set, voxel_size, from_mask, norm, augmenter)
+    data = TrainingData(train_vols, val_set, voxel_size, from_mask, norm, augmenter)
+    from .semi import load_unlabelled
+
+    return data._replace(unlabelled=load_unlabelled(config, data))
 
 
 def draw_batch(data: TrainingData, config: TrainConfig, rng) -> Batch:

@@ -30,6 +30,8 @@ class RunPaths(NamedTuple):
     state: str
     best: str
     log: str
+    teacher: str
+    """The mean teacher of a semi-supervised run (:mod:`emseg.train.semi`) at the step of ``latest``."""
 
 
 def run_paths(out_dir) -> RunPaths:
@@ -41,7 +43,7 @@ def run_paths(out_dir) -> RunPaths:
     'run/latest.state.safetensors'
     """
     return RunPaths(*(os.path.join(out_dir, name) for name in
-                      ("latest.safetensors", STATE_FILE, "best.safetensors", "log.csv")))
+                      ("latest.safetensors", STATE_FILE, "best.safetensors", "log.csv", "teacher.safetensors")))
 
 
 @dataclass
@@ -70,16 +72,16 @@ class Progress:
         return improved
 
 
-def export_model(path, run, step) -> None:
-    """The model of ``run`` (a :class:`~emseg.train.loop.TrainingRun`) at ``step`` as a plain
-    checkpoint (safetensors + metadata: config, normalisation, voxel size, task), atomically."""
+def export_model(path, run, step, model=None) -> None:
+    """The model of ``run`` (a :class:`~emseg.train.loop.TrainingRun`; or ``model``, its teacher) at
+    ``step`` as a plain checkpoint (safetensors + metadata: config, normalisation, voxel size, task), atomically."""
     from ..models import save_model
 
     config, data = run.config, run.data
     meta = {"config": config.as_dict(), "normalization": data.normalization.as_dict(), "voxel_size": data.voxel_size,
             "target": config.target, "task": {"name": config.target, "params": plain(config.task_params)},
             "offsets": [list(o) for o in config.offsets], "step": step}
-    save_model(run.model, path, extra=meta)
+    save_model(run.model if model is None else model, path, extra=meta)
 
 
 def checkpoint_step(path):
@@ -102,6 +104,8 @@ def write_checkpoint(run, progress: Progress, improved) -> None:
     faults.point(f"train.state:{step}")
     export_model(run.paths.latest, run, step)
     faults.point(f"train.latest:{step}")
+    if run.teacher is not None:
+        export_model(run.paths.teacher, run, step, run.teacher)
 
 
 def _state(run, progress):
@@ -115,6 +119,8 @@ def _state(run, progress):
              "budget": opt.budget, "signature": run.signature}
     if opt.scaler.is_enabled():
         state["scaler"] = opt.scaler.state_dict()
+    if run.teacher is not None:
+        state["teacher"] = run.teacher.state_dict()
     if run.device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     return state
@@ -134,9 +140,16 @@ def resume(run) -> Progress:
         return Progress()
     state = load_state(paths.state, signature=run.signature)
     restore_state(state, paths.state, run.model, opt.optimizer, opt.scheduler, opt.scaler, run.device)
+    if run.teacher is not None:
+        if "teacher" not in state:
+            raise ValueError(f"training state {paths.state!r} holds no mean teacher; delete the run folder or pass "
+                             "--overwrite to start over")
+        run.teacher.load_state_dict(state["teacher"], strict=True)
     progress = Progress(int(state["step"]), state.get("best"), state.get("best_step"), int(state.get("bad_vals", 0)))
     opt.budget = int(state.get("budget", config.steps))
     if checkpoint_step(paths.latest) != progress.step:  # killed between the state and the model: export it again
         export_model(paths.latest, run, progress.step)
+    if run.teacher is not None and checkpoint_step(paths.teacher) != progress.step:
+        export_model(paths.teacher, run, progress.step, run.teacher)
     log.info("resumed from %s at step %d", paths.state, progress.step)
     return progress

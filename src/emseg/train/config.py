@@ -17,6 +17,7 @@ __all__ = ["TrainConfig", "load_config", "ConfigError", "RESUMABLE_FIELDS"]
 
 NORMALIZATIONS = ("percentile", "fixed", "none")
 FREEZE = ("none", "encoder", "all_but_head")  # = emseg.train.finetune.FREEZE (kept here: no torch import)
+SEMI = ("none", "mean_teacher")  # = emseg.train.semi.SEMI
 LOSSES = ("bce", "dice", "bce_dice", "mse", "l1")  # = emseg.train.losses.LOSSES (kept here: no torch import)
 RESUMABLE_FIELDS = ("steps", "max_minutes", "val_every", "early_stopping", "device", "threads", "out_dir",
                     "resume", "overwrite")
@@ -48,7 +49,11 @@ class TrainConfig:
     (:mod:`emseg.train.finetune`): ``freeze`` (none, encoder, all_but_head), ``init_lr_scale``
     (the loaded tensors' learning rate as a fraction of ``lr``), ``adabn_batches`` (BatchNorm
     statistics re-estimated on that many training batches before the first step; 0: off). The
-    intensity normalisation is always fitted on the new data.
+    intensity normalisation is always fitted on the new data. Semi-supervised (:mod:`emseg.train.semi`):
+    ``semi: mean_teacher`` adds a consistency loss on unlabelled patches (of the training region, or
+    of the ``unlabelled`` raw volumes) towards an EMA teacher (``ema_decay``), on voxels where the
+    teacher's probability passes ``confidence``, weighted by ``consistency_weight`` ramped up over
+    the first ``consistency_rampup`` of the run.
     Optimisation: AdamW with ``lr``, ``weight_decay``, linear warm-up then cosine decay over
     ``steps``; mixed precision when ``amp`` (float16 on CUDA, bfloat16 on CPUs that compute it
     natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints, ``log.csv`` and
@@ -78,6 +83,12 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
     init: str | None = None
     freeze: str = "none"
+    semi: str = "none"
+    unlabelled: tuple = ()
+    ema_decay: float = 0.99
+    consistency_weight: float = 1.0
+    consistency_rampup: float = 0.2
+    confidence: float = 0.8
     init_lr_scale: float = 1.0
     adabn_batches: int = 0
     loss: str = "bce_dice"
@@ -112,7 +123,7 @@ class TrainConfig:
         from ..tasks import TASKS, task_params
 
         for name, options in (("target", tuple(TASKS)), ("normalization", NORMALIZATIONS), ("loss", LOSSES),
-                              ("freeze", FREEZE)):
+                              ("freeze", FREEZE), ("semi", SEMI)):
             if getattr(self, name) not in options:
                 raise ConfigError(name, f"{name} must be one of {options}; got {getattr(self, name)!r}")
         for name in ("raw", "labels"):
@@ -204,6 +215,10 @@ _NUMBERS = {
     "early_stopping": (int, (0, True), None, "an integer >= 0 (0: off)"),
     "init_lr_scale": (float, (0, False), (math.inf, False), "a positive number (1: the same lr as new layers)"),
     "adabn_batches": (int, (0, True), None, "an integer >= 0 (0: off)"),
+    "ema_decay": (float, (0, True), (1, False), "in [0, 1)"),
+    "consistency_weight": (float, (0, True), (math.inf, False), "a number >= 0"),
+    "consistency_rampup": (float, (0, True), (1, True), "a fraction of the run in [0, 1]"),
+    "confidence": (float, (0.5, True), (1, True), "in [0.5, 1]"),
     "max_minutes": (float, (0, False), (math.inf, False), "a positive number of minutes"),
     "seed": (int, (0, True), None, "an integer >= 0"),
     "threads": (int, (1, True), None, "an integer >= 1"),
@@ -233,6 +248,14 @@ def _check_sparse(config, set_):
         raise ConfigError("label_mask", f"label_mask must list one volume per labels volume; got {len(m)} for "
                           f"{len(config.labels)}")
     set_("label_mask", tuple(os.fspath(p) for p in m))
+    u = config.unlabelled
+    u = (u,) if isinstance(u, (str, os.PathLike)) else (() if u is None else u)
+    if not isinstance(u, (tuple, list)) or not all(isinstance(p, (str, os.PathLike)) and str(p) for p in u):
+        raise ConfigError("unlabelled", f"unlabelled must be a path or a list of raw volumes; got {config.unlabelled!r}")
+    if u and config.semi == "none":
+        raise ConfigError("unlabelled", "unlabelled volumes are used by semi-supervised training; set semi: "
+                          "mean_teacher or leave unlabelled empty")
+    set_("unlabelled", tuple(os.fspath(p) for p in u))
     if config.background_label is not None and config.background_label == config.ignore_label:
         raise ConfigError("background_label", f"background_label and ignore_label must differ; both are "
                           f"{config.background_label}")

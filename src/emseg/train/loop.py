@@ -41,6 +41,8 @@ class TrainingRun:
     interrupt: StepEndInterrupt
     memory_format: object
     """The model's (and every batch's) torch memory format: channels-last."""
+    teacher: object = None
+    """The mean teacher of a semi-supervised run (:mod:`emseg.train.semi`), else None."""
 
 
 def start_run(config, signature, model, device, data, interrupt, pretrained=frozenset()) -> TrainingRun:
@@ -50,8 +52,13 @@ def start_run(config, signature, model, device, data, interrupt, pretrained=froz
 
     fmt = memory_format(model.ndim)
     model = model.to(memory_format=fmt)  # oneDNN/cuDNN run NHWC convolutions about 2x faster on CPU
+    teacher = None
+    if config.semi != "none":
+        from .semi import make_teacher
+
+        teacher = make_teacher(model)
     return TrainingRun(config, signature, data, model, device, make_optimization(config, model, device, pretrained),
-                       run_paths(config.out_dir), interrupt, fmt)
+                       run_paths(config.out_dir), interrupt, fmt, teacher)
 
 
 def train_steps(run: TrainingRun, progress: Progress, log: TrainingLog, t0) -> None:
@@ -106,9 +113,45 @@ def _step(run, progress):
     rng = np.random.default_rng([config.seed, progress.step])
     x, t, m = (torch.from_numpy(a).to(run.device) for a in draw_batch(run.data, config, rng))
     x = x.contiguous(memory_format=run.memory_format)
+    if run.teacher is not None:
+        return _semi_step(run, progress, x, t, m)
     with torch.autocast(run.device.type, dtype=opt.amp_dtype, enabled=opt.use_amp):
         out = run.model(x)
     loss = task_loss(config, out.float(), t, m, config.pos_weight)
+    return _apply(run, progress, loss)
+
+
+def _semi_step(run, progress, x, t, m):
+    """A mean-teacher step: the labelled loss plus the ramped consistency loss on an unlabelled batch."""
+    import torch
+
+    from ..tasks import get_task
+    from .losses import task_loss
+    from .semi import consistency_loss, draw_unlabelled, ema_update, rampup
+
+    config, opt = run.config, run.optimization
+    rng = np.random.default_rng([config.seed, progress.step, 1])  # apart from the labelled batch's generator
+    weak, strong = (torch.from_numpy(a).to(run.device).contiguous(memory_format=run.memory_format)
+                    for a in draw_unlabelled(run.data.unlabelled, config, rng))
+    with torch.no_grad(), torch.autocast(run.device.type, dtype=opt.amp_dtype, enabled=opt.use_amp):
+        target_u = run.teacher(weak)
+    with torch.autocast(run.device.type, dtype=opt.amp_dtype, enabled=opt.use_amp):
+        out = run.model(torch.cat([x, strong]))
+    n = x.shape[0]
+    loss = task_loss(config, out[:n].float(), t, m, config.pos_weight)
+    channels = [i for i, a in enumerate(get_task(config.target).channel_activations(config.task_params, config.loss))
+                if a == "sigmoid"]
+    if channels and config.consistency_weight:
+        cons, _ = consistency_loss(out[n:], target_u, channels, config.confidence)
+        loss = loss + config.consistency_weight * rampup(progress.step, opt.budget, config.consistency_rampup) * cons
+    value = _apply(run, progress, loss)
+    ema_update(run.teacher, run.model, config.ema_decay)
+    return value
+
+
+def _apply(run, progress, loss):
+    """Backward and optimiser step of ``loss``; the step count advances. Returns the loss value."""
+    config, opt = run.config, run.optimization
     value = loss.item()
     if not math.isfinite(value):
         raise ValueError(f"loss became {value} at step {progress.step + 1}; check the raw data for NaN values or "

@@ -29,7 +29,7 @@ __all__ = ["RUN_FILES", "train_signature", "signature_hash", "run_files", "check
            "claim_run_dir"]
 
 RUN_FILES = ("run.json", "latest.state.safetensors", "latest.safetensors", "best.safetensors", "log.csv",
-             "tensorboard", "latest.safetensors.state")
+             "teacher.safetensors", "tensorboard", "latest.safetensors.state")
 """What the trainer writes in ``out_dir`` (the last: the pickled state of emseg before issue 12)."""
 _RUN_FORMAT = "emseg-train-run"
 

@@ -108,6 +108,8 @@ def _adabn(run):
     batches = (torch.from_numpy(draw_batch(run.data, run.config, rng).raw).to(run.device).contiguous(
         memory_format=run.memory_format) for _ in range(run.config.adabn_batches))
     adapt_batchnorm(run.model, batches)
+    if run.teacher is not None:  # the teacher starts from the adapted student
+        run.teacher.load_state_dict(run.model.state_dict())
 
 
 def _train_run(run, show_progress):
