@@ -50,15 +50,17 @@ def test_the_fingerprint_sees_only_the_labelled_sections(data):
     assert [list(r) for r in prints[0]["labelled_sections"]] == [[z, z + 1] for z in SECTIONS]
 
 
-def test_fit_on_labelled_sections_plans_trains_and_tunes_on_them_only(data, tmp_path):
+@pytest.mark.parametrize("semi", ["none", "mean_teacher"])
+def test_fit_on_labelled_sections_plans_trains_and_tunes_on_them_only(data, tmp_path, semi):
     out = tmp_path / "run"
     stdout, stderr = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         rc = main(["fit", str(data / "raw.zarr"), str(data / "poisoned.zarr"), str(out), "--minutes", "0.05",
-                   "--no-progress", "--sections", ",".join(map(str, SECTIONS))])
+                   "--no-progress", "--sections", ",".join(map(str, SECTIONS)), "--semi", semi])
     assert rc == 0, stderr.getvalue()
     c = load_config(str(out / "plan.yaml"))
     assert c.sections == SECTIONS and c.val_roi == "13:14" and len(c.patch_shape) == 2
+    assert c.semi == semi and (out / "train" / "teacher.safetensors").exists() == (semi == "mean_teacher")
     assert "# only these sections are labelled" in (out / "plan.yaml").read_text()
     tuning = json.loads((out / "tuning.json").read_text())
     assert tuning["roi"][0] == [13, 14]

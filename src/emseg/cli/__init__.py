@@ -116,6 +116,8 @@ def _add_fit(sub):
                    help="with --init: the learning rate of its weights as a fraction of the new layers' (default 1)")
     s.add_argument("--adabn", type=args.nonnegative_int, default=0, metavar="BATCHES",
                    help="re-estimate BatchNorm statistics on this many batches of the data before training (AdaBN)")
+    s.add_argument("--semi", choices=("none", "mean_teacher"), default="none",
+                   help="mean_teacher: also learn from the unlabelled rest of the volume (default none)")
     s.add_argument("--tune-minutes", type=args.positive_float, default=5.0,
                    help="the most the post-processing search may take (default 5)")
     s.add_argument("--overwrite", action="store_true", help="delete the fit's own files in OUT_DIR and start over")

@@ -43,7 +43,8 @@ def cmd_fit(args):
     config = FitConfig(args.raw, args.labels, args.out_dir, minutes=args.minutes, val_roi=args.val, init=args.init,
                        device=args.device, seed=args.seed, voxel_size=args.voxel_size,
                        tune_minutes=args.tune_minutes, sections=args.sections, freeze=args.freeze,
-                       init_lr_scale=args.init_lr_scale, adabn_batches=args.adabn, overwrite=args.overwrite)
+                       init_lr_scale=args.init_lr_scale, adabn_batches=args.adabn, semi=args.semi,
+                       overwrite=args.overwrite)
     r = fit(config, echo=print, progress=not args.no_progress)
     print(f"done: {r.card.get('headline')} on the tuning part (optimistic: tuned there); segment with "
           f"`emseg segment IN OUT --model {r.out_dir}`")

@@ -47,7 +47,8 @@ class FitConfig:
     the files do not say. Few labels: ``sections``, the labelled z indices (every other section is
     unknown and never read; the last labelled one is held out for tuning unless ``val_roi``
     says otherwise); fine-tuning an ``init`` model: ``freeze``, ``init_lr_scale``,
-    ``adabn_batches`` (:mod:`emseg.train.finetune`).
+    ``adabn_batches`` (:mod:`emseg.train.finetune`); ``semi``: ``mean_teacher`` also learns from the
+    unlabelled rest of the training part (:mod:`emseg.train.semi`).
     """
 
     raw: str
@@ -64,6 +65,7 @@ class FitConfig:
     freeze: str = "none"
     init_lr_scale: float = 1.0
     adabn_batches: int = 0
+    semi: str = "none"
     overwrite: bool = False
 
     def __post_init__(self):
@@ -82,7 +84,7 @@ class FitConfig:
 
         try:  # the training options are TrainConfig's: checked there, named as options of fit
             TrainConfig(sections=self.sections, freeze=self.freeze, init_lr_scale=self.init_lr_scale,
-                        adabn_batches=self.adabn_batches, init=self.init)
+                        adabn_batches=self.adabn_batches, init=self.init, semi=self.semi)
         except ConfigError as err:
             raise ConfigError(err.key, str(err).replace(err.key, "--" + err.key.replace("_", "-"), 1)) from None
         if self.sections is not None:
@@ -256,7 +258,7 @@ def _summary(stage, found):
     return found.get("checkpoint", "")
 
 
-_TRAIN_OPTIONS = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0}
+_TRAIN_OPTIONS = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0, "semi": "none"}
 """Options of fit passed to the plan's TrainConfig, with their defaults (a run at the defaults keeps
 the signature and the plan it had before they existed)."""
 
