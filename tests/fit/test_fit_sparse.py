@@ -66,3 +66,18 @@ def test_fit_on_labelled_sections_plans_trains_and_tunes_on_them_only(data, tmp_
     assert tuning["roi"][0] == [13, 14]
     card = json.loads((out / "model.json").read_text())
     assert card["made_by"] == "emseg fit"
+
+
+def test_two_labelled_sections_train_on_both_and_tune_on_them(data, tmp_path):
+    out = tmp_path / "two"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        rc = main(["fit", str(data / "raw.zarr"), str(data / "poisoned.zarr"), str(out), "--minutes", "0.05",
+                   "--no-progress", "--sections", "6,13"])
+    assert rc == 0, stderr.getvalue()
+    c = load_config(str(out / "plan.yaml"))
+    assert c.sections == (6, 13) and c.val_roi is None and c.val_fraction == 0.0
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert tuning["sections"] == [6, 13] and "nothing was held out" in tuning["note"]
+    card = json.loads((out / "model.json").read_text())
+    assert "the labelled training sections 6, 13" in card["metrics"]["evaluated_on"]

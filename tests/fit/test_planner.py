@@ -155,11 +155,15 @@ def test_bad_minutes_are_refused():
             plan_training(fingerprint(), minutes=bad)
 
 
-def test_a_given_validation_part_is_kept_and_too_few_sections_are_refused():
+def test_a_given_validation_part_is_kept_and_few_sections_hold_nothing_out():
     assert plan_training(fingerprint(), val_roi="3:9").config.val_roi == "3:9"
-    one = dataclasses.replace(fingerprint(), labelled_sections=((5, 6),))
-    with pytest.raises(ValueError, match="too few labelled sections .5:6. to hold out a part for tuning"):
-        plan_training(one)
+    for sections in (((5, 6),), ((5, 6), (9, 10))):
+        few = dataclasses.replace(fingerprint(), labelled_sections=sections)
+        plan = plan_training(few)
+        assert plan.config.val_roi is None and plan.config.val_patches == 0
+        assert plan.reasons["val_roi"].startswith(f"nothing held out: only {len(sections)} labelled section(s)")
+    three = dataclasses.replace(fingerprint(), labelled_sections=((2, 3), (5, 6), (9, 10)))
+    assert plan_training(three).config.val_roi == "9:10"
 
 
 # (e) receptive field: r += (k - 1) * jump per convolution and (p - 1) * jump per pooling window

@@ -38,10 +38,17 @@ def write_card(config, state) -> dict:
     c = load_config(os.path.join(out, "plan.yaml"))
     fp = plan["fingerprint"]
     net = load_model(dst)
-    z0, z1 = (int(v) for v in c.val_roi.split(":"))
     axis = "rows" if fp.get("ndim", 3) == 2 else "sections"
     n = fp["shape"][1] if axis == "rows" else fp["shape"][0]
-    t0, t1 = (0, z0) if z0 > 0 else (z1, n)  # the trainer's region (emseg.train.patches.split_region)
+    if c.val_roi is None:  # nothing held out
+        t0, t1 = 0, n
+        evaluated = (f"the labelled training sections {', '.join(map(str, tuned.get('sections', [])))} (nothing was "
+                     "held out; the network trained and the post-processing was tuned there: optimistic)")
+    else:
+        z0, z1 = (int(v) for v in c.val_roi.split(":"))
+        t0, t1 = (0, z0) if z0 > 0 else (z1, n)  # the trainer's region (emseg.train.patches.split_region)
+        evaluated = (f"the tuning part, {axis} {z0}-{z1 - 1} (held out from training; the post-processing was tuned "
+                     "on it, so the scores are optimistic)")
     scores = tuned["scores"]
     headline = ", ".join(f"{_LABEL.get(k, k)} {v:.3f}" for k, v in scores.items() if k in _LABEL)
     card = {
@@ -62,8 +69,7 @@ def write_card(config, state) -> dict:
         "postprocess": tuned["postprocess"],
         "tuning": {"objective": tuned["objective"], "defaults": tuned["default"], "tuned": tuned["tuned"],
                    "settings_tried": tuned["tried"]},
-        "metrics": {"evaluated_on": f"the tuning part, {axis} {z0}-{z1 - 1} (held out from training; the "
-                                    "post-processing was tuned on it, so the scores are optimistic)", **scores,
+        "metrics": {"evaluated_on": evaluated, **scores,
                     "with_default_postprocess": tuned["default_scores"]},
         "weights": {"file": "model.safetensors", "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
                     "parameters": sum(p.numel() for p in net.parameters()),

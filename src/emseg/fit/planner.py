@@ -204,6 +204,8 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
 
 def _fits(val_roi, patch, dims, image=False):
     """Whether the validation part is deep enough for validation patches of the training patch shape."""
+    if val_roi is None:
+        return False
     z0, z1 = (int(v) for v in val_roi.split(":"))
     return (dims == "2d" and not image) or z1 - z0 >= patch[0]
 

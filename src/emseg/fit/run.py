@@ -356,17 +356,26 @@ def _stage_tune(config, state, say, progress):
     c = load_config(os.path.join(config.out_dir, "plan.yaml"))
     checkpoint = state["stages"]["train"]["checkpoint"]
     info = read_checkpoint(checkpoint)
-    z0, z1 = (int(v) for v in c.val_roi.split(":"))
     raw, labels = _open_pair(config)
     with raw, labels:
-        roi = _tune_roi(raw.shape, z0, z1) if len(raw.shape) == 3 else (slice(z0, z1), slice(0, raw.shape[1]))
-        raw_v, gt = np.asarray(raw[roi]), np.asarray(_labels_seen(config, labels)[roi])
+        if c.val_roi is None:  # nothing held out (few labelled sections): tuned on the labelled ones
+            zs = [z for a, b in state["stages"]["plan"]["fingerprint"]["labelled_sections"] for z in range(a, b)]
+            z0, z1 = zs[0], zs[-1] + 1
+            roi = _tune_roi(raw.shape, z0, z1)
+            seen = _labels_seen(config, labels)
+            raw_v = np.stack([np.asarray(raw[(z,) + roi[1:]]) for z in zs])
+            gt = np.stack([np.asarray(seen[(z,) + roi[1:]]) for z in zs])
+        else:
+            z0, z1 = (int(v) for v in c.val_roi.split(":"))
+            zs = None
+            roi = _tune_roi(raw.shape, z0, z1) if len(raw.shape) == 3 else (slice(z0, z1), slice(0, raw.shape[1]))
+            raw_v, gt = np.asarray(raw[roi]), np.asarray(_labels_seen(config, labels)[roi])
     tta = "flips" if len(c.patch_shape) == 2 else None  # 2D: 4 flips cost little; 3D: 8x the prediction
     say(f"[3/4] tune: predicting the held-out part {'x'.join(str(s.stop - s.start) for s in roi)} "
         f"({'sections' if len(roi) == 3 else 'rows'} {z0}-{z1 - 1}, TTA {tta or 'none'}) ...")
     pred = np.zeros((len(info.activations),) + raw_v.shape, np.float32)
     predict_blockwise(raw_v, checkpoint, pred, tta=tta, device=config.device, progress=progress)
-    if config.sections is not None:  # only the labelled sections of the held-out part are scored
+    if config.sections is not None and zs is None:  # only the labelled sections of the held-out part are scored
         keep = [i for i in range(z1 - z0) if z0 + i in set(config.sections)]
         pred, gt = pred[:, keep], gt[keep]
     z_filters = (0, 3, 5) if len(c.patch_shape) == 2 and gt.ndim == 3 and gt.shape[0] >= 5 else (0,)
@@ -375,6 +384,9 @@ def _stage_tune(config, state, say, progress):
     result = {"objective": t.objective, "default": round(t.default_score, 4), "tuned": round(t.score, 4),
               "postprocess": t.postprocess(tta), "scores": t.scores, "default_scores": t.default_scores,
               "tried": t.tried, "roi": [[s.start, s.stop] for s in roi], "search_seconds": round(t.seconds, 1)}
+    if zs is not None:
+        result["sections"] = zs
+        result["note"] = "nothing was held out: tuned on the labelled sections training saw (optimistic)"
     write_text_atomic(os.path.join(config.out_dir, "tuning.json"), json.dumps(result, indent=1))
     say(f"      {t.method} {t.params or ''} min_size {t.min_size}, z-filter {t.z_filter or 'none'}: {t.objective} "
         f"{t.default_score:.3f} with the defaults -> {t.score:.3f} tuned ({t.tried} settings, {t.seconds:.0f} s)")

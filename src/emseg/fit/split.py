@@ -51,12 +51,18 @@ def labelled_only(labels, sections, name="labels"):
     return view
 
 
-def held_out_part(fp, val_roi, patch, dims, why, labels="the labels") -> str:
+FEW_SECTIONS = 3
+"""A volume with fewer labelled sections holds none out: training needs them all (with 2 labelled
+sections, holding one out would halve the labels); the post-processing is then tuned on them."""
+
+
+def held_out_part(fp, val_roi, patch, dims, why, labels="the labels") -> str | None:
     """The part held out for validation and tuning, "a:b": sections (z) of a volume, rows (y) of an image.
 
     Given, it is checked against the labelled sections; chosen, it is the last ~15% of the last
     labelled z range deep enough for it (or of the image's rows), so that training keeps every
-    labelled section before it.
+    labelled section before it. None: a volume with fewer than :data:`FEW_SECTIONS` labelled
+    sections, which holds nothing out.
     """
     image = fp.ndim == 2
     axis, n_axis = ("rows", fp.shape[1]) if image else ("sections", fp.shape[0])
@@ -79,6 +85,10 @@ def held_out_part(fp, val_roi, patch, dims, why, labels="the labels") -> str:
         why["val_roi"] = (f"rows {n_axis - k}-{n_axis - 1} (the last 15%) are held out: the post-processing is tuned "
                           "there, on data training never saw")
         return f"{n_axis - k}:{n_axis}"
+    if fp.n_labelled < FEW_SECTIONS:
+        why["val_roi"] = (f"nothing held out: only {fp.n_labelled} labelled section(s), and training needs them all; "
+                          "the post-processing is tuned on them (optimistic: the network saw them)")
+        return None
     train_depth = patch[0] if dims != "2d" else 1
     for a, b in reversed(fp.labelled_sections):
         n = b - a
@@ -94,9 +104,12 @@ def held_out_part(fp, val_roi, patch, dims, why, labels="the labels") -> str:
 
 
 def training_part(fp, val_roi) -> tuple:
-    """The (z0, z1) range the trainer learns from: before the held-out part, or after it when it starts at 0."""
-    z0, z1 = (int(v) for v in val_roi.split(":"))
+    """The (z0, z1) range the trainer learns from: before the held-out part, or after it when it starts at 0
+    (everything when nothing is held out)."""
     n = fp.shape[1] if fp.ndim == 2 else fp.shape[0]
+    if val_roi is None:
+        return 0, n
+    z0, z1 = (int(v) for v in val_roi.split(":"))
     return (0, z0) if z0 > 0 else (z1, n)
 
 
