@@ -371,8 +371,9 @@ def _stage_tune(config, state, say, progress):
             roi = _tune_roi(raw.shape, z0, z1) if len(raw.shape) == 3 else (slice(z0, z1), slice(0, raw.shape[1]))
             raw_v, gt = np.asarray(raw[roi]), np.asarray(_labels_seen(config, labels)[roi])
     tta = "flips" if len(c.patch_shape) == 2 else None  # 2D: 4 flips cost little; 3D: 8x the prediction
-    say(f"[3/4] tune: predicting the held-out part {'x'.join(str(s.stop - s.start) for s in roi)} "
-        f"({'sections' if len(roi) == 3 else 'rows'} {z0}-{z1 - 1}, TTA {tta or 'none'}) ...")
+    part = (f"the labelled sections {', '.join(map(str, zs))} (nothing held out)" if zs is not None else
+            f"the held-out part ({'sections' if len(roi) == 3 else 'rows'} {z0}-{z1 - 1})")
+    say(f"[3/4] tune: predicting {part}, {'x'.join(map(str, raw_v.shape))}, TTA {tta or 'none'} ...")
     pred = np.zeros((len(info.activations),) + raw_v.shape, np.float32)
     predict_blockwise(raw_v, checkpoint, pred, tta=tta, device=config.device, progress=progress)
     if config.sections is not None and zs is None:  # only the labelled sections of the held-out part are scored

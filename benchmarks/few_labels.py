@@ -1,0 +1,224 @@
+"""Learning curves from few labels: held-out foreground IoU against the number of labelled sections.
+
+Every point is one ``emseg fit`` run on the training part of a dataset with only ``n`` of its
+sections labelled (``--sections``: the others are unknown and never read), the same training minutes
+for every run on this machine, then ``emseg segment --model OUT`` on the held-out part, scored with
+``benchmarks/accuracy.py``'s scorer (foreground IoU of the probabilities > 0.5; the instance mask
+IoU and AP/PQ of the segmentation are kept too). Arms:
+
+- ``scratch``: from random weights;
+- ``finetune``: ``--init`` a shipped model trained on *other* data (Lucchi <- mito-sbem, CDeep3M <- mito-fibsem);
+- ``finetune_semi``: the same with ``--semi mean_teacher`` on the unlabelled rest of the training part;
+- ``scratch_semi``: a mean teacher from random weights.
+
+``n`` = ``all`` is the fully supervised run (no ``--sections``), the reference of the "90% of full
+supervision" goal. The labelled sections are spread evenly over the training part (the same for
+every seed and arm; the spread over seeds is the training's). Cases (``../shared/data/README.md``):
+
+=========  =====================================  ==============  ===================
+case       data                                   labels from     scored on
+=========  =====================================  ==============  ===================
+lucchi     Lucchi (EPFL) FIB-SEM mitochondria     z 0-139         z 140-164
+cdeep3m    CDeep3M SBEM mitochondria              training/       validation/
+=========  =====================================  ==============  ===================
+
+The fine-tuning curve over time is the trainer's validation IoU (``log.csv``, on the part the fit
+holds out) against training seconds; points with fewer than 3 labelled sections hold nothing out and
+have none. Prints one JSON object and merges it into ``--out`` (a run of some cases, counts, arms
+or seeds keeps the others), writes the table to ``--markdown`` and the curves to ``--plot`` (PNG).
+
+Usage: ``python benchmarks/few_labels.py [--cases lucchi,cdeep3m] [--counts 1,2,5,10,all]
+[--arms scratch,finetune,finetune_semi] [--seeds 0,1] [--minutes 5] [--work runs/bench-few]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import accuracy  # noqa: E402 - the held-out scores, one home
+import fit as fit_bench  # noqa: E402 - the datasets' training and held-out parts, one home
+
+CASES = {"lucchi": {"dataset": "lucchi", "other": "mito-sbem"},
+         "cdeep3m": {"dataset": "cdeep3m", "other": "mito-fibsem"}}
+ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--init", "{other}", "--semi", "mean_teacher"],
+        "scratch_semi": ["--semi", "mean_teacher"]}
+PRIMARY = "foreground_iou"
+
+
+def spread_sections(labels, n, name):
+    """``n`` labelled sections spread evenly over ``labels`` (a zyx array): the centre of each of ``n``
+    equal parts, moved to the nearest section that holds foreground."""
+    nz = labels.shape[0]
+    if n > nz:
+        raise SystemExit(f"{name}: {n} labelled sections asked, the training part has {nz}")
+    has = np.array([bool(labels[z].any()) for z in range(nz)])
+    chosen = []
+    for i in range(n):
+        z = int((i + 0.5) * nz / n)
+        order = sorted(range(nz), key=lambda k: (abs(k - z), k))
+        z = next(k for k in order if has[k] and k not in chosen)
+        chosen.append(z)
+    return sorted(chosen)
+
+
+def run_point(case, d, arm, count, seed, minutes, work):
+    """One fit (arm, count of labelled sections, seed) and its held-out scores."""
+    spec = CASES[case]
+    tag = f"{case}-{arm}-{count}-{seed}"
+    out = os.path.join(work, f"fit-{tag}")
+    args = [a.format(other=spec["other"]) for a in ARMS[arm]]
+    sections = None
+    if count != "all":
+        sections = spread_sections(d["train_labels_array"], int(count), case)
+        args += ["--sections", ",".join(map(str, sections))]
+    t0 = time.perf_counter()
+    fit_bench._cli(["fit", d["train_raw"], d["train_labels"], out, "--minutes", str(minutes), "--seed", str(seed),
+                    "--tune-minutes", "2", "--overwrite", "--no-progress", *args])
+    seconds = time.perf_counter() - t0
+    metrics, _, _, seg_seconds = fit_bench.score(spec["dataset"], d, out, work, tag)
+    with open(os.path.join(out, "tuning.json")) as f:
+        tuning = json.load(f)
+    return {"sections": sections, "seconds": round(seconds, 1), "segment_seconds": round(seg_seconds, 1),
+            **fit_bench._train_stats(os.path.join(out, "train")), "curve": _curve(os.path.join(out, "train")),
+            "tuning": {k: tuning.get(k) for k in ("objective", "default", "tuned", "postprocess", "note")},
+            "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
+
+
+def _curve(run_dir):
+    """(seconds, validation IoU) of every validation in the run's log."""
+    with open(os.path.join(run_dir, "log.csv")) as f:
+        return [[float(r["seconds"]), float(r["val_iou"])] for r in csv.DictReader(f) if r.get("val_iou")]
+
+
+def summarize(results):
+    """Mean and std over seeds of the primary metric per case, arm and count; the goals' verdicts."""
+    summary = {}
+    for case, arms in results.items():
+        rows = {}
+        for arm, counts in arms.items():
+            rows[arm] = {}
+            for count, seeds in counts.items():
+                vals = [s["metrics"][PRIMARY] for s in seeds.values()]
+                inst = [s["metrics"].get("instance_mask_iou", np.nan) for s in seeds.values()]
+                rows[arm][count] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals),
+                                    "instance_mask_iou": float(np.nanmean(inst))}
+        full = [rows[a]["all"]["mean"] for a in rows if "all" in rows[a]]
+        if full:
+            ref = max(full)
+            rows["goal_2_sections"] = {a: rows[a]["2"]["mean"] / ref for a in rows if "2" in rows.get(a, {})}
+        summary[case] = rows
+    return summary
+
+
+def markdown(report):
+    counts = ["1", "2", "5", "10", "all"]
+    lines = ["# Learning from few labels", "",
+             f"Written by `benchmarks/few_labels.py` on {report['machine']}: {report['minutes']} training minutes per "
+             f"run, held-out {PRIMARY} (probabilities > 0.5) as mean ± std over seeds (n); columns: labelled sections "
+             "of the training part (`all`: fully supervised).", ""]
+    for case, rows in report["summary"].items():
+        lines += [f"## {case}", "", "| arm | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
+        for arm, by_count in rows.items():
+            if arm.startswith("goal"):
+                continue
+            cells = [f"{by_count[c]['mean']:.3f} ± {by_count[c]['std']:.3f} ({by_count[c]['n']})" if c in by_count
+                     else "" for c in counts]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        goal = rows.get("goal_2_sections")
+        if goal:
+            lines += ["", "2 labelled sections as a fraction of the best fully supervised run: " +
+                      ", ".join(f"{a} {v:.0%}" for a, v in goal.items())]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(report["summary"])
+    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4), squeeze=False)
+    for ax, case in zip(axes[0], cases):
+        for arm, by_count in report["summary"][case].items():
+            if arm.startswith("goal"):
+                continue
+            pts = sorted((int(c), v) for c, v in by_count.items() if c != "all")
+            if pts:
+                x = [p[0] for p in pts]
+                ax.errorbar(x, [p[1]["mean"] for p in pts], yerr=[p[1]["std"] for p in pts], marker="o",
+                            capsize=3, label=arm)
+            if "all" in by_count:
+                ax.axhline(by_count["all"]["mean"], linestyle=":", color="gray")
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled sections")
+        ax.set_ylabel(f"held-out {PRIMARY}")
+        ax.set_title(f"{case} ({report['minutes']} min per run; dotted: all labelled)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--counts", default="1,2,5,10,all")
+    ap.add_argument("--arms", default="scratch,finetune,finetune_semi")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--minutes", type=float, default=5.0, help="training minutes per run")
+    ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+    ap.add_argument("--work", default="runs/bench-few")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "few_labels.json"))
+    ap.add_argument("--markdown", default=os.path.join(HERE, "few_labels.md"))
+    ap.add_argument("--plot", default=os.path.join(HERE, "few_labels.png"))
+    a = ap.parse_args()
+    cases, arms = a.cases.split(","), a.arms.split(",")
+    for name, pool in (("case", CASES), ("arm", ARMS)):
+        bad = [v for v in (cases if name == "case" else arms) if v not in pool]
+        if bad:
+            raise SystemExit(f"--{name}s: unknown {', '.join(bad)}; valid: {', '.join(pool)}")
+    if not os.path.isdir(a.data):
+        raise SystemExit(f"--data {a.data}: no such folder (../shared/data)")
+    os.makedirs(a.work, exist_ok=True)
+    report = {"results": {}}
+    if os.path.exists(a.out):
+        with open(a.out) as f:
+            report = json.load(f)
+        if report.get("minutes") not in (None, a.minutes):
+            raise SystemExit(f"--out {a.out} holds runs of {report['minutes']} minutes; give another --out for "
+                             f"{a.minutes}")
+    results = report["results"]
+    for case in cases:
+        d = fit_bench.prepare(CASES[case]["dataset"], a.data, a.work)
+        for count in a.counts.split(","):
+            for arm in arms:
+                for seed in a.seeds.split(","):
+                    print(f"{case} {arm} {count} sections, seed {seed} ...", flush=True)
+                    point = run_point(case, d, arm, count, int(seed), a.minutes, a.work)
+                    results.setdefault(case, {}).setdefault(arm, {}).setdefault(count, {})[seed] = point
+                    report.update(machine=f"{platform.machine()} CPU, {os.cpu_count()} cores",
+                                  date=time.strftime("%Y-%m-%d"), minutes=a.minutes, results=results,
+                                  summary=summarize(results))
+                    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+                    with open(a.out, "w") as f:
+                        json.dump(report, f, indent=1)
+    with open(a.markdown, "w") as f:
+        f.write(markdown(report))
+    plot(report, a.plot)
+    print(json.dumps(report["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
