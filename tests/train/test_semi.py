@@ -141,3 +141,32 @@ def test_unlabelled_volumes_of_their_own(data):
         load_config(unlabelled=["x.h5:raw"])
     with pytest.raises(ConfigError, match="semi must be one of"):
         load_config(semi="fixmatch")
+
+
+def test_a_model_adapts_to_an_unlabelled_volume_without_labels(data):
+    """No raw/labels pairs: the init model, AdaBN on the unlabelled volume, then the consistency loss alone."""
+    path, tmp = data
+    source = train(_config(path, tmp / "source", semi="none", steps=2))
+    target = f"{tmp}/other.h5:raw"
+    config = load_config(raw=[], labels=[], unlabelled=[target], init=source.latest, semi="mean_teacher",
+                         adabn_batches=2, patch_shape=[32, 32], batch_size=2, model={"features": 4, "depth": 2},
+                         steps=3, val_every=3, threads=1, out_dir=str(tmp / "adapted"), warmup_steps=1, device="cpu",
+                         confidence=0.5, consistency_rampup=0.0)
+    result = train(config)
+    assert result.steps == 3 and all(np.isfinite(_losses(tmp / "adapted")))
+    before, after = load_file(source.latest), load_file(result.latest)
+    assert not torch.equal(before["head.weight"], after["head.weight"])  # the consistency loss trains it
+    stats = [k for k in before if k.endswith("running_mean")]
+    assert all(not torch.equal(before[k], after[k]) for k in stats)
+    from emseg.models.reader import read_checkpoint
+
+    from emseg.io import open_volume
+    from emseg.normalization import fit_normalization
+
+    norm = read_checkpoint(result.latest).normalization  # the target's intensities, not the source's
+    with open_volume(target) as vol:
+        expected = fit_normalization(vol, "percentile")
+    assert (norm.low, norm.high) == (expected.low, expected.high) != tuple(
+        getattr(read_checkpoint(source.latest).normalization, k) for k in ("low", "high"))
+    with pytest.raises(ConfigError, match="needs a model to adapt"):
+        load_config(raw=[], labels=[], unlabelled=[target], semi="mean_teacher")

@@ -89,11 +89,18 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         train_vols.append(tv)
         if vv is not None:
             val_vols.append(vv)
-    voxel_size = list(config.voxel_size) if config.voxel_size else _voxel_size(config.raw[0])
-    from_mask = get_task(config.target).instances and all(len(v.values) <= 2 for v in train_vols)
-    norm = fit_normalization(train_vols[0].raw, config.normalization)
+    first = config.raw[0] if config.raw else config.unlabelled[0]  # no labels: adapting to unlabelled volumes
+    voxel_size = list(config.voxel_size) if config.voxel_size else _voxel_size(first)
+    from_mask = bool(train_vols) and get_task(config.target).instances and all(len(v.values) <= 2 for v in train_vols)
+    if train_vols:
+        norm = fit_normalization(train_vols[0].raw, config.normalization)
+    else:
+        from ..io import open_volume
+
+        with open_volume(first) as vol:
+            norm = fit_normalization(vol, config.normalization)
     if not (math.isfinite(norm.low) and math.isfinite(norm.high)):
-        raise ValueError(f"raw {config.raw[0]}: the {config.normalization} normalization of its voxels is "
+        raise ValueError(f"raw {first}: the {config.normalization} normalization of its voxels is "
                          f"{norm.low}..{norm.high}: the raw holds NaN/Inf values; fix the data")
     from .augment import build_augmenter
 

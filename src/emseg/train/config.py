@@ -53,7 +53,9 @@ class TrainConfig:
     ``semi: mean_teacher`` adds a consistency loss on unlabelled patches (of the training region, or
     of the ``unlabelled`` raw volumes) towards an EMA teacher (``ema_decay``), on voxels where the
     teacher's probability passes ``confidence``, weighted by ``consistency_weight`` ramped up over
-    the first ``consistency_rampup`` of the run.
+    the first ``consistency_rampup`` of the run. Without ``raw``/``labels`` (only ``unlabelled``
+    volumes and an ``init`` model) the run adapts the model to them without labels: the consistency
+    loss alone, BatchNorm statistics re-estimated on them first (``adabn_batches``).
     Optimisation: AdamW with ``lr``, ``weight_decay``, linear warm-up then cosine decay over
     ``steps``; mixed precision when ``amp`` (float16 on CUDA, bfloat16 on CPUs that compute it
     natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints, ``log.csv`` and
@@ -256,6 +258,9 @@ def _check_sparse(config, set_):
         raise ConfigError("unlabelled", "unlabelled volumes are used by semi-supervised training; set semi: "
                           "mean_teacher or leave unlabelled empty")
     set_("unlabelled", tuple(os.fspath(p) for p in u))
+    if u and not config.raw and config.init is None:
+        raise ConfigError("init", "adapting without labels (unlabelled volumes, no raw/labels pairs) needs a model "
+                          "to adapt: give init (a shipped model or a checkpoint)")
     if config.background_label is not None and config.background_label == config.ignore_label:
         raise ConfigError("background_label", f"background_label and ignore_label must differ; both are "
                           f"{config.background_label}")

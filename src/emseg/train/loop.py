@@ -110,6 +110,8 @@ def _step(run, progress):
     from .losses import task_loss
 
     config, opt = run.config, run.optimization
+    if not run.data.volumes:  # adapting without labels: the consistency loss alone
+        return _semi_step(run, progress, None, None, None)
     rng = np.random.default_rng([config.seed, progress.step])
     x, t, m = (torch.from_numpy(a).to(run.device) for a in draw_batch(run.data, config, rng))
     x = x.contiguous(memory_format=run.memory_format)
@@ -136,9 +138,9 @@ def _semi_step(run, progress, x, t, m):
     with torch.no_grad(), torch.autocast(run.device.type, dtype=opt.amp_dtype, enabled=opt.use_amp):
         target_u = run.teacher(weak)
     with torch.autocast(run.device.type, dtype=opt.amp_dtype, enabled=opt.use_amp):
-        out = run.model(torch.cat([x, strong]))
-    n = x.shape[0]
-    loss = task_loss(config, out[:n].float(), t, m, config.pos_weight)
+        out = run.model(strong if x is None else torch.cat([x, strong]))
+    n = 0 if x is None else x.shape[0]
+    loss = out.new_zeros(()) if x is None else task_loss(config, out[:n].float(), t, m, config.pos_weight)
     channels = [i for i, a in enumerate(get_task(config.target).channel_activations(config.task_params, config.loss))
                 if a == "sigmoid"]
     if channels and config.consistency_weight:

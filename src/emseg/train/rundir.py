@@ -32,6 +32,10 @@ RUN_FILES = ("run.json", "latest.state.safetensors", "latest.safetensors", "best
              "teacher.safetensors", "tensorboard", "latest.safetensors.state")
 """What the trainer writes in ``out_dir`` (the last: the pickled state of emseg before issue 12)."""
 _RUN_FORMAT = "emseg-train-run"
+_LATER_DEFAULTS = {"sections": None, "background_label": None, "freeze": "none", "init_lr_scale": 1.0,
+                   "adabn_batches": 0, "semi": "none", "ema_decay": 0.99, "consistency_weight": 1.0,
+                   "consistency_rampup": 0.2, "confidence": 0.8}
+"""Fields added with few-label training (issue 15), left out of the signature at their defaults."""
 
 
 def train_signature(config) -> dict:
@@ -53,9 +57,16 @@ def train_signature(config) -> dict:
     inputs = {}
     for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
         inputs[f"raw[{i}]"], inputs[f"labels[{i}]"] = r, lab
-    options = {k: v for k, v in config.as_dict().items() if k not in RESUMABLE_FIELDS + ("raw", "labels")}
+    for name in ("label_mask", "unlabelled"):
+        for i, path in enumerate(getattr(config, name)):
+            inputs[f"{name}[{i}]"] = path
+    options = {k: v for k, v in config.as_dict().items()
+               if k not in RESUMABLE_FIELDS + ("raw", "labels", "label_mask", "unlabelled")}
     for name in ("target_params", "init"):  # fields added later, left out while empty: older runs still resume
         if not options.get(name):
+            options.pop(name, None)
+    for name, default in _LATER_DEFAULTS.items():  # the same for the fields of few-label training
+        if options.get(name) == default:
             options.pop(name, None)
     models = []
     if config.init is not None:  # the weights it starts from: their content is part of the run

@@ -69,8 +69,9 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
     TrainingInterrupted
         On SIGINT, at the end of the current step, after saving ``latest``.
     """
-    if not config.raw:
-        raise ValueError("config.raw is empty: give at least one raw/labels pair to train on")
+    if not config.raw and not config.unlabelled:
+        raise ValueError("config.raw is empty: give at least one raw/labels pair to train on (or, to adapt an init "
+                         "model without labels, unlabelled volumes with semi: mean_teacher)")
     signature = train_signature(config)
     check_out_dir(config, signature)  # refuse another run before loading anything
     data = load_training_data(config)
@@ -97,16 +98,24 @@ def train(config: TrainConfig, *, progress=False) -> TrainResult:
 
 
 def _adabn(run):
-    """BatchNorm statistics re-estimated on ``adabn_batches`` training batches (seeded apart from the steps')."""
+    """BatchNorm statistics re-estimated on ``adabn_batches`` batches (seeded apart from the steps'): of the
+    unlabelled volumes in a semi-supervised run (the data adapted to), else of the training data."""
     import numpy as np
     import torch
 
     from .batches import draw_batch
     from .finetune import adapt_batchnorm
+    from .semi import draw_unlabelled
 
     rng = np.random.default_rng([run.config.seed, 2**32 - 1])
-    batches = (torch.from_numpy(draw_batch(run.data, run.config, rng).raw).to(run.device).contiguous(
-        memory_format=run.memory_format) for _ in range(run.config.adabn_batches))
+    if run.data.unlabelled is not None:  # the data the model is adapted to: the unlabelled volumes' (weak views)
+        def draw():
+            return draw_unlabelled(run.data.unlabelled, run.config, rng)[0]
+    else:
+        def draw():
+            return draw_batch(run.data, run.config, rng).raw
+    batches = (torch.from_numpy(draw()).to(run.device).contiguous(memory_format=run.memory_format)
+               for _ in range(run.config.adabn_batches))
     adapt_batchnorm(run.model, batches)
     if run.teacher is not None:  # the teacher starts from the adapted student
         run.teacher.load_state_dict(run.model.state_dict())
