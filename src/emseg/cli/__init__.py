@@ -79,9 +79,11 @@ def _add_evaluate(sub):
     s.set_defaults(func=commands.cmd_evaluate)
 
 
-def _add_fit_inputs(s):
+def _add_fit_inputs(s, labels=True):
     s.add_argument("raw", help="raw volume (any format emseg reads; file.h5:key)")
-    s.add_argument("labels", help="labels of the same shape: a mask, object ids, neuron ids or ISBI membrane labels")
+    if labels:
+        s.add_argument("labels", help="labels of the same shape: a mask, object ids, neuron ids or ISBI membrane "
+                       "labels")
     s.add_argument("--minutes", type=args.positive_float, default=30.0, help="training time (default 30)")
     s.add_argument("--val", metavar="Z0:Z1", help="labelled sections held out for validation and tuning "
                    "(default: the last 15%% of the labelled ones)")
@@ -105,9 +107,13 @@ def _add_plan(sub):
 
 def _add_fit(sub):
     s = sub.add_parser("fit", help="plan, train in a time budget, tune the post-processing, write a model card "
-                       "(resumable)")
-    _add_fit_inputs(s)
-    s.add_argument("out_dir", metavar="OUT_DIR", help="the run's folder; `emseg segment --model OUT_DIR` uses it")
+                       "(resumable); without LABELS, adapt an --init model to RAW", usage="emseg fit RAW [LABELS] "
+                       "OUT_DIR [options]")
+    _add_fit_inputs(s, labels=False)
+    s.add_argument("paths", nargs="+", metavar="[LABELS] OUT_DIR",
+                   help="labels of the same shape as RAW (a mask, object ids, neuron ids or ISBI membrane labels; "
+                   "leave out to adapt --init MODEL to RAW without labels), then the run's folder: `emseg segment "
+                   "--model OUT_DIR` uses it")
     s.add_argument("--init", metavar="MODEL", help="start from a shipped model or a checkpoint (its architecture; "
                    "weights loaded where shapes match)")
     s.add_argument("--freeze", choices=("none", "encoder", "all_but_head"), default="none",

@@ -40,11 +40,15 @@ def cmd_plan(args):
 def cmd_fit(args):
     from ..fit.run import FitConfig, fit
 
-    config = FitConfig(args.raw, args.labels, args.out_dir, minutes=args.minutes, val_roi=args.val, init=args.init,
+    if len(args.paths) > 2:
+        raise ValueError(f"emseg fit takes RAW [LABELS] OUT_DIR; got {len(args.paths) + 1} paths: "
+                         f"{' '.join([args.raw, *args.paths])}")
+    labels, out_dir = (args.paths[0], args.paths[1]) if len(args.paths) == 2 else (None, args.paths[0])
+    config = FitConfig(args.raw, labels, out_dir, minutes=args.minutes, val_roi=args.val, init=args.init,
                        device=args.device, seed=args.seed, voxel_size=args.voxel_size,
                        tune_minutes=args.tune_minutes, sections=args.sections, freeze=args.freeze,
                        init_lr_scale=args.init_lr_scale, adabn_batches=args.adabn, semi=args.semi,
                        overwrite=args.overwrite)
     r = fit(config, echo=print, progress=not args.no_progress)
-    print(f"done: {r.card.get('headline')} on the tuning part (optimistic: tuned there); segment with "
-          f"`emseg segment IN OUT --model {r.out_dir}`")
+    where = "on the tuning part (optimistic: tuned there)" if labels is not None else "(no labels to measure on)"
+    print(f"done: {r.card.get('headline')} {where}; segment with `emseg segment IN OUT --model {r.out_dir}`")

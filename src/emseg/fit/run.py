@@ -52,7 +52,7 @@ class FitConfig:
     """
 
     raw: str
-    labels: str
+    labels: str | None
     out_dir: str
     minutes: float = 30.0
     val_roi: str | None = None
@@ -71,6 +71,8 @@ class FitConfig:
     def __post_init__(self):
         for name in ("raw", "labels", "out_dir"):
             v = getattr(self, name)
+            if v is None and name == "labels":  # adapting an --init model without labels (emseg.fit.adapt)
+                continue
             if not isinstance(v, (str, os.PathLike)) or not str(v):
                 raise ConfigError(name, f"{name} must be a path; got {v!r}")
             object.__setattr__(self, name, _absolute(os.fspath(v)))  # a rerun from another folder finds them
@@ -89,6 +91,15 @@ class FitConfig:
             raise ConfigError(err.key, str(err).replace(err.key, "--" + err.key.replace("_", "-"), 1)) from None
         if self.sections is not None:
             object.__setattr__(self, "sections", tuple(sorted(int(z) for z in self.sections)))
+        if self.labels is None:
+            if self.init is None:
+                raise ConfigError("labels", "without LABELS, emseg fit adapts a model to RAW: give --init MODEL (a "
+                                  "shipped model or a checkpoint), or give LABELS")
+            given = [k for k, default in (("val_roi", None), ("sections", None), ("semi", "none"), ("freeze", "none"))
+                     if getattr(self, k) != default]
+            if given:
+                raise ConfigError(given[0], f"--{given[0].replace('_', '-')} needs LABELS; adapting without labels "
+                                  "takes --init, --minutes, --device, --seed and --voxel-size")
         if self.val_roi is not None:
             from .split import check_val_option
 
@@ -188,7 +199,8 @@ def _signature(config):
     options = {k: getattr(config, k) for k in ("minutes", "val_roi", "init", "device", "seed", "voxel_size",
                                                "tune_minutes")}
     options.update({k: getattr(config, k) for k, default in _TRAIN_OPTIONS.items() if getattr(config, k) != default})
-    return run_signature("fit", inputs={"raw": config.raw, "labels": config.labels}, models=models, options=options)
+    inputs = {"raw": config.raw} if config.labels is None else {"raw": config.raw, "labels": config.labels}
+    return run_signature("fit", inputs=inputs, models=models, options=options)
 
 
 def _open_state(config, signature):
@@ -254,6 +266,8 @@ def _summary(stage, found):
     if stage == "train":
         return f"{found['steps']} steps"
     if stage == "tune":
+        if found.get("objective") is None:
+            return found.get("note", "")
         return f"{found['objective']} {found['default']:.3f} -> {found['tuned']:.3f}"
     return found.get("checkpoint", "")
 
@@ -276,6 +290,8 @@ def _labels_seen(config, labels):
 
 
 def _stage_plan(config, state, say, progress):
+    if config.labels is None:
+        return _stage_adaptation_plan(config, say)
     from ..runtime import torch_device
     from .fingerprint import fingerprint
     from .plan_file import write_plan
@@ -304,6 +320,18 @@ def _stage_plan(config, state, say, progress):
         f"{c.batch_size}, {c.steps} steps -> {os.path.join(config.out_dir, 'plan.yaml')}")
     return {"fingerprint": fp.as_dict(), "target": c.target, "dims": plan.reasons["dims"].split(":")[0],
             "steps": c.steps, "seconds_per_step": plan.seconds_per_step}
+
+
+def _stage_adaptation_plan(config, say):
+    from ..io.atomic import write_text_atomic
+    from .adapt import adaptation_plan, plan_text
+
+    say(f"[1/4] plan: no labels: adapting {config.init} to {config.raw}; measuring a step here ...")
+    c, why, sps = adaptation_plan(config, echo=lambda s: say("      " + s))
+    write_text_atomic(os.path.join(config.out_dir, "plan.yaml"), plan_text(c, why, config.raw))
+    dims = f"{len(c.patch_shape)}d"
+    say(f"      {c.target}, {dims}, mean teacher + AdaBN, {c.steps} steps -> {os.path.join(config.out_dir, 'plan.yaml')}")
+    return {"fingerprint": None, "target": c.target, "dims": dims, "steps": c.steps, "seconds_per_step": sps}
 
 
 def _init_model(init):
@@ -346,7 +374,25 @@ def _final_loss(run_dir, last=50):
     return round(float(np.mean([float(r["loss"]) for r in rows[-last:]])), 4) if rows else None
 
 
+def _stage_keep_postprocess(config):
+    """No labels to tune on: the init model's post-processing, kept."""
+    from dataclasses import asdict
+
+    from ..io.atomic import write_text_atomic
+    from ..models.reader import read_checkpoint
+
+    p = asdict(read_checkpoint(config.init).postprocess())
+    post = {k: p[k] for k in ("method", "params", "min_size", "z_filter", "tta")}
+    result = {"objective": None, "default": None, "tuned": None, "postprocess": post, "scores": {}, "tried": 0,
+              "note": f"no labels: the post-processing of {config.init} is kept"}
+    write_text_atomic(os.path.join(config.out_dir, "tuning.json"), json.dumps(result, indent=1))
+    return result
+
+
 def _stage_tune(config, state, say, progress):
+    if config.labels is None:
+        say("[3/4] tune: no labels to tune on: the init model's post-processing is kept")
+        return _stage_keep_postprocess(config)
     from ..io.atomic import write_text_atomic
     from ..models.reader import read_checkpoint
     from ..predict import predict_blockwise
@@ -404,9 +450,10 @@ def _tune_roi(shape, z0, z1):
 
 
 def _stage_card(config, state, say, progress):
+    from .adapt import write_adaptation_card
     from .card import write_card
 
-    card = write_card(config, state)
+    card = write_card(config, state) if config.labels is not None else write_adaptation_card(config, state)
     say(f"[4/4] card: {os.path.join(config.out_dir, 'model.json')}; use it with "
         f"`emseg segment IN OUT --model {config.out_dir}`")
     return {"checkpoint": os.path.join(config.out_dir, "model.safetensors"), "headline": card.get("headline")}
