@@ -22,6 +22,10 @@ lucchi     Lucchi (EPFL) FIB-SEM mitochondria     z 0-139         z 140-164
 cdeep3m    CDeep3M SBEM mitochondria              training/       validation/
 =========  =====================================  ==============  ===================
 
+Adaptation without labels (``--adapt``): the shipped ``mito-fibsem`` (Lucchi FIB-SEM) applied as it is
+to CDeep3M ``validation/``, against the same model adapted by ``emseg fit RAW OUT --init mito-fibsem``
+to the raw of CDeep3M ``training/`` (no labels read), both scored on ``validation/``.
+
 The fine-tuning curve over time is the trainer's validation IoU (``log.csv``, on the part the fit
 holds out) against training seconds; points with fewer than 3 labelled sections hold nothing out and
 have none. Prints one JSON object and merges it into ``--out`` (a run of some cases, counts, arms
@@ -53,6 +57,7 @@ CASES = {"lucchi": {"dataset": "lucchi", "other": "mito-sbem"},
 ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--init", "{other}", "--semi", "mean_teacher"],
         "scratch_semi": ["--semi", "mean_teacher"]}
 PRIMARY = "foreground_iou"
+ADAPT = {"cdeep3m": {"dataset": "cdeep3m", "model": "mito-fibsem"}}
 
 
 def spread_sections(labels, n, name):
@@ -94,6 +99,21 @@ def run_point(case, d, arm, count, seed, minutes, work):
             "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
 
 
+def run_adaptation(case, d, seed, minutes, work):
+    """The shipped model as it is and adapted without labels to the case's training raw; held-out scores of both."""
+    spec = ADAPT[case]
+    out = os.path.join(work, f"adapt-{case}-{seed}")
+    t0 = time.perf_counter()
+    fit_bench._cli(["fit", d["train_raw"], out, "--init", spec["model"], "--minutes", str(minutes), "--seed", str(seed),
+                    "--overwrite", "--no-progress"])
+    seconds = time.perf_counter() - t0
+    adapted, _, _, _ = fit_bench.score(spec["dataset"], d, out, work, f"adapt-{case}-{seed}")
+    shipped, _, _, _ = fit_bench.score(spec["dataset"], d, spec["model"], work, f"shipped-{case}")
+    keep = (PRIMARY, "instance_mask_iou", "foreground_precision", "foreground_recall", "ap50", "pq")
+    return {"model": spec["model"], "seconds": round(seconds, 1), **fit_bench._train_stats(os.path.join(out, "train")),
+            "as_shipped": {k: float(shipped[k]) for k in keep}, "adapted": {k: float(adapted[k]) for k in keep}}
+
+
 def _curve(run_dir):
     """(seconds, validation IoU) of every validation in the run's log."""
     with open(os.path.join(run_dir, "log.csv")) as f:
@@ -120,13 +140,23 @@ def summarize(results):
     return summary
 
 
+def adaptation_summary(adaptation):
+    out = {}
+    for case, seeds in adaptation.items():
+        out[case] = {arm: {"mean": float(np.mean([s[arm][PRIMARY] for s in seeds.values()])),
+                           "std": float(np.std([s[arm][PRIMARY] for s in seeds.values()])), "n": len(seeds)}
+                     for arm in ("as_shipped", "adapted")}
+        out[case]["model"] = next(iter(seeds.values()))["model"]
+    return out
+
+
 def markdown(report):
     counts = ["1", "2", "5", "10", "all"]
     lines = ["# Learning from few labels", "",
              f"Written by `benchmarks/few_labels.py` on {report['machine']}: {report['minutes']} training minutes per "
              f"run, held-out {PRIMARY} (probabilities > 0.5) as mean ± std over seeds (n); columns: labelled sections "
              "of the training part (`all`: fully supervised).", ""]
-    for case, rows in report["summary"].items():
+    for case, rows in report.get("summary", {}).items():
         lines += [f"## {case}", "", "| arm | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
         for arm, by_count in rows.items():
             if arm.startswith("goal"):
@@ -139,6 +169,12 @@ def markdown(report):
             lines += ["", "2 labelled sections as a fraction of the best fully supervised run: " +
                       ", ".join(f"{a} {v:.0%}" for a, v in goal.items())]
         lines.append("")
+    for case, rows in report.get("adaptation_summary", {}).items():
+        a, b = rows["as_shipped"], rows["adapted"]
+        lines += [f"## Adaptation without labels: {rows['model']} on {case}", "",
+                  f"| | held-out {PRIMARY} |", "|---|---|",
+                  f"| as shipped | {a['mean']:.3f} ± {a['std']:.3f} ({a['n']}) |",
+                  f"| adapted (`emseg fit RAW OUT --init {rows['model']}`) | {b['mean']:.3f} ± {b['std']:.3f} ({b['n']}) |", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -178,6 +214,7 @@ def main():
     ap.add_argument("--arms", default="scratch,finetune,finetune_semi")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--minutes", type=float, default=5.0, help="training minutes per run")
+    ap.add_argument("--adapt", default="", help="adaptation cases without labels (cdeep3m), run after the curves")
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
     ap.add_argument("--work", default="runs/bench-few")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "few_labels.json"))
@@ -200,6 +237,8 @@ def main():
             raise SystemExit(f"--out {a.out} holds runs of {report['minutes']} minutes; give another --out for "
                              f"{a.minutes}")
     results = report["results"]
+    report.update(machine=f"{platform.machine()} CPU, {os.cpu_count()} cores", date=time.strftime("%Y-%m-%d"),
+                  minutes=a.minutes)
     for case in cases:
         d = fit_bench.prepare(CASES[case]["dataset"], a.data, a.work)
         for count in a.counts.split(","):
@@ -208,16 +247,26 @@ def main():
                     print(f"{case} {arm} {count} sections, seed {seed} ...", flush=True)
                     point = run_point(case, d, arm, count, int(seed), a.minutes, a.work)
                     results.setdefault(case, {}).setdefault(arm, {}).setdefault(count, {})[seed] = point
-                    report.update(machine=f"{platform.machine()} CPU, {os.cpu_count()} cores",
-                                  date=time.strftime("%Y-%m-%d"), minutes=a.minutes, results=results,
-                                  summary=summarize(results))
+                    report.update(results=results, summary=summarize(results))
                     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
                     with open(a.out, "w") as f:
                         json.dump(report, f, indent=1)
+    for case in [c for c in a.adapt.split(",") if c]:
+        if case not in ADAPT:
+            raise SystemExit(f"--adapt: unknown {case}; valid: {', '.join(ADAPT)}")
+        d = fit_bench.prepare(ADAPT[case]["dataset"], a.data, a.work)
+        for seed in a.seeds.split(","):
+            print(f"adapting {ADAPT[case]['model']} to {case} without labels, seed {seed} ...", flush=True)
+            report.setdefault("adaptation", {}).setdefault(case, {})[seed] = run_adaptation(case, d, int(seed),
+                                                                                          a.minutes, a.work)
+            report["adaptation_summary"] = adaptation_summary(report["adaptation"])
+            with open(a.out, "w") as f:
+                json.dump(report, f, indent=1)
     with open(a.markdown, "w") as f:
         f.write(markdown(report))
-    plot(report, a.plot)
-    print(json.dumps(report["summary"], indent=1))
+    if report.get("summary"):
+        plot(report, a.plot)
+    print(json.dumps({k: report.get(k) for k in ("summary", "adaptation_summary")}, indent=1))
 
 
 if __name__ == "__main__":
