@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_info, _add_convert, _add_evaluate, _add_plan, _add_fit, _add_train, _add_predict, _add_segment,
+    for add in (_add_info, _add_convert, _add_evaluate, _add_plan, _add_fit, _add_pretrain, _add_train, _add_predict, _add_segment,
                 _add_postprocess, _add_models, _add_demo):
         add(sub)
     return p
@@ -129,6 +129,25 @@ def _add_fit(sub):
     s.add_argument("--overwrite", action="store_true", help="delete the fit's own files in OUT_DIR and start over")
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(func=fit_commands.cmd_fit)
+
+
+def _add_pretrain(sub):
+    s = sub.add_parser("pretrain", help="self-supervised pretraining on unlabelled volumes (masked-image modelling); "
+                       "its result starts `emseg fit --init`", usage="emseg pretrain RAW [RAW ...] OUT [options]")
+    s.add_argument("paths", nargs="+", metavar="RAW [RAW ...] OUT", help="unlabelled raw volumes (any format emseg "
+                   "reads, read lazily), then the output folder (a training run folder: OUT/latest.safetensors)")
+    s.add_argument("--minutes", type=args.positive_float, default=30.0, help="training time (default 30)")
+    s.add_argument("--dims", choices=("2d", "3d"), default="2d", help="a 2D network on sections (default) or 3D")
+    s.add_argument("--features", type=args.positive_int, default=8, help="features at the first level (default 8)")
+    s.add_argument("--depth", type=args.positive_int, default=4, help="U-Net depth (default 4)")
+    s.add_argument("--patch", type=args.ints, help="patch shape, e.g. 256,256 (2d) or 32,96,96 (3d)")
+    s.add_argument("--batch-size", type=args.positive_int, default=4)
+    s.add_argument("--voxel-size", type=args.voxel_size, help="z,y,x in nm, when the files do not say")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--overwrite", action="store_true", help="delete the trainer's files in OUT and start over")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=fit_commands.cmd_pretrain)
 
 
 def _add_train(sub):

@@ -1,4 +1,4 @@
-"""The handlers of ``emseg plan`` and ``emseg fit`` (:mod:`emseg.fit`)."""
+"""The handlers of ``emseg plan``, ``emseg fit`` (:mod:`emseg.fit`) and ``emseg pretrain`` (:mod:`emseg.train.pretrain`)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,26 @@ def cmd_fit(args):
     r = fit(config, echo=print, progress=not args.no_progress)
     where = "on the tuning part (optimistic: tuned there)" if labels is not None else "(no labels to measure on)"
     print(f"done: {r.card.get('headline')} {where}; segment with `emseg segment IN OUT --model {r.out_dir}`")
+
+
+def cmd_pretrain(args):
+    from ..train import load_config, train
+
+    if len(args.paths) < 2:
+        raise ValueError("emseg pretrain takes RAW [RAW ...] OUT: at least one volume, then the output folder")
+    raws, out = args.paths[:-1], args.paths[-1]
+    if args.dims == "2d":
+        model, patch = {"depth": args.depth, "features": args.features, "upsample": "bilinear", "norm": "batch"}, \
+            args.patch or (256, 256)
+    else:
+        model, patch = {"depth": args.depth, "features": args.features, "norm": "batch"}, args.patch or (32, 96, 96)
+    if len(patch) != (2 if args.dims == "2d" else 3):
+        raise ValueError(f"--patch {','.join(map(str, patch))}: {args.dims} pretraining takes "
+                         f"{2 if args.dims == '2d' else 3} numbers")
+    config = load_config(raw=[], labels=[], unlabelled=raws, pretrain="masked", patch_shape=list(patch),
+                         batch_size=args.batch_size, model=model, steps=10**7, max_minutes=args.minutes,
+                         warmup_steps=50, val_every=500, lr=1e-3, seed=args.seed, device=args.device,
+                         voxel_size=args.voxel_size, out_dir=out, overwrite=args.overwrite)
+    result = train(config, progress=not args.no_progress)
+    print(f"pretrained {result.steps} steps in {result.seconds:.0f} s on {len(raws)} volume(s): {result.latest}; "
+          f"start a fit from it with `emseg fit RAW LABELS OUT_DIR --init {result.latest}`")

@@ -91,6 +91,8 @@ def init_weights(model, init) -> InitReport:
         raise ValueError(f"init {init}: a {ndim}D model, but this run trains a {model.ndim}D one (patch_shape has "
                          f"{model.ndim} numbers); start from a {model.ndim}D model or train in {ndim}D")
     tensors = read_safetensors(path).tensors
+    if read_model_header(path).extra.get("pretrain"):  # a pretrained model's head restores intensities: not loaded
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("head.")}
     state = model.state_dict()
     fits = {k: v for k, v in tensors.items() if k in state and tuple(v.shape) == tuple(state[k].shape)}
     learned = [k for k in state if not k.endswith("num_batches_tracked")]

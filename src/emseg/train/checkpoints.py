@@ -81,6 +81,8 @@ def export_model(path, run, step, model=None) -> None:
     meta = {"config": config.as_dict(), "normalization": data.normalization.as_dict(), "voxel_size": data.voxel_size,
             "target": config.target, "task": {"name": config.target, "params": plain(config.task_params)},
             "offsets": [list(o) for o in config.offsets], "step": step}
+    if config.pretrain != "none":  # not a segmentation model: its head restores intensities
+        meta["pretrain"] = config.pretrain
     save_model(run.model if model is None else model, path, extra=meta)
 
 

@@ -18,6 +18,7 @@ __all__ = ["TrainConfig", "load_config", "ConfigError", "RESUMABLE_FIELDS"]
 NORMALIZATIONS = ("percentile", "fixed", "none")
 FREEZE = ("none", "encoder", "all_but_head")  # = emseg.train.finetune.FREEZE (kept here: no torch import)
 SEMI = ("none", "mean_teacher")  # = emseg.train.semi.SEMI
+PRETRAIN = ("none", "masked")  # = emseg.train.pretrain.PRETRAIN
 LOSSES = ("bce", "dice", "bce_dice", "mse", "l1")  # = emseg.train.losses.LOSSES (kept here: no torch import)
 RESUMABLE_FIELDS = ("steps", "max_minutes", "val_every", "early_stopping", "device", "threads", "out_dir",
                     "resume", "overwrite")
@@ -55,7 +56,9 @@ class TrainConfig:
     teacher's probability passes ``confidence``, weighted by ``consistency_weight`` ramped up over
     the first ``consistency_rampup`` of the run. Without ``raw``/``labels`` (only ``unlabelled``
     volumes and an ``init`` model) the run adapts the model to them without labels: the consistency
-    loss alone, BatchNorm statistics re-estimated on them first (``adabn_batches``).
+    loss alone, BatchNorm statistics re-estimated on them first (``adabn_batches``). ``pretrain:
+    masked`` (:mod:`emseg.train.pretrain`, ``emseg pretrain``) learns from ``unlabelled`` volumes alone to
+    restore masked blocks of their patches; the result starts other runs as their ``init``.
     Optimisation: AdamW with ``lr``, ``weight_decay``, linear warm-up then cosine decay over
     ``steps``; mixed precision when ``amp`` (float16 on CUDA, bfloat16 on CPUs that compute it
     natively). Run: ``out_dir`` gets ``latest``/``best`` checkpoints, ``log.csv`` and
@@ -86,6 +89,7 @@ class TrainConfig:
     init: str | None = None
     freeze: str = "none"
     semi: str = "none"
+    pretrain: str = "none"
     unlabelled: tuple = ()
     ema_decay: float = 0.99
     consistency_weight: float = 1.0
@@ -125,7 +129,7 @@ class TrainConfig:
         from ..tasks import TASKS, task_params
 
         for name, options in (("target", tuple(TASKS)), ("normalization", NORMALIZATIONS), ("loss", LOSSES),
-                              ("freeze", FREEZE), ("semi", SEMI)):
+                              ("freeze", FREEZE), ("semi", SEMI), ("pretrain", PRETRAIN)):
             if getattr(self, name) not in options:
                 raise ConfigError(name, f"{name} must be one of {options}; got {getattr(self, name)!r}")
         for name in ("raw", "labels"):
@@ -254,11 +258,15 @@ def _check_sparse(config, set_):
     u = (u,) if isinstance(u, (str, os.PathLike)) else (() if u is None else u)
     if not isinstance(u, (tuple, list)) or not all(isinstance(p, (str, os.PathLike)) and str(p) for p in u):
         raise ConfigError("unlabelled", f"unlabelled must be a path or a list of raw volumes; got {config.unlabelled!r}")
-    if u and config.semi == "none":
-        raise ConfigError("unlabelled", "unlabelled volumes are used by semi-supervised training; set semi: "
-                          "mean_teacher or leave unlabelled empty")
+    if u and config.semi == "none" and config.pretrain == "none":
+        raise ConfigError("unlabelled", "unlabelled volumes are used by semi-supervised training or pretraining; set "
+                          "semi: mean_teacher (or pretrain: masked) or leave unlabelled empty")
     set_("unlabelled", tuple(os.fspath(p) for p in u))
-    if u and not config.raw and config.init is None:
+    if config.pretrain != "none":
+        if config.raw or not u or config.semi != "none":
+            raise ConfigError("pretrain", "pretrain: masked learns from unlabelled volumes alone: give unlabelled, no "
+                              "raw/labels pairs, and semi: none")
+    elif u and not config.raw and config.init is None:
         raise ConfigError("init", "adapting without labels (unlabelled volumes, no raw/labels pairs) needs a model "
                           "to adapt: give init (a shipped model or a checkpoint)")
     if config.background_label is not None and config.background_label == config.ignore_label:

@@ -110,6 +110,10 @@ def _step(run, progress):
     from .losses import task_loss
 
     config, opt = run.config, run.optimization
+    if config.pretrain != "none":
+        from .pretrain import pretrain_loss
+
+        return _apply(run, progress, pretrain_loss(run, progress))
     if not run.data.volumes:  # adapting without labels: the consistency loss alone
         return _semi_step(run, progress, None, None, None)
     rng = np.random.default_rng([config.seed, progress.step])

@@ -33,7 +33,7 @@ RUN_FILES = ("run.json", "latest.state.safetensors", "latest.safetensors", "best
 """What the trainer writes in ``out_dir`` (the last: the pickled state of emseg before issue 12)."""
 _RUN_FORMAT = "emseg-train-run"
 _LATER_DEFAULTS = {"sections": None, "background_label": None, "freeze": "none", "init_lr_scale": 1.0,
-                   "adabn_batches": 0, "semi": "none", "ema_decay": 0.99, "consistency_weight": 1.0,
+                   "adabn_batches": 0, "semi": "none", "pretrain": "none", "ema_decay": 0.99, "consistency_weight": 1.0,
                    "consistency_rampup": 0.2, "confidence": 0.8}
 """Fields added with few-label training (issue 15), left out of the signature at their defaults."""
 

@@ -44,7 +44,7 @@ class Unlabelled(NamedTuple):
 def load_unlabelled(config, data) -> Unlabelled | None:
     """The unlabelled sources of ``config`` (None unless ``semi`` is on): the ``unlabelled`` raw volumes
     (each with its own normalisation, fitted on it), else the training volumes' regions."""
-    if config.semi == "none":
+    if config.semi == "none" and config.pretrain == "none":
         return None
     from ..io import open_volume
     from ..normalization import fit_normalization
@@ -80,8 +80,9 @@ def views(config, voxel_size):
     return weak, strong
 
 
-def draw_unlabelled(unlabelled: Unlabelled, config, rng):
-    """``batch_size`` unlabelled patches as (teacher view, student view), float32 (N, 1, ...)."""
+def draw_unlabelled(unlabelled: Unlabelled, config, rng, strong=True):
+    """``batch_size`` unlabelled patches as (teacher view, student view), float32 (N, 1, ...); the
+    student view is None when not ``strong``."""
     teacher, student = [], []
     ndim = len(config.patch_shape)
     for _ in range(config.batch_size):
@@ -97,8 +98,9 @@ def draw_unlabelled(unlabelled: Unlabelled, config, rng):
         if unlabelled.weak is not None:
             patch = unlabelled.weak(patch, None, rng=rng).raw
         teacher.append(patch[None])
-        student.append(unlabelled.strong(patch, None, rng=rng).raw[None])
-    return np.stack(teacher).astype(np.float32), np.stack(student).astype(np.float32)
+        if strong:
+            student.append(unlabelled.strong(patch, None, rng=rng).raw[None])
+    return np.stack(teacher).astype(np.float32), np.stack(student).astype(np.float32) if strong else None
 
 
 def make_teacher(model):
