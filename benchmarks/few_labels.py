@@ -9,7 +9,9 @@ IoU and AP/PQ of the segmentation are kept too). Arms:
 - ``scratch``: from random weights;
 - ``finetune``: ``--init`` a shipped model trained on *other* data (Lucchi <- mito-sbem, CDeep3M <- mito-fibsem);
 - ``finetune_semi``: the same with ``--semi mean_teacher`` on the unlabelled rest of the training part;
-- ``scratch_semi``: a mean teacher from random weights.
+- ``scratch_semi``: a mean teacher from random weights;
+- ``pretrain_finetune``: ``--init`` the result of ``emseg pretrain`` on the case's training raw (no labels;
+  ``--pretrain-minutes``, once per case, its time reported apart from the runs' minutes).
 
 ``n`` = ``all`` is the fully supervised run (no ``--sections``), the reference of the "90% of full
 supervision" goal. The labelled sections are spread evenly over the training part (the same for
@@ -55,7 +57,7 @@ import fit as fit_bench  # noqa: E402 - the datasets' training and held-out part
 CASES = {"lucchi": {"dataset": "lucchi", "other": "mito-sbem"},
          "cdeep3m": {"dataset": "cdeep3m", "other": "mito-fibsem"}}
 ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--init", "{other}", "--semi", "mean_teacher"],
-        "scratch_semi": ["--semi", "mean_teacher"]}
+        "scratch_semi": ["--semi", "mean_teacher"], "pretrain_finetune": ["--init", "{pretrained}"]}
 PRIMARY = "foreground_iou"
 ADAPT = {"cdeep3m": {"dataset": "cdeep3m", "model": "mito-fibsem"}}
 
@@ -76,12 +78,21 @@ def spread_sections(labels, n, name):
     return sorted(chosen)
 
 
-def run_point(case, d, arm, count, seed, minutes, work):
+def pretrained(case, d, minutes, work):
+    """``emseg pretrain`` on the case's training raw (kept in ``work``: run once per case); its checkpoint."""
+    out = os.path.join(work, f"pretrain-{case}")
+    if not os.path.exists(os.path.join(out, "latest.safetensors")):
+        fit_bench._cli(["pretrain", d["train_raw"], out, "--minutes", str(minutes), "--no-progress"])
+    return os.path.join(out, "latest.safetensors")
+
+
+def run_point(case, d, arm, count, seed, minutes, work, pretrain_minutes=10.0):
     """One fit (arm, count of labelled sections, seed) and its held-out scores."""
     spec = CASES[case]
     tag = f"{case}-{arm}-{count}-{seed}"
     out = os.path.join(work, f"fit-{tag}")
-    args = [a.format(other=spec["other"]) for a in ARMS[arm]]
+    pre = pretrained(case, d, pretrain_minutes, work) if arm == "pretrain_finetune" else None
+    args = [a.format(other=spec["other"], pretrained=pre) for a in ARMS[arm]]
     sections = None
     if count != "all":
         sections = spread_sections(d["train_labels_array"], int(count), case)
@@ -214,6 +225,7 @@ def main():
     ap.add_argument("--arms", default="scratch,finetune,finetune_semi")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--minutes", type=float, default=5.0, help="training minutes per run")
+    ap.add_argument("--pretrain-minutes", type=float, default=10.0, help="emseg pretrain's minutes (once per case)")
     ap.add_argument("--adapt", default="", help="adaptation cases without labels (cdeep3m), run after the curves")
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
     ap.add_argument("--work", default="runs/bench-few")
@@ -245,7 +257,7 @@ def main():
             for arm in arms:
                 for seed in a.seeds.split(","):
                     print(f"{case} {arm} {count} sections, seed {seed} ...", flush=True)
-                    point = run_point(case, d, arm, count, int(seed), a.minutes, a.work)
+                    point = run_point(case, d, arm, count, int(seed), a.minutes, a.work, a.pretrain_minutes)
                     results.setdefault(case, {}).setdefault(arm, {}).setdefault(count, {})[seed] = point
                     report.update(results=results, summary=summarize(results))
                     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
