@@ -72,7 +72,9 @@ def test_a_model_is_adapted_without_labels_and_segments(data, tmp_path):
     ([], "give --init MODEL"),
     (["--init", "mito-fibsem", "--sections", "1,2"], "--sections needs LABELS"),
     (["--init", "mito-fibsem", "--semi", "mean_teacher"], "--semi needs LABELS"),
-], ids=["no-init", "sections", "semi"])
+    (["--init", "mito-fibsem", "--adabn", "4"], "--adabn needs LABELS"),
+    (["--init", "mito-fibsem", "--tune-minutes", "1"], "--tune-minutes needs LABELS"),
+], ids=["no-init", "sections", "semi", "adabn", "tune-minutes"])
 def test_options_that_need_labels_are_refused(data, tmp_path, args, message):
     folder, _ = data
     rc, _, err = _fit(folder / "target.zarr", tmp_path / "out", *args)

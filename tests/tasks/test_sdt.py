@@ -28,7 +28,10 @@ def test_target_respects_voxel_size_and_ignore_label():
     assert far > near > 0.5  # the same voxel steps count 4 nm in y/x
     labels[0] = 9
     t = sdt_target(labels, scale=10.0, ignore_label=9)
-    assert t.mask[0, 0].max() == 0 and t.target[0, 0].max() == 0 and t.mask[0, 1:].min() == 1
+    assert t.mask[0, 0].max() == 0 and t.target[0, 0].max() == 0
+    # a distance counts where the ignored section is farther than the nearest border: the rod (1 voxel to
+    # background in-plane) from z 2, every voxel (at most 2.8 in-plane) from z 3; not the rod at z 1 (1 = 1)
+    assert t.mask[0, 2:, 2, 2].min() == 1 and t.mask[0, 3:].min() == 1 and t.mask[0, 1, 2, 2] == 0
 
 
 def test_watershed_separates_touching_objects_along_the_distance_valley():

@@ -126,3 +126,31 @@ def test_bad_sparse_input_is_refused_with_one_line(tmp_path):
     write_volume(tmp_path / "zero.h5:m", np.zeros((10, 64, 64), np.uint8))
     with pytest.raises(ValueError, match="holds no known labels"):
         load_training_data(load_config(**base, label_mask=[str(tmp_path / "zero.h5:m")]))
+
+
+@pytest.mark.parametrize("target", ["bcd", "sdt"])
+def test_distances_that_unknown_voxels_could_change_give_no_loss(target):
+    """An object cut by unknown voxels may go on there: its distances are unknown (bcd: the whole object,
+    its peak is unknown; sdt: where the nearest unknown voxel is nearer than the nearest boundary)."""
+    config = load_config(target=target, sections=[0], patch_shape=[1, 12])
+    labels = np.array([[0, 1, 1, 1, 0, 0, 2, 2, 2, 2, UNKNOWN, UNKNOWN]])
+    t, m = make_target(labels, config, voxel_size=[4, 4])
+    dist = 2 if target == "bcd" else 0
+    cut = 6 if target == "bcd" else 8  # sdt: voxels 6-7 are nearer to object 2's known left border
+    assert not m[dist, 0, cut:].any() and m[dist, 0, :cut].all()
+    assert m[dist, 0, 1:4].all()  # object 1 is known whole
+    dense = make_target(np.array([[0, 1, 1, 1, 0, 0, 2, 2, 2, 2, 0, 0]]), load_config(target=target,
+                        patch_shape=[1, 12]), voxel_size=[4, 4])
+    np.testing.assert_allclose(t[dist, 0, :4], dense.target[dist, 0, :4], atol=1e-6)  # the same where known
+
+
+def test_a_section_painted_as_background_only_is_annotated(tmp_path):
+    data = _volume(tmp_path, poison=None)
+    em = synthetic_em((10, 64, 64), seed=4)
+    painted = (em.mito.astype(np.uint8) + 1)  # 1 = painted background, 2 = mitochondria
+    painted[3] = 1  # section 3: painted, all background
+    write_volume(tmp_path / "painted.h5:p", painted)
+    config = load_config(raw=[f"{data}:raw"], labels=[str(tmp_path / "painted.h5:p")], patch_shape=[16, 16],
+                         val_fraction=0.0, sections=[2, 3], ignore_label=0, background_label=1)
+    vol = load_training_data(config).volumes[0]
+    assert set(vol.known_coords[:, 0]) == {2, 3} and set(vol.foreground[:, 0]) == {2}

@@ -30,6 +30,9 @@ def adaptation_plan(config, echo=None):
     from .timing import measure_step_seconds
 
     info = read_checkpoint(config.init)
+    if info.extra.get("pretrain"):
+        raise ValueError(f"--init {config.init} is a pretrained network (emseg pretrain), not a segmentation model: "
+                         "there is nothing to adapt; fine-tune it with labels (emseg fit RAW LABELS OUT_DIR --init)")
     stored = info.config or {}
     args = {k: v for k, v in info.init_args.items() if k not in ("in_channels", "out_channels", "ndim")}
     ndim = int(info.init_args.get("ndim", 2))  # the trainer takes it from patch_shape
@@ -48,7 +51,8 @@ def adaptation_plan(config, echo=None):
                   target=info.task, patch_shape=patch, batch_size=int(stored.get("batch_size", 4)), model=args,
                   augment=stored.get("augment", True), normalization="percentile",
                   voxel_size=tuple(vs) if vs else None, adabn_batches=ADABN_BATCHES, consistency_rampup=0.0,
-                  lr=float(stored.get("lr", 1e-3)) / 4, seed=config.seed, device=torch_device(config.device).type,
+                  lr=float(stored.get("lr", 1e-3)) / 4, loss=stored.get("loss", "bce_dice"),
+                  pos_weight=stored.get("pos_weight"), n_classes=int(stored.get("n_classes", 2)), seed=config.seed, device=torch_device(config.device).type,
                   out_dir=os.path.join(config.out_dir, "train"), max_minutes=float(config.minutes))
     why["lr"] = "a quarter of the init model's learning rate: adapting, not learning anew"
     why["consistency_rampup"] = "no ramp: the teacher starts from a trained model"

@@ -95,11 +95,13 @@ class FitConfig:
             if self.init is None:
                 raise ConfigError("labels", "without LABELS, emseg fit adapts a model to RAW: give --init MODEL (a "
                                   "shipped model or a checkpoint), or give LABELS")
-            given = [k for k, default in (("val_roi", None), ("sections", None), ("semi", "none"), ("freeze", "none"))
+            given = [k for k, default in (("val_roi", None), ("sections", None), ("semi", "none"), ("freeze", "none"),
+                                          ("init_lr_scale", 1.0), ("adabn_batches", 0), ("tune_minutes", 5.0))
                      if getattr(self, k) != default]
             if given:
-                raise ConfigError(given[0], f"--{given[0].replace('_', '-')} needs LABELS; adapting without labels "
-                                  "takes --init, --minutes, --device, --seed and --voxel-size")
+                flag = {"adabn_batches": "adabn"}.get(given[0], given[0]).replace("_", "-")
+                raise ConfigError(given[0], f"--{flag} needs LABELS; adapting without labels takes --init, --minutes, "
+                                  "--device, --seed and --voxel-size (AdaBN and the mean teacher are its own)")
         if self.val_roi is not None:
             from .split import check_val_option
 
@@ -404,13 +406,18 @@ def _stage_tune(config, state, say, progress):
     info = read_checkpoint(checkpoint)
     raw, labels = _open_pair(config)
     with raw, labels:
+        scored = None  # the indices of the predicted sections that are scored (None: all)
         if c.val_roi is None:  # nothing held out (few labelled sections): tuned on the labelled ones
             zs = [z for a, b in state["stages"]["plan"]["fingerprint"]["labelled_sections"] for z in range(a, b)]
             z0, z1 = zs[0], zs[-1] + 1
             roi = _tune_roi(raw.shape, z0, z1)
             seen = _labels_seen(config, labels)
-            raw_v = np.stack([np.asarray(raw[(z,) + roi[1:]]) for z in zs])
-            gt = np.stack([np.asarray(seen[(z,) + roi[1:]]) for z in zs])
+            if len(c.patch_shape) == 3:  # a 3D network needs the sections between them as context
+                raw_v, gt = np.asarray(raw[roi]), np.asarray(seen[roi])
+                scored = [z - z0 for z in zs]
+            else:  # a 2D network predicts each section alone: only those are read
+                raw_v = np.stack([np.asarray(raw[(z,) + roi[1:]]) for z in zs])
+                gt = np.stack([np.asarray(seen[(z,) + roi[1:]]) for z in zs])
         else:
             z0, z1 = (int(v) for v in c.val_roi.split(":"))
             zs = None
@@ -423,9 +430,14 @@ def _stage_tune(config, state, say, progress):
     pred = np.zeros((len(info.activations),) + raw_v.shape, np.float32)
     predict_blockwise(raw_v, checkpoint, pred, tta=tta, device=config.device, progress=progress)
     if config.sections is not None and zs is None:  # only the labelled sections of the held-out part are scored
-        keep = [i for i in range(z1 - z0) if z0 + i in set(config.sections)]
-        pred, gt = pred[:, keep], gt[keep]
-    z_filters = (0, 3, 5) if len(c.patch_shape) == 2 and gt.ndim == 3 and gt.shape[0] >= 5 else (0,)
+        scored = [i for i in range(z1 - z0) if z0 + i in set(config.sections)]
+    if scored is not None:
+        pred, gt = pred[:, scored], gt[scored]
+    if config.sections is not None:
+        absolute = zs if zs is not None else [z0 + i for i in scored]
+        pred, gt = _apart(pred, gt, absolute)
+    z_filters = (0, 3, 5) if (len(c.patch_shape) == 2 and gt.ndim == 3 and gt.shape[0] >= 5
+                              and config.sections is None) else (0,)  # sparse sections: no z neighbours to filter
     t = tune_postprocess(pred, gt, info.task, info.task_params, z_filters=z_filters,
                          budget_seconds=60 * config.tune_minutes, progress=progress)
     result = {"objective": t.objective, "default": round(t.default_score, 4), "tuned": round(t.score, 4),
@@ -438,6 +450,20 @@ def _stage_tune(config, state, say, progress):
     say(f"      {t.method} {t.params or ''} min_size {t.min_size}, z-filter {t.z_filter or 'none'}: {t.objective} "
         f"{t.default_score:.3f} with the defaults -> {t.score:.3f} tuned ({t.tried} settings, {t.seconds:.0f} s)")
     return result
+
+
+def _apart(pred, gt, zs):
+    """``pred`` and ``gt`` of the sections ``zs`` with an empty section between any two that are not
+    neighbours in the volume, so that no 3D post-processing or score joins objects across the gap."""
+    gaps = [i for i in range(1, len(zs)) if zs[i] != zs[i - 1] + 1]
+    if not gaps:
+        return pred, gt
+    p_parts, g_parts, start = [], [], 0
+    for i in gaps + [len(zs)]:
+        p_parts += [pred[:, start:i], np.zeros_like(pred[:, :1])]
+        g_parts += [gt[start:i], np.zeros_like(gt[:1])]
+        start = i
+    return np.concatenate(p_parts[:-1], axis=1), np.concatenate(g_parts[:-1])
 
 
 def _tune_roi(shape, z0, z1):

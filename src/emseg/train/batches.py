@@ -80,18 +80,20 @@ def load_training_data(config: TrainConfig) -> TrainingData:
         Bad data: see :func:`~emseg.train.patches.load_train_volume`; raw whose normalisation is
         not finite (NaN/Inf voxels); a patch larger than a validation region.
     """
-    train_vols, val_vols = [], []
+    train_vols, val_vols, val_of = [], [], []
     for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
         sparse = dict(sections=config.sections, label_mask=config.label_mask[i] if config.label_mask else None,
                       ignore_label=config.ignore_label, background_label=config.background_label)
         tv, vv = load_train_volume(r, lab, val_fraction=config.val_fraction, val_roi=config.val_roi,
                                    seed=config.seed + i, **sparse)
         train_vols.append(tv)
+        val_of.append(vv)
         if vv is not None:
             val_vols.append(vv)
     first = config.raw[0] if config.raw else config.unlabelled[0]  # no labels: adapting to unlabelled volumes
     voxel_size = list(config.voxel_size) if config.voxel_size else _voxel_size(first)
-    from_mask = bool(train_vols) and get_task(config.target).instances and all(len(v.values) <= 2 for v in train_vols)
+    values = [v.values | (vv.values if vv is not None else frozenset()) for v, vv in zip(train_vols, val_of)]
+    from_mask = bool(train_vols) and get_task(config.target).instances and all(len(v) <= 2 for v in values)
     if train_vols:
         norm = fit_normalization(train_vols[0].raw, config.normalization)
     else:

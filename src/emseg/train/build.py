@@ -151,7 +151,8 @@ def make_optimization(config: TrainConfig, model, device, pretrained=frozenset()
 
     groups = param_groups(model, pretrained, config.lr, config.init_lr_scale)
     if not groups:
-        raise ValueError(f"freeze {config.freeze!r} leaves no parameter to train")
+        raise ValueError(f"freeze {config.freeze!r} leaves no parameter to train in model {config.model}; use "
+                         "freeze: none or encoder")
     opt = Optimization(torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay),
                        budget=config.steps)
     opt.scheduler = torch.optim.lr_scheduler.LambdaLR(opt.optimizer, lambda s: lr_factor(s, config, opt.budget))

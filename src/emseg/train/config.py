@@ -266,12 +266,22 @@ def _check_sparse(config, set_):
         if config.raw or not u or config.semi != "none":
             raise ConfigError("pretrain", "pretrain: masked learns from unlabelled volumes alone: give unlabelled, no "
                               "raw/labels pairs, and semi: none")
+    elif u and not config.raw and (config.consistency_weight == 0 or _regression_only(config)):
+        raise ConfigError("consistency_weight", "adapting without labels learns from the consistency loss alone, on "
+                          f"probability channels; consistency_weight {config.consistency_weight:g} with target "
+                          f"{config.target} (loss {config.loss}) leaves nothing to learn")
     elif u and not config.raw and config.init is None:
         raise ConfigError("init", "adapting without labels (unlabelled volumes, no raw/labels pairs) needs a model "
                           "to adapt: give init (a shipped model or a checkpoint)")
     if config.background_label is not None and config.background_label == config.ignore_label:
         raise ConfigError("background_label", f"background_label and ignore_label must differ; both are "
                           f"{config.background_label}")
+
+
+def _regression_only(config):
+    from .semi import classification_channels
+
+    return not classification_channels(config)
 
 
 def _ints(name, v, lengths, text, positive=False):

@@ -59,7 +59,11 @@ def set_train_mode(model, freeze="none"):
 
 def param_groups(model, pretrained, lr, init_lr_scale=1.0) -> list:
     """AdamW parameter groups: the trainable tensors loaded from ``init`` (names in ``pretrained``)
-    at ``lr * init_lr_scale``, the others (new ones: a new head) at ``lr``; empty groups left out."""
+    at ``lr * init_lr_scale``, the others (new ones: a new head) at ``lr``; empty groups left out. With
+    ``init_lr_scale`` 1, one group in the model's order (the optimizer state of runs made before this option)."""
+    if init_lr_scale == 1.0:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return [{"params": params, "lr": lr}] if params else []
     loaded, new = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:

@@ -7,7 +7,7 @@ import fastremap
 import numpy as np
 from scipy import ndimage
 
-from .target_base import _check_labels, _contour, _options, _sampling, _section_axes, _stack
+from .target_base import _check_labels, _contour, _cross, _options, _sampling, _section_axes, _stack
 
 __all__ = ["contour_target", "bc_target", "bcd_target"]
 
@@ -120,7 +120,9 @@ def bcd_target(labels, *, mode="normalized", scale=None, voxel_size=None, width=
     width, contour_mode, per_section :
         ``width``, ``mode`` and ``per_section`` of :func:`contour_target` for channel 1.
     ignore_label : int, optional
-        Ignored voxels count as background for the distance and get ``mask`` 0.
+        Ignored voxels get ``mask`` 0, and so do distances they could change: the whole of an
+        instance next to them ('normalized': its peak is unknown), and for 'signed' every voxel
+        whose nearest boundary is farther than the nearest ignored voxel.
 
     Returns
     -------
@@ -158,4 +160,12 @@ def bcd_target(labels, *, mode="normalized", scale=None, voxel_size=None, width=
             raise ValueError(f"scale must be > 0 (in the units of voxel_size); got {scale!r}")
         outside = _instance_distance((~fg).view(np.uint8), sampling)  # background to nearest foreground
         dist = np.tanh(np.where(fg, inside, -outside) / np.float32(scale))
-    return _stack(labels.shape, [fg, edge, dist * fg_valid], [fg_valid, valid, fg_valid])
+    dist_valid = fg_valid
+    if ignored is not None and ignored.any():  # a distance is known only where no ignored voxel could change it
+        if mode == "normalized":  # an instance next to ignored voxels may go on there: its peak is unknown
+            near = ndimage.binary_dilation(ignored, _cross(labels.ndim, range(labels.ndim)))
+            dist_valid = fg_valid & ~np.isin(objects, np.unique(objects[near & fg]))
+        else:  # known where the nearest ignored voxel is farther than the nearest boundary
+            to_ignored = ndimage.distance_transform_edt(~ignored, sampling=sampling)
+            dist_valid = fg_valid & (np.where(fg, inside, outside) < to_ignored)
+    return _stack(labels.shape, [fg, edge, dist * dist_valid], [fg_valid, valid, dist_valid])

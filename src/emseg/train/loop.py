@@ -131,9 +131,8 @@ def _semi_step(run, progress, x, t, m):
     """A mean-teacher step: the labelled loss plus the ramped consistency loss on an unlabelled batch."""
     import torch
 
-    from ..tasks import get_task
     from .losses import task_loss
-    from .semi import consistency_loss, draw_unlabelled, ema_update, rampup
+    from .semi import classification_channels, consistency_loss, draw_unlabelled, ema_update, rampup
 
     config, opt = run.config, run.optimization
     rng = np.random.default_rng([config.seed, progress.step, 1])  # apart from the labelled batch's generator
@@ -145,8 +144,7 @@ def _semi_step(run, progress, x, t, m):
         out = run.model(strong if x is None else torch.cat([x, strong]))
     n = 0 if x is None else x.shape[0]
     loss = out.new_zeros(()) if x is None else task_loss(config, out[:n].float(), t, m, config.pos_weight)
-    channels = [i for i, a in enumerate(get_task(config.target).channel_activations(config.task_params, config.loss))
-                if a == "sigmoid"]
+    channels = classification_channels(config)
     if channels and config.consistency_weight:
         cons, _ = consistency_loss(out[n:], target_u, channels, config.confidence)
         loss = loss + config.consistency_weight * rampup(progress.step, opt.budget, config.consistency_rampup) * cons

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["SEMI", "Unlabelled", "load_unlabelled", "views", "draw_unlabelled", "make_teacher", "ema_update",
-           "consistency_loss", "rampup"]
+           "consistency_loss", "classification_channels", "rampup"]
 
 SEMI = ("none", "mean_teacher")
 _GEOMETRY = ("rotate_scale", "elastic", "misalignment")
@@ -126,6 +126,33 @@ def ema_update(teacher, student, decay) -> None:
                 t.mul_(decay).add_(s.to(t.dtype), alpha=1.0 - decay)
             else:
                 t.copy_(s)
+
+
+def classification_channels(config) -> list:
+    """The channels the consistency loss acts on: those trained as probabilities (BCE/Dice) and read
+    through a sigmoid; regressed channels (the distance of BCD, SDT, anything trained with MSE/L1) are
+    left out, as a pull towards 0/1 would flatten them.
+
+    Examples
+    --------
+    >>> from emseg.train import TrainConfig
+    >>> classification_channels(TrainConfig(target="bcd")), classification_channels(TrainConfig(target="sdt"))
+    ([0, 1], [])
+    """
+    from ..tasks import get_task
+
+    task = get_task(config.target)
+    if task.loss is not None:  # a task's own loss (sdt): regression
+        return []
+    params = config.task_params
+    groups = task.channel_losses(params, config.loss)
+    probability = ("bce", "dice", "bce_dice")
+    if groups:
+        chosen = sorted(i for name, idx in groups.items() if name in probability for i in idx)
+    else:
+        chosen = list(range(task.channels(params))) if config.loss in probability else []
+    activations = task.channel_activations(params, config.loss)
+    return [i for i in chosen if activations[i] == "sigmoid"]
 
 
 def rampup(step, total, fraction) -> float:

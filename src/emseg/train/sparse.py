@@ -121,8 +121,9 @@ def scan_known(labels, roi, known: Known, max_sample, rng, slab_voxels=2**24):
                 import fastremap
 
                 values.update(int(v) for v in fastremap.unique(lab[lab != UNKNOWN]))
-            if known.sections is not None:
-                empty += [a + k for k in range(b - a) if not (lab[k] > 0).any()]
+            if known.sections is not None:  # painted (a mask, a background value): annotated if anything is known
+                painted = known.mask is not None or known.background_label is not None
+                empty += [a + k for k in range(b - a) if not ((lab[k] != UNKNOWN) if painted else (lab[k] > 0)).any()]
     return samples["fg"].coords, None if everything else samples["known"].coords, values, empty
 
 
