@@ -51,8 +51,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import accuracy  # noqa: E402 - the held-out scores, one home
-import fit as fit_bench  # noqa: E402 - the datasets' training and held-out parts, one home
+import fit as fit_bench  # noqa: E402 - the datasets' parts and accuracy.py's held-out scores, one home
 
 CASES = {"lucchi": {"dataset": "lucchi", "other": "mito-sbem"},
          "cdeep3m": {"dataset": "cdeep3m", "other": "mito-fibsem"}}

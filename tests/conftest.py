@@ -50,3 +50,32 @@ def kill_when_recorded(code, record, n_lines, timeout=60):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     return len(open(record).read().splitlines()) - 1
+
+
+class Crash(Exception):
+    """Raised by :func:`crash_after_checkpoint`: a run dying after a checkpoint, in this process."""
+
+
+@pytest.fixture
+def crash_after_checkpoint(monkeypatch):
+    """``crash()``: until ``resume()``, every trainer checkpoint is written and then :class:`Crash` is raised."""
+    import emseg.train.loop as loop
+
+    write = loop.write_checkpoint
+
+    def crashing(run, progress, improved):
+        write(run, progress, improved)
+        raise Crash
+
+    class Switch:
+        Crash = Crash
+
+        @staticmethod
+        def crash():
+            monkeypatch.setattr(loop, "write_checkpoint", crashing)
+
+        @staticmethod
+        def resume():
+            monkeypatch.setattr(loop, "write_checkpoint", write)
+
+    return Switch

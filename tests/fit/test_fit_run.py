@@ -26,18 +26,6 @@ MINUTES = "0.05"
 ENV = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread, as the other training tests use: on a busy 2-core machine two threads per
-    process spin against each other and a step takes many times longer."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """raw.zarr and mito.zarr (16x96x96, 30x6x6 nm), and labels that cannot be trained on."""

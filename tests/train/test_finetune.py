@@ -73,27 +73,15 @@ def test_adabn_statistics_are_the_average_over_the_new_batches():
     assert torch.equal(net[1].weight, weight) and net[1].momentum == 0.1
 
 
-class _Crash(Exception):
-    pass
-
-
-def test_a_fine_tuning_run_resumes_exactly(source, monkeypatch):
+def test_a_fine_tuning_run_resumes_exactly(source, crash_after_checkpoint):
     """A run that dies after its step-2 checkpoint and is resumed ends with the weights of one never stopped."""
-    import emseg.train.loop as loop
-
     data, init, tmp = source
     kw = dict(init=init, freeze="encoder", init_lr_scale=0.1, adabn_batches=2)
     whole = train(_config(data, tmp / "whole", **kw))
-    write = loop.write_checkpoint
-
-    def crash(run, progress, improved):
-        write(run, progress, improved)
-        raise _Crash
-
-    monkeypatch.setattr(loop, "write_checkpoint", crash)
-    with pytest.raises(_Crash):
+    crash_after_checkpoint.crash()
+    with pytest.raises(crash_after_checkpoint.Crash):
         train(_config(data, tmp / "parts", **kw))
-    monkeypatch.setattr(loop, "write_checkpoint", write)
+    crash_after_checkpoint.resume()
     parts = train(_config(data, tmp / "parts", **kw))
     assert parts.start_step == 2
     a, b = load_file(whole.latest), load_file(parts.latest)

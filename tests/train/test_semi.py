@@ -106,25 +106,13 @@ def test_consistency_counts_only_confident_voxels():
     assert student.grad[0, 0, 0, 1] == 0 and student.grad[0, 0, 0, 3] == 0 and student.grad[0, 0, 0, 0] < 0
 
 
-class _Crash(Exception):
-    pass
-
-
-def test_a_semi_supervised_run_resumes_exactly(data, monkeypatch):
-    import emseg.train.loop as loop
-
+def test_a_semi_supervised_run_resumes_exactly(data, crash_after_checkpoint):
     path, tmp = data
     whole = train(_config(path, tmp / "whole"))
-    write = loop.write_checkpoint
-
-    def crash(run, progress, improved):
-        write(run, progress, improved)
-        raise _Crash
-
-    monkeypatch.setattr(loop, "write_checkpoint", crash)
-    with pytest.raises(_Crash):
+    crash_after_checkpoint.crash()
+    with pytest.raises(crash_after_checkpoint.Crash):
         train(_config(path, tmp / "parts"))
-    monkeypatch.setattr(loop, "write_checkpoint", write)
+    crash_after_checkpoint.resume()
     parts = train(_config(path, tmp / "parts"))
     assert parts.start_step == 2 and _losses(tmp / "parts") == _losses(tmp / "whole")
     for name in ("latest.safetensors", "teacher.safetensors"):

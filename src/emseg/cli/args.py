@@ -42,24 +42,22 @@ def halo(text):
     return text if text == "auto" else ints(text, minimum=0)
 
 
-def positive_int(text):
+def _int_at_least(text, minimum):
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1; got {text!r}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {minimum} or more; got {text!r}")
     return value
+
+
+def positive_int(text):
+    return _int_at_least(text, 1)
 
 
 def nonnegative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more; got {text!r}")
-    return value
+    return _int_at_least(text, 0)
 
 
 def sections(text):
