@@ -14,6 +14,8 @@ from emseg.io import read_volume, write_volume
 from emseg.synthetic import synthetic_em
 from emseg.train import load_config, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

@@ -22,6 +22,8 @@ from emseg.io import read_volume, write_volume
 from emseg.synthetic import synthetic_em
 from emseg.train import load_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 MINUTES = "0.05"
 ENV = {**os.environ, "TQDM_DISABLE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 

@@ -15,6 +15,8 @@ from emseg.io import open_volume, write_volume
 from emseg.synthetic import synthetic_em
 from emseg.train import load_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 SECTIONS = (2, 6, 10, 13)
 
 

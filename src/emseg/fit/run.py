@@ -33,7 +33,6 @@ __all__ = ["FitConfig", "FitResult", "fit", "FIT_FILES", "STAGES"]
 STAGES = ("plan", "train", "tune", "card")
 FIT_FILES = ("fit.json", "plan.yaml", "train", "tuning.json", "model.safetensors", "model.json", ".timing")
 _FORMAT = "emseg-fit-1"
-_TUNE_VOXELS = 2**24  # the validation part tuned on is cropped in-plane to this many voxels
 
 
 @dataclass(frozen=True)
@@ -280,15 +279,15 @@ the signature and the plan it had before they existed)."""
 
 
 def _open_pair(config):
-    from ..io import open_volume
+    from .tune_stage import _open_pair as open_pair
 
-    return open_volume(config.raw), open_volume(config.labels)
+    return open_pair(config)
 
 
 def _labels_seen(config, labels):
-    from .split import labelled_only
+    from .tune_stage import labels_seen
 
-    return labelled_only(labels, config.sections, config.labels)
+    return labels_seen(config, labels)
 
 
 def _stage_plan(config, state, say, progress):
@@ -376,105 +375,6 @@ def _final_loss(run_dir, last=50):
     return round(float(np.mean([float(r["loss"]) for r in rows[-last:]])), 4) if rows else None
 
 
-def _stage_keep_postprocess(config):
-    """No labels to tune on: the init model's post-processing, kept."""
-    from dataclasses import asdict
-
-    from ..io.atomic import write_text_atomic
-    from ..models.reader import read_checkpoint
-
-    p = asdict(read_checkpoint(config.init).postprocess())
-    post = {k: p[k] for k in ("method", "params", "min_size", "z_filter", "tta")}
-    result = {"objective": None, "default": None, "tuned": None, "postprocess": post, "scores": {}, "tried": 0,
-              "note": f"no labels: the post-processing of {config.init} is kept"}
-    write_text_atomic(os.path.join(config.out_dir, "tuning.json"), json.dumps(result, indent=1))
-    return result
-
-
-def _stage_tune(config, state, say, progress):
-    if config.labels is None:
-        say("[3/4] tune: no labels to tune on: the init model's post-processing is kept")
-        return _stage_keep_postprocess(config)
-    from ..io.atomic import write_text_atomic
-    from ..models.reader import read_checkpoint
-    from ..predict import predict_blockwise
-    from ..train import load_config
-    from .tune import tune_postprocess
-
-    c = load_config(os.path.join(config.out_dir, "plan.yaml"))
-    checkpoint = state["stages"]["train"]["checkpoint"]
-    info = read_checkpoint(checkpoint)
-    raw, labels = _open_pair(config)
-    with raw, labels:
-        scored = None  # the indices of the predicted sections that are scored (None: all)
-        if c.val_roi is None:  # nothing held out (few labelled sections): tuned on the labelled ones
-            zs = [z for a, b in state["stages"]["plan"]["fingerprint"]["labelled_sections"] for z in range(a, b)]
-            z0, z1 = zs[0], zs[-1] + 1
-            roi = _tune_roi(raw.shape, z0, z1)
-            seen = _labels_seen(config, labels)
-            if len(c.patch_shape) == 3:  # a 3D network needs the sections between them as context
-                raw_v, gt = np.asarray(raw[roi]), np.asarray(seen[roi])
-                scored = [z - z0 for z in zs]
-            else:  # a 2D network predicts each section alone: only those are read
-                raw_v = np.stack([np.asarray(raw[(z,) + roi[1:]]) for z in zs])
-                gt = np.stack([np.asarray(seen[(z,) + roi[1:]]) for z in zs])
-        else:
-            z0, z1 = (int(v) for v in c.val_roi.split(":"))
-            zs = None
-            roi = _tune_roi(raw.shape, z0, z1) if len(raw.shape) == 3 else (slice(z0, z1), slice(0, raw.shape[1]))
-            raw_v, gt = np.asarray(raw[roi]), np.asarray(_labels_seen(config, labels)[roi])
-    tta = "flips" if len(c.patch_shape) == 2 else None  # 2D: 4 flips cost little; 3D: 8x the prediction
-    part = (f"the labelled sections {', '.join(map(str, zs))} (nothing held out)" if zs is not None else
-            f"the held-out part ({'sections' if len(roi) == 3 else 'rows'} {z0}-{z1 - 1})")
-    say(f"[3/4] tune: predicting {part}, {'x'.join(map(str, raw_v.shape))}, TTA {tta or 'none'} ...")
-    pred = np.zeros((len(info.activations),) + raw_v.shape, np.float32)
-    predict_blockwise(raw_v, checkpoint, pred, tta=tta, device=config.device, progress=progress)
-    if config.sections is not None and zs is None:  # only the labelled sections of the held-out part are scored
-        scored = [i for i in range(z1 - z0) if z0 + i in set(config.sections)]
-    if scored is not None:
-        pred, gt = pred[:, scored], gt[scored]
-    if config.sections is not None:
-        absolute = zs if zs is not None else [z0 + i for i in scored]
-        pred, gt = _apart(pred, gt, absolute)
-    z_filters = (0, 3, 5) if (len(c.patch_shape) == 2 and gt.ndim == 3 and gt.shape[0] >= 5
-                              and config.sections is None) else (0,)  # sparse sections: no z neighbours to filter
-    t = tune_postprocess(pred, gt, info.task, info.task_params, z_filters=z_filters,
-                         budget_seconds=60 * config.tune_minutes, progress=progress)
-    result = {"objective": t.objective, "default": round(t.default_score, 4), "tuned": round(t.score, 4),
-              "postprocess": t.postprocess(tta), "scores": t.scores, "default_scores": t.default_scores,
-              "tried": t.tried, "roi": [[s.start, s.stop] for s in roi], "search_seconds": round(t.seconds, 1)}
-    if zs is not None:
-        result["sections"] = zs
-        result["note"] = "nothing was held out: tuned on the labelled sections training saw (optimistic)"
-    write_text_atomic(os.path.join(config.out_dir, "tuning.json"), json.dumps(result, indent=1))
-    say(f"      {t.method} {t.params or ''} min_size {t.min_size}, z-filter {t.z_filter or 'none'}: {t.objective} "
-        f"{t.default_score:.3f} with the defaults -> {t.score:.3f} tuned ({t.tried} settings, {t.seconds:.0f} s)")
-    return result
-
-
-def _apart(pred, gt, zs):
-    """``pred`` and ``gt`` of the sections ``zs`` with an empty section between any two that are not
-    neighbours in the volume, so that no 3D post-processing or score joins objects across the gap."""
-    gaps = [i for i in range(1, len(zs)) if zs[i] != zs[i - 1] + 1]
-    if not gaps:
-        return pred, gt
-    p_parts, g_parts, start = [], [], 0
-    for i in gaps + [len(zs)]:
-        p_parts += [pred[:, start:i], np.zeros_like(pred[:, :1])]
-        g_parts += [gt[start:i], np.zeros_like(gt[:1])]
-        start = i
-    return np.concatenate(p_parts[:-1], axis=1), np.concatenate(g_parts[:-1])
-
-
-def _tune_roi(shape, z0, z1):
-    """The validation sections, cropped in-plane (centred) to at most ``_TUNE_VOXELS`` voxels."""
-    ny, nx = shape[1], shape[2]
-    while (z1 - z0) * ny * nx > _TUNE_VOXELS and max(ny, nx) > 64:
-        ny, nx = (int(ny * 0.9), nx) if ny >= nx else (ny, int(nx * 0.9))
-    y0, x0 = (shape[1] - ny) // 2, (shape[2] - nx) // 2
-    return (slice(z0, z1), slice(y0, y0 + ny), slice(x0, x0 + nx))
-
-
 def _stage_card(config, state, say, progress):
     from .adapt import write_adaptation_card
     from .card import write_card
@@ -483,6 +383,12 @@ def _stage_card(config, state, say, progress):
     say(f"[4/4] card: {os.path.join(config.out_dir, 'model.json')}; use it with "
         f"`emseg segment IN OUT --model {config.out_dir}`")
     return {"checkpoint": os.path.join(config.out_dir, "model.safetensors"), "headline": card.get("headline")}
+
+
+def _stage_tune(config, state, say, progress):
+    from .tune_stage import stage_tune
+
+    return stage_tune(config, state, say, progress)
 
 
 _STAGE_FNS = {"plan": _stage_plan, "train": _stage_train, "tune": _stage_tune, "card": _stage_card}

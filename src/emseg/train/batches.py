@@ -16,7 +16,7 @@ from ..normalization import Normalization, fit_normalization
 from ..tasks import get_task
 from .config import TrainConfig
 from .patches import load_train_volume, sample_patch, validation_patches
-from .sparse import UNKNOWN, is_sparse
+from .sparse import UNKNOWN, Known, is_sparse
 
 __all__ = ["TrainingData", "Batch", "load_training_data", "draw_batch", "make_target"]
 
@@ -82,10 +82,10 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     """
     train_vols, val_vols, val_of = [], [], []
     for i, (r, lab) in enumerate(zip(config.raw, config.labels)):
-        sparse = dict(sections=config.sections, label_mask=config.label_mask[i] if config.label_mask else None,
-                      ignore_label=config.ignore_label, background_label=config.background_label)
+        known = Known(config.sections, config.label_mask[i] if config.label_mask else None, config.ignore_label,
+                      config.background_label) if is_sparse(config) else None
         tv, vv = load_train_volume(r, lab, val_fraction=config.val_fraction, val_roi=config.val_roi,
-                                   seed=config.seed + i, **sparse)
+                                   seed=config.seed + i, known=known)
         train_vols.append(tv)
         val_of.append(vv)
         if vv is not None:

@@ -102,18 +102,19 @@ def _check_pair(raw, labels, raw_path, labels_path, sections=None):
 
 
 def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, in_memory=None,
-                      max_foreground=200_000, seed=0, sections=None, label_mask=None, ignore_label=None,
-                      background_label=None) -> TrainSplit:
+                      max_foreground=200_000, seed=0, known: Known | None = None) -> TrainSplit:
     """Open a raw/labels pair and split it into a :class:`TrainSplit` (``train``, ``validation`` or None).
 
     ``in_memory=None`` reads volumes under 2 GiB into memory and samples larger ones lazily from
     disk (each patch reads only its chunks). Sparse or partial labels (:mod:`emseg.train.sparse`):
-    ``sections`` (the labelled z indices), ``label_mask`` (a path: nonzero where labels are known),
-    ``ignore_label`` with ``background_label``; ``sections``, ``label_mask`` or ``background_label``
-    make every patch's unknown voxels :data:`~emseg.train.sparse.UNKNOWN` and draw patches around
-    known voxels. A validation region without known voxels gives no validation volume.
+    ``known`` (a :class:`~emseg.train.sparse.Known` whose ``mask`` is a path, nonzero where labels are
+    known) makes every patch's unknown voxels :data:`~emseg.train.sparse.UNKNOWN` and draws patches
+    around known voxels. A validation region without known voxels gives no validation volume.
     """
     from ..io import open_volume
+
+    sections = None if known is None else known.sections
+    label_mask = None if known is None else known.mask
 
     raw = open_volume(raw_path)
     labels = open_volume(labels_path)
@@ -138,10 +139,9 @@ def load_train_volume(raw_path, labels_path, *, val_fraction=0.0, val_roi=None, 
     lab_a = labels[...] if in_memory and sections is None else labels  # sparse sections: only they are read
     if mask is not None and in_memory:
         mask = mask[...]
-    known = None
-    if sections is not None or mask is not None or background_label is not None:
-        known = Known(None if sections is None else tuple(sorted(set(sections))), mask, ignore_label,
-                      background_label)
+    if known is not None:
+        known = Known(None if sections is None else tuple(sorted(set(sections))), mask, known.ignore_label,
+                      known.background_label)
     if in_memory:
         _check_finite(raw_a, f"raw {raw_path}")
     train_roi, val_roi_ = split_region(raw.shape, val_fraction, val_roi)

@@ -28,7 +28,7 @@ def block_mask(shape, rng, ratio=MASK_RATIO, blocks=8):
     Examples
     --------
     >>> m = block_mask((64, 64), np.random.default_rng(0))
-    >>> m.shape, 0.4 < m.mean() < 0.6
+    >>> m.shape, bool(0.4 < m.mean() < 0.6)
     ((64, 64), True)
     """
     size = [max(1, s // blocks) for s in shape]

@@ -33,7 +33,7 @@ class Known:
     sections: tuple | None = None
     """The labelled z indices (sorted), or None: every section."""
     mask: object = None
-    """A volume of the labels' shape, nonzero where they are known, or None."""
+    """A volume of the labels' shape, nonzero where they are known (or its path, before it is opened), or None."""
     ignore_label: int | None = None
     background_label: int | None = None
 
