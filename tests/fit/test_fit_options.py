@@ -42,7 +42,7 @@ FIT_CASES = [
     ("--sections", ["--sections", "x"]), ("--sections", ["--sections", "2,40"]),
     ("--freeze", ["--freeze", "encoder"]), ("--freeze", ["--init", "mito-fibsem", "--freeze", "decoder"]),
     ("--init-lr-scale", ["--init-lr-scale", "0"]), ("--init-lr-scale", ["--init-lr-scale", "0.1"]),
-    ("--adabn", ["--adabn", "-1"]),
+    ("--adabn", ["--adabn", "-1"]), ("--semi", ["--semi", "fixmatch"]),
 ]
 
 
@@ -84,3 +84,18 @@ def test_plan_refuses_an_existing_out_without_overwrite(data, tmp_path, capsys):
     assert main(["plan", str(data / "raw.zarr"), str(data / "mito.zarr"), "--out", str(out), "--no-measure",
                  "--overwrite"]) == 0
     assert out.read_text().startswith("# emseg training plan") and os.path.getsize(out) > 100
+
+
+PRETRAIN_CASES = [
+    ("--minutes", ["--minutes", "0"]), ("--dims", ["--dims", "4d"]), ("--features", ["--features", "0"]),
+    ("--depth", ["--depth", "x"]), ("--patch", ["--patch", "32,32,32"]), ("--patch", ["--patch", "a"]),
+    ("--batch-size", ["--batch-size", "0"]), ("--voxel-size", ["--voxel-size", "0,4,4"]),
+    ("--device", ["--device", "gpu"]), ("--seed", ["--seed", "x"]),
+]
+
+
+@pytest.mark.parametrize("option, args", PRETRAIN_CASES, ids=[" ".join(a) for _, a in PRETRAIN_CASES])
+def test_pretrain_bad_option_values(data, tmp_path, capsys, option, args):
+    out = tmp_path / "pre"
+    _fails(capsys, ["pretrain", str(data / "raw.zarr"), str(out), "--no-progress", *args], option)
+    assert not out.exists()

@@ -16,9 +16,9 @@ from ..config import ConfigError, check_bool, check_device, check_number, fill, 
 __all__ = ["TrainConfig", "load_config", "ConfigError", "RESUMABLE_FIELDS"]
 
 NORMALIZATIONS = ("percentile", "fixed", "none")
-FREEZE = ("none", "encoder", "all_but_head")  # = emseg.train.finetune.FREEZE (kept here: no torch import)
-SEMI = ("none", "mean_teacher")  # = emseg.train.semi.SEMI
-PRETRAIN = ("none", "masked")  # = emseg.train.pretrain.PRETRAIN
+from .finetune import FREEZE  # noqa: E402 - these modules import torch only inside their functions
+from .pretrain import PRETRAIN  # noqa: E402
+from .semi import SEMI  # noqa: E402
 LOSSES = ("bce", "dice", "bce_dice", "mse", "l1")  # = emseg.train.losses.LOSSES (kept here: no torch import)
 RESUMABLE_FIELDS = ("steps", "max_minutes", "val_every", "early_stopping", "device", "threads", "out_dir",
                     "resume", "overwrite")

@@ -18,10 +18,12 @@ trainer's files (:data:`RUN_FILES`) and nothing else. One trainer at a time hold
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 
 from .. import faults
+from ..config import plain
 from ..runs import signature_hash
 from .config import RESUMABLE_FIELDS
 
@@ -32,9 +34,8 @@ RUN_FILES = ("run.json", "latest.state.safetensors", "latest.safetensors", "best
              "teacher.safetensors", "tensorboard", "latest.safetensors.state")
 """What the trainer writes in ``out_dir`` (the last: the pickled state of emseg before issue 12)."""
 _RUN_FORMAT = "emseg-train-run"
-_LATER_DEFAULTS = {"sections": None, "background_label": None, "freeze": "none", "init_lr_scale": 1.0,
-                   "adabn_batches": 0, "semi": "none", "pretrain": "none", "ema_decay": 0.99, "consistency_weight": 1.0,
-                   "consistency_rampup": 0.2, "confidence": 0.8}
+_LATER_FIELDS = ("sections", "background_label", "freeze", "init_lr_scale", "adabn_batches", "semi", "pretrain",
+                 "ema_decay", "consistency_weight", "consistency_rampup", "confidence")
 """Fields added with few-label training (issue 15), left out of the signature at their defaults."""
 
 
@@ -65,8 +66,9 @@ def train_signature(config) -> dict:
     for name in ("target_params", "init"):  # fields added later, left out while empty: older runs still resume
         if not options.get(name):
             options.pop(name, None)
-    for name, default in _LATER_DEFAULTS.items():  # the same for the fields of few-label training
-        if options.get(name) == default:
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for name in _LATER_FIELDS:  # the same for the fields of few-label training
+        if options.get(name) == plain(defaults[name]):
             options.pop(name, None)
     models = []
     if config.init is not None:  # the weights it starts from: their content is part of the run
