@@ -10,6 +10,9 @@ IoU and AP/PQ of the segmentation are kept too). Arms:
 - ``finetune``: ``--init`` a shipped model trained on *other* data (Lucchi <- mito-sbem, CDeep3M <- mito-fibsem);
 - ``finetune_semi``: the same with ``--semi mean_teacher`` on the unlabelled rest of the training part;
 - ``scratch_semi``: a mean teacher from random weights;
+- ``scratch_propagate``, ``finetune_propagate``: ``--semi propagate`` (4S: the labelled sections' labels
+  spread to their neighbours in rounds of pseudo-labels, :mod:`emseg.fit.propagate`), from random weights
+  or from the other data's model (only with labelled sections: not at ``all``);
 - ``pretrain_finetune``: ``--init`` the result of ``emseg pretrain`` on the case's training raw (no labels;
   ``--pretrain-minutes``, once per case, its time reported apart from the runs' minutes).
 
@@ -56,8 +59,11 @@ import fit as fit_bench  # noqa: E402 - the datasets' parts and accuracy.py's he
 CASES = {"lucchi": {"dataset": "lucchi", "other": "mito-sbem"},
          "cdeep3m": {"dataset": "cdeep3m", "other": "mito-fibsem"}}
 ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--init", "{other}", "--semi", "mean_teacher"],
-        "scratch_semi": ["--semi", "mean_teacher"], "pretrain_finetune": ["--init", "{pretrained}"]}
+        "scratch_semi": ["--semi", "mean_teacher"], "pretrain_finetune": ["--init", "{pretrained}"],
+        "scratch_propagate": ["--semi", "propagate"], "finetune_propagate": ["--init", "{other}", "--semi", "propagate"]}
 PRIMARY = "foreground_iou"
+META = ("goal_2_sections", "unlabelled_gain", "at_2_minutes")
+"""Keys of a case's summary that are verdicts, not arms."""
 ADAPT = {"cdeep3m": {"dataset": "cdeep3m", "model": "mito-fibsem"}}
 
 
@@ -146,6 +152,23 @@ def summarize(results):
         if full:
             ref = max(full)
             rows["goal_2_sections"] = {a: rows[a]["2"]["mean"] / ref for a in rows if "2" in rows.get(a, {})}
+        gains = {}  # what learning from the unlabelled rest adds over the same start, supervised only
+        for arm in [a for a in rows if a.endswith(("_semi", "_propagate"))]:
+            base = arm.rsplit("_", 1)[0]
+            for count in ("1", "2"):
+                if count in rows[arm] and count in rows.get(base, {}):
+                    gains[f"{arm}-{count}"] = rows[arm][count]["mean"] - rows[base][count]["mean"]
+        if gains:
+            rows["unlabelled_gain"] = gains
+        early = {}  # the validation IoU within the first 2 training minutes as a fraction of the run's last
+        for arm, counts in arms.items():
+            for count, seeds in counts.items():
+                fr = [max([v for t, v in s["curve"] if t <= 120] or [0.0]) / s["curve"][-1][1]
+                      for s in seeds.values() if s.get("curve") and s["curve"][-1][1] > 0]
+                if fr:
+                    early[f"{arm}-{count}"] = {"mean": float(np.mean(fr)), "min": float(np.min(fr)), "n": len(fr)}
+        if early:
+            rows["at_2_minutes"] = early
         summary[case] = rows
     return summary
 
@@ -169,7 +192,7 @@ def markdown(report):
     for case, rows in report.get("summary", {}).items():
         lines += [f"## {case}", "", "| arm | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
         for arm, by_count in rows.items():
-            if arm.startswith("goal"):
+            if arm in META:
                 continue
             cells = [f"{by_count[c]['mean']:.3f} ± {by_count[c]['std']:.3f} ({by_count[c]['n']})" if c in by_count
                      else "" for c in counts]
@@ -178,6 +201,13 @@ def markdown(report):
         if goal:
             lines += ["", "2 labelled sections as a fraction of the best fully supervised run: " +
                       ", ".join(f"{a} {v:.0%}" for a, v in goal.items())]
+        if rows.get("unlabelled_gain"):
+            lines += ["", "What the unlabelled rest adds over the same start without it (IoU points): " +
+                      ", ".join(f"{k} {100 * v:+.1f}" for k, v in rows["unlabelled_gain"].items())]
+        if rows.get("at_2_minutes"):
+            lines += ["", "Validation IoU (the part the fit holds out) within the first 2 training minutes, as a fraction "
+                      "of the run's last: " + ", ".join(f"{k} {v['mean']:.0%} (min {v['min']:.0%}, n={v['n']})"
+                                                       for k, v in rows["at_2_minutes"].items())]
         lines.append("")
     for case, rows in report.get("adaptation_summary", {}).items():
         a, b = rows["as_shipped"], rows["adapted"]
@@ -198,7 +228,7 @@ def plot(report, path):
     fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4), squeeze=False)
     for ax, case in zip(axes[0], cases):
         for arm, by_count in report["summary"][case].items():
-            if arm.startswith("goal"):
+            if arm in META:
                 continue
             pts = sorted((int(c), v) for c, v in by_count.items() if c != "all")
             if pts:
@@ -255,6 +285,8 @@ def main():
         for count in a.counts.split(","):
             for arm in arms:
                 for seed in a.seeds.split(","):
+                    if count == "all" and arm.endswith("_propagate"):  # nothing to propagate to
+                        continue
                     print(f"{case} {arm} {count} sections, seed {seed} ...", flush=True)
                     point = run_point(case, d, arm, count, int(seed), a.minutes, a.work, a.pretrain_minutes)
                     results.setdefault(case, {}).setdefault(arm, {}).setdefault(count, {})[seed] = point

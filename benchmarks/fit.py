@@ -27,7 +27,8 @@ Prints one JSON object and merges it into ``--out`` (``benchmarks/results/fit.js
 some datasets or seeds keeps the others' results); writes the table to ``benchmarks/fit.md``.
 
 Usage: ``python benchmarks/fit.py [--datasets lucchi,isbi,cdeep3m,flyem] [--minutes 5] [--seeds 0,1]
-[--arms hand,fit] [--work runs/bench-fit]``; the fit runs' folders stay in ``--work`` (a model each:
+[--arms hand,fit,fit25d] [--work runs/bench-fit]`` (``fit25d``: ``emseg fit --context 1``, 2.5D, against
+the plain fit); the fit runs' folders stay in ``--work`` (a model each:
 ``emseg segment IN OUT --model runs/bench-fit/fit-lucchi-0``).
 """
 
@@ -112,10 +113,11 @@ def run_hand(name, d, minutes, seed, work):
     return run, {"seconds": round(seconds, 1), **_train_stats(os.path.join(run, "train"))}
 
 
-def run_fit(name, d, minutes, seed, work):
-    run = os.path.join(work, f"fit-{name}-{seed}")
+def run_fit(name, d, minutes, seed, work, context=None):
+    run = os.path.join(work, f"fit-{name}-{seed}" if context is None else f"fit{context}-{name}-{seed}")
     seconds = _cli(["fit", d["train_raw"], d["train_labels"], run, "--minutes", str(minutes), "--seed", str(seed),
-                    "--tune-minutes", "3", "--overwrite", "--no-progress"])
+                    "--tune-minutes", "3", "--overwrite", "--no-progress",
+                    *([] if context is None else ["--context", str(context)])])
     with open(os.path.join(run, "tuning.json")) as f:
         tuning = json.load(f)
     with open(os.path.join(run, "plan.yaml")) as f:
@@ -180,7 +182,7 @@ def summarize(results):
         task = get_task(model_card(DATASETS[name]["model"])["target"]).metrics
         key, lower = PRIMARY[task]
         rows = {}
-        for arm in ("hand", "fit"):
+        for arm in ("hand", "fit", "fit25d"):
             vals = [r[arm]["metrics"] for r in by_seed.values() if arm in r]
             if not vals:
                 continue
@@ -196,6 +198,10 @@ def summarize(results):
             h, f = rows["hand"][key]["mean"], rows["fit"][key]["mean"]
             rows["primary"] = {"metric": key, "lower_is_better": lower, "hand": h, "fit": f,
                                "fit_at_least_as_good": bool(f <= h if lower else f >= h)}
+        if "fit" in rows and "fit25d" in rows:
+            f, c = rows["fit"][key]["mean"], rows["fit25d"][key]["mean"]
+            rows["context"] = {"metric": key, "lower_is_better": lower, "fit": f, "fit25d": c,
+                               "2.5d_better": bool(c < f if lower else c > f)}
         summary[name] = rows
     return summary
 
@@ -224,6 +230,18 @@ def markdown(report):
                      f"{'yes' if p['fit_at_least_as_good'] else 'no'} | "
                      f"{t.get(f'defaults_{key}', float('nan')):.4f} → {t.get(f'tuned_{key}', float('nan')):.4f} | "
                      f"{rows['hand']['wall_minutes']:.1f} / {rows['fit']['wall_minutes']:.1f} |")
+    both = {n: r for n, r in report["summary"].items() if "context" in r}
+    if both:
+        lines += ["", "## 2.5D: the fit's plan with `--context 1` (the sections above and below as input channels)",
+                  "", "| dataset | metric | fit (2D) | fit --context 1 | 2.5D better | foreground IoU 2D / 2.5D |",
+                  "|---|---|---|---|---|---|"]
+        for name, rows in both.items():
+            key, (f, c) = rows["context"]["metric"], (rows["fit"][rows["context"]["metric"]],
+                                                      rows["fit25d"][rows["context"]["metric"]])
+            fg = [rows[a].get("foreground_iou", {}).get("mean", float("nan")) for a in ("fit", "fit25d")]
+            lines.append(f"| {name} | {key} | {f['mean']:.4f} ± {f['std']:.4f} (n={f['n']}) | {c['mean']:.4f} ± "
+                         f"{c['std']:.4f} (n={c['n']}) | {'yes' if rows['context']['2.5d_better'] else 'no'} | "
+                         f"{fg[0]:.4f} / {fg[1]:.4f} |")
     lines += ["", "## The plans (seed 0)", ""]
     for name, by_seed in report["results"].items():
         first = by_seed.get("0", {}).get("fit") or next((r["fit"] for r in by_seed.values() if "fit" in r), None)
@@ -237,7 +255,7 @@ def main():
     ap.add_argument("--datasets", default=",".join(DATASETS))
     ap.add_argument("--minutes", type=float, default=5.0, help="training minutes per run (both arms)")
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--arms", default="hand,fit", help="which runs: hand, fit or both")
+    ap.add_argument("--arms", default="hand,fit", help="which runs: hand, fit, fit25d (fit --context 1)")
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
     ap.add_argument("--work", default=os.path.join(HERE, "..", "runs", "bench-fit"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "fit.json"))
@@ -262,7 +280,8 @@ def main():
         d = prepare(name, args.data, args.work)
         for seed in (int(s) for s in args.seeds.split(",")):
             r = results.setdefault(name, {}).setdefault(str(seed), {})
-            for arm, fn in (("hand", run_hand), ("fit", run_fit)):
+            for arm, fn in (("hand", run_hand), ("fit", run_fit),
+                            ("fit25d", lambda *a: run_fit(*a, context=1))):
                 if arm not in args.arms.split(","):
                     continue
                 print(f"{name} seed {seed}: {arm} ...", file=sys.stderr)
@@ -270,7 +289,7 @@ def main():
                 metrics, prob, info, seg_s = score(name, d, model_dir, args.work, f"{arm}-{name}-{seed}")
                 r[arm] = {**stats, "segment_seconds": round(seg_s, 1),
                           "metrics": {k: float(v) for k, v in metrics.items()}}
-                if arm == "fit":
+                if arm == "fit":  # the tuning's own gain: of the plain fit
                     r["tuning_gain"] = tuning_gain(d, prob, info)
                 print(json.dumps({name: {arm: r[arm]["metrics"]}}), file=sys.stderr)
             report = {"machine": machine, "date": time.strftime("%Y-%m-%d"), "minutes": args.minutes,

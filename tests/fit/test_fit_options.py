@@ -43,6 +43,8 @@ FIT_CASES = [
     ("--freeze", ["--freeze", "encoder"]), ("--freeze", ["--init", "mito-fibsem", "--freeze", "decoder"]),
     ("--init-lr-scale", ["--init-lr-scale", "0"]), ("--init-lr-scale", ["--init-lr-scale", "0.1"]),
     ("--adabn", ["--adabn", "-1"]), ("--semi", ["--semi", "fixmatch"]),
+    ("--context", ["--context", "-1"]), ("--context", ["--context", "x"]), ("--context", ["--context", "9"]),
+    ("--context", ["--init", "neurons-fibsem", "--context", "1"]),
 ]
 
 
@@ -64,6 +66,7 @@ def test_fit_sections_without_labels_are_named(data, tmp_path, capsys):
 PLAN_CASES = [
     ("--minutes", ["--minutes", "0"]), ("--seed", ["--seed", "-1"]), ("--device", ["--device", "tpu"]),
     ("--voxel-size", ["--voxel-size", "a,b,c"]), ("--val", ["--val", "3"]), ("--val", ["--val", "40:50"]),
+    ("--context", ["--context", "-2"]), ("--context", ["--context", "9"]),
 ]
 
 

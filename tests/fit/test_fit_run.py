@@ -172,9 +172,9 @@ def test_a_folder_of_foreign_files_is_refused_and_left_untouched(data, tmp_path)
 
 # SIGKILL: a real `python -m emseg fit` process, killed while training
 
-def _start_fit(data, out):
+def _start_fit(data, out, minutes=MINUTES):
     return subprocess.Popen([sys.executable, "-m", "emseg", "fit", str(data / "raw.zarr"), str(data / "mito.zarr"),
-                             str(out), "--minutes", MINUTES, "--no-progress"],
+                             str(out), "--minutes", minutes, "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
@@ -225,11 +225,12 @@ def test_a_fit_killed_while_training_finishes_on_the_rerun_without_replanning(da
 def test_a_fit_killed_after_a_training_checkpoint_resumes_training_there(data, tmp_path):
     """The plan checkpoints about every tenth of the run, so a kill costs at most that much training."""
     out = tmp_path / "killed"
-    proc = _start_fit(data, out)
+    proc = _start_fit(data, out, minutes="0.2")  # on a busy CPU 0.05 minutes hold too few steps for a checkpoint
+    # before the last ones (checkpoints come at least 20 steps apart)
     state_file = out / "train" / "latest.state.safetensors"
     _kill_when(proc, lambda: state_file.exists() and _rows(out / "train" / "log.csv") < _planned_steps(out) - 5)
     assert set(_state(out)["stages"]) == {"plan"}
-    rc, stdout, err = _fit(data, out)
+    rc, stdout, err = _fit(data, out, "--minutes", "0.2")
     assert rc == 0, err
     assert "(resumed at step " in stdout and "resumed at step 0" not in stdout
     assert set(_state(out)["stages"]) == set(STAGES)

@@ -92,6 +92,8 @@ def _add_fit_inputs(s, labels=True):
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--sections", type=args.sections, metavar="Z,Z,...", help="only these z sections are labelled "
                    "(e.g. 12,40,77); every other voxel is unknown, not background, and never read")
+    s.add_argument("--context", type=args.nonnegative_int, metavar="K", help="a 2D network sees the K sections above "
+                   "and below as input channels (2.5D; 0: plain 2D; default: the planner decides)")
 
 
 def _add_plan(sub):
@@ -122,8 +124,9 @@ def _add_fit(sub):
                    help="with --init: the learning rate of its weights as a fraction of the new layers' (default 1)")
     s.add_argument("--adabn", type=args.nonnegative_int, default=0, metavar="BATCHES",
                    help="re-estimate BatchNorm statistics on this many batches of the data before training (AdaBN)")
-    s.add_argument("--semi", choices=("none", "mean_teacher"), default="none",
-                   help="mean_teacher: also learn from the unlabelled rest of the volume (default none)")
+    s.add_argument("--semi", choices=("none", "mean_teacher", "propagate"), default="none",
+                   help="mean_teacher: also learn from the unlabelled rest of the volume; propagate: with --sections, "
+                   "pseudo-label their neighbours in rounds (4S) (default none)")
     s.add_argument("--tune-minutes", type=args.positive_float, default=5.0,
                    help="the most the post-processing search may take (default 5)")
     s.add_argument("--overwrite", action="store_true", help="delete the fit's own files in OUT_DIR and start over")

@@ -26,6 +26,7 @@ def cmd_plan(args):
                          raw_name=args.raw, labels_name=args.labels)
     options = dict(raw=args.raw, labels=args.labels, minutes=args.minutes, device=torch_device(args.device).type,
                    val_roi=args.val, seed=args.seed, **({} if args.sections is None else {"sections": args.sections}),
+                   **({} if args.context is None else {"context": args.context}),
                    out_dir=os.path.join("runs", os.path.splitext(os.path.basename(out))[0]))
     if args.no_measure:
         plan = plan_training(fp, **options)
@@ -48,7 +49,7 @@ def cmd_fit(args):
                        device=args.device, seed=args.seed, voxel_size=args.voxel_size,
                        tune_minutes=args.tune_minutes, sections=args.sections, freeze=args.freeze,
                        init_lr_scale=args.init_lr_scale, adabn_batches=args.adabn, semi=args.semi,
-                       overwrite=args.overwrite)
+                       context=args.context, overwrite=args.overwrite)
     r = fit(config, echo=print, progress=not args.no_progress)
     where = "on the tuning part (optimistic: tuned there)" if labels is not None else "(no labels to measure on)"
     print(f"done: {r.card.get('headline')} {where}; segment with `emseg segment IN OUT --model {r.out_dir}`")

@@ -38,8 +38,10 @@ def adaptation_plan(config, echo=None):
     ndim = int(info.init_args.get("ndim", 2))  # the trainer takes it from patch_shape
     with open_volume(config.raw) as raw:
         shape, vs = tuple(raw.shape), config.voxel_size or raw.voxel_size
-    if ndim == 3 and len(shape) != 3:
-        raise ValueError(f"--init {config.init} is a 3D model but raw {config.raw} has shape {shape}; adapt a 2D model")
+    if (ndim == 3 or info.context) and len(shape) != 3:
+        kind = "3D" if ndim == 3 else f"2.5D (context {info.context}: neighbouring sections as channels)"
+        raise ValueError(f"--init {config.init} is a {kind} model but raw {config.raw} has shape {shape}; adapt a 2D "
+                         "model")
     patch = tuple(stored.get("patch_shape") or ((256, 256) if ndim == 2 else (32, 96, 96)))
     patch = tuple(min(p, s) for p, s in zip(patch, shape[-ndim:]))
     why = {"semi": "no labels: the mean teacher's consistency loss on the new volume is all there is to learn from",
@@ -49,6 +51,7 @@ def adaptation_plan(config, echo=None):
            "normalization": "robust percentiles fitted on the new volume (not the init model's)"}
     fields = dict(raw=(), labels=(), unlabelled=(config.raw,), init=config.init, semi="mean_teacher",
                   target=info.task, patch_shape=patch, batch_size=int(stored.get("batch_size", 4)), model=args,
+                  context=info.context,
                   augment=stored.get("augment", True), normalization="percentile",
                   voxel_size=tuple(vs) if vs else None, adabn_batches=ADABN_BATCHES, consistency_rampup=0.0,
                   lr=float(stored.get("lr", 1e-3)) / 4, loss=stored.get("loss", "bce_dice"),

@@ -116,7 +116,7 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
         ``minutes`` not positive, or ``val_roi`` leaves no labelled section to train on.
     """
     from ..train import TrainConfig
-    from .split import held_out_part, training_part_notes
+    from .split import held_out_part, patches_fit, training_part_notes
 
     if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or not 0 < minutes < math.inf:
         raise ValueError(f"--minutes must be a positive number of minutes; got {minutes!r}")
@@ -134,6 +134,7 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
             dims = "2d" if ndim == 2 else ("3d-aniso" if fp.anisotropy >= 1.5 else "3d")
             why["dims"] = f"{'2D on sections' if ndim == 2 else 'anisotropic 3D' if dims == '3d-aniso' else '3D'}: " \
                           f"as the --init model ({ndim}D)"
+    _context(fp, dims, fixed, why)
     target, extra = _target(fp, dims, vs, why)
     ladder = _LADDER_GPU if device == "cuda" else _LADDER
     for rung, (features, voxels) in enumerate(ladder):
@@ -182,7 +183,7 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
         val_roi=val_roi, val_fraction=0.0, target=target, patch_shape=net["patch"], batch_size=net["batch"],
         foreground_fraction=oversample, normalization="percentile", voxel_size=fp.voxel_size, augment=augment,
         model=net["model"], loss="bce_dice", lr=2e-3, steps=steps, warmup_steps=warmup, val_every=_every(steps),
-        val_patches=8 if _fits(val_roi, net["patch"], dims, fp.ndim == 2) else 0, max_minutes=float(minutes), device=device),
+        val_patches=8 if patches_fit(val_roi, net["patch"], dims, fp.ndim == 2) else 0, max_minutes=float(minutes), device=device),
         **extra, **fixed})
     why["amp"] = "mixed precision where the device computes it natively (bfloat16 CPUs, float16 GPUs), else float32"
     why["val_every"] = ("a checkpoint (and a validation on the held-out part) about every tenth of the run: a killed "
@@ -202,12 +203,18 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     return Plan(config, why, fp, float(sps), seconds_per_step is not None, tuple(notes))
 
 
-def _fits(val_roi, patch, dims, image=False):
-    """Whether the validation part is deep enough for validation patches of the training patch shape."""
-    if val_roi is None:
-        return False
-    z0, z1 = (int(v) for v in val_roi.split(":"))
-    return (dims == "2d" and not image) or z1 - z0 >= patch[0]
+def _context(fp, dims, fixed, why):
+    """2.5D: a given ``context`` (``--context``, or the --init model's) for a 2D network on a volume; else none."""
+    k = fixed.get("context")
+    if not k:
+        fixed.pop("context", None)
+        return
+    if dims != "2d" or fp.ndim == 2:
+        where = "the raw is an image" if fp.ndim == 2 else f"the plan is {why['dims']}"
+        raise ValueError(f"--context {k}: neighbouring sections as input channels need a 2D network on a volume, "
+                         f"but {where}")
+    why["context"] = (f"given: the {k} section(s) above and below as input channels (2.5D, {2 * k + 1} channels), "
+                      "the labels of the middle one")
 
 
 def _dimensionality(fp, minutes, device, why):

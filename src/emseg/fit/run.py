@@ -31,7 +31,7 @@ from ..config import ConfigError, check_number, check_device
 __all__ = ["FitConfig", "FitResult", "fit", "FIT_FILES", "STAGES"]
 
 STAGES = ("plan", "train", "tune", "card")
-FIT_FILES = ("fit.json", "plan.yaml", "train", "tuning.json", "model.safetensors", "model.json", ".timing")
+FIT_FILES = ("fit.json", "plan.yaml", "train", "propagate", "tuning.json", "model.safetensors", "model.json", ".timing")
 _FORMAT = "emseg-fit-1"
 
 
@@ -47,7 +47,9 @@ class FitConfig:
     unknown and never read; the last labelled one is held out for tuning unless ``val_roi``
     says otherwise); fine-tuning an ``init`` model: ``freeze``, ``init_lr_scale``,
     ``adabn_batches`` (:mod:`emseg.train.finetune`); ``semi``: ``mean_teacher`` also learns from the
-    unlabelled rest of the training part (:mod:`emseg.train.semi`).
+    unlabelled rest of the training part (:mod:`emseg.train.semi`), ``propagate`` spreads the labels of
+    ``sections`` to their neighbours in rounds (:mod:`emseg.fit.propagate`, 4S). ``context``: a 2D network sees the
+    k sections above and below as input channels (2.5D); None: the planner decides.
     """
 
     raw: str
@@ -65,6 +67,7 @@ class FitConfig:
     init_lr_scale: float = 1.0
     adabn_batches: int = 0
     semi: str = "none"
+    context: int | None = None
     overwrite: bool = False
 
     def __post_init__(self):
@@ -83,9 +86,13 @@ class FitConfig:
         check_device("device", self.device)
         from ..train.config import TrainConfig
 
+        if self.semi == "propagate" and self.sections is None:
+            raise ConfigError("semi", "--semi propagate spreads labels from the labelled sections to their neighbours: "
+                              "give --sections (the labelled z indices), or --semi mean_teacher")
         try:  # the training options are TrainConfig's: checked there, named as options of fit
             TrainConfig(sections=self.sections, freeze=self.freeze, init_lr_scale=self.init_lr_scale,
-                        adabn_batches=self.adabn_batches, init=self.init, semi=self.semi)
+                        adabn_batches=self.adabn_batches, init=self.init, context=self.context or 0,
+                        semi="none" if self.semi == "propagate" else self.semi)
         except ConfigError as err:
             raise ConfigError(err.key, str(err).replace(err.key, "--" + err.key.replace("_", "-"), 1)) from None
         if self.sections is not None:
@@ -95,7 +102,8 @@ class FitConfig:
                 raise ConfigError("labels", "without LABELS, emseg fit adapts a model to RAW: give --init MODEL (a "
                                   "shipped model or a checkpoint), or give LABELS")
             given = [k for k, default in (("val_roi", None), ("sections", None), ("semi", "none"), ("freeze", "none"),
-                                          ("init_lr_scale", 1.0), ("adabn_batches", 0), ("tune_minutes", 5.0))
+                                          ("init_lr_scale", 1.0), ("adabn_batches", 0), ("tune_minutes", 5.0),
+                                          ("context", None))
                      if getattr(self, k) != default]
             if given:
                 flag = {"adabn_batches": "adabn"}.get(given[0], given[0]).replace("_", "-")
@@ -273,7 +281,8 @@ def _summary(stage, found):
     return found.get("checkpoint", "")
 
 
-_TRAIN_OPTIONS = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0, "semi": "none"}
+_TRAIN_OPTIONS = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0, "semi": "none",
+                  "context": None}
 """Options of fit passed to the plan's TrainConfig, with their defaults (a run at the defaults keeps
 the signature and the plan it had before they existed)."""
 
@@ -310,6 +319,8 @@ def _stage_plan(config, state, say, progress):
     if config.init is not None:
         fixed.update(_init_model(config.init))
     fixed.update({k: getattr(config, k) for k, default in _TRAIN_OPTIONS.items() if getattr(config, k) != default})
+    if fixed.get("semi") == "propagate":  # a procedure of rounds (emseg.fit.propagate), not a training loss
+        fixed.pop("semi")
     plan = measured_plan(fp, os.path.join(config.out_dir, ".timing"), echo=lambda s: say("      " + s),
                          raw=config.raw, labels=config.labels, minutes=config.minutes, device=device,
                          val_roi=config.val_roi, **fixed)
@@ -339,10 +350,11 @@ def _init_model(init):
     """The model arguments of an ``init`` checkpoint, so that its weights fit the planned network."""
     from ..models.reader import read_checkpoint
 
-    args = dict(read_checkpoint(init).init_args)
-    for k in ("in_channels", "out_channels"):  # the channels follow the data and the task
+    info = read_checkpoint(init)
+    args = dict(info.init_args)
+    for k in ("in_channels", "out_channels"):  # the channels follow the data and the task (2.5D: its context)
         args.pop(k, None)
-    return {"init": init, "model": args}
+    return {"init": init, "model": args, **({"context": info.context} if info.context else {})}
 
 
 def _check_val_rows(labels, val_roi, name):
@@ -360,11 +372,18 @@ def _stage_train(config, state, say, progress):
 
     c = load_config(os.path.join(config.out_dir, "plan.yaml"), [f"out_dir={os.path.join(config.out_dir, 'train')}"])
     say(f"[2/4] train: {c.steps} steps, at most {c.max_minutes:g} minutes -> {c.out_dir}")
-    r = train(c, progress=progress)
+    rounds = None
+    if config.semi == "propagate":
+        from .propagate import propagate_train
+
+        r, rounds = propagate_train(c, config.raw, config.labels, say, progress)
+    else:
+        r = train(c, progress=progress)
     resumed = f" (resumed at step {r.start_step})" if r.start_step else ""
     say(f"      trained {r.steps} steps{resumed} in {r.seconds:.0f} s ({r.patches_per_second:.1f} patches/s)")
     return {"steps": r.steps, "checkpoint": r.latest, "patches_per_second": round(r.patches_per_second, 2),
-            "minutes": round(r.seconds / 60, 2), "final_loss": _final_loss(c.out_dir)}
+            "minutes": round(r.seconds / 60, 2), "final_loss": _final_loss(c.out_dir),
+            **({"propagation": rounds} if rounds else {})}
 
 
 def _final_loss(run_dir, last=50):

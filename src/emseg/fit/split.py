@@ -8,7 +8,7 @@ said (they count as background), or refused where they would teach the wrong thi
 
 from __future__ import annotations
 
-__all__ = ["held_out_part", "training_part", "training_part_notes", "check_val_option", "labelled_only"]
+__all__ = ["held_out_part", "training_part", "training_part_notes", "check_val_option", "labelled_only", "patches_fit"]
 
 
 def check_val_option(val):
@@ -128,3 +128,11 @@ def training_part_notes(fp, target, val_roi) -> list:
                          "volume of the labelled sections only")
     return [f"{unlabelled} of the {t1 - t0} training sections (z {t0}-{t1 - 1}) hold no labels and count as "
             "background; crop the volume to the labelled sections if they are not background"]
+
+
+def patches_fit(val_roi, patch, dims, image=False):
+    """Whether the validation part is deep enough for validation patches of the training patch shape."""
+    if val_roi is None:
+        return False
+    z0, z1 = (int(v) for v in val_roi.split(":"))
+    return (dims == "2d" and not image) or z1 - z0 >= patch[0]

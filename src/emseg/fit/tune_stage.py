@@ -49,7 +49,6 @@ def stage_tune(config, state, say, progress):
         return _stage_keep_postprocess(config)
     from ..io.atomic import write_text_atomic
     from ..models.reader import read_checkpoint
-    from ..predict import predict_blockwise
     from ..train import load_config
     from .tune import tune_postprocess
 
@@ -67,20 +66,21 @@ def stage_tune(config, state, say, progress):
             if len(c.patch_shape) == 3:  # a 3D network needs the sections between them as context
                 raw_v, gt = np.asarray(raw[roi]), np.asarray(seen[roi])
                 scored = [z - z0 for z in zs]
-            else:  # a 2D network predicts each section alone: only those are read
-                raw_v = np.stack([np.asarray(raw[(z,) + roi[1:]]) for z in zs])
+            else:  # a 2D network predicts each section alone (2.5D: with its neighbours' raw): only those are read
+                raw_v = [_sections(raw, z, z + 1, roi, c.context) for z in zs]
                 gt = np.stack([np.asarray(seen[(z,) + roi[1:]]) for z in zs])
         else:
             z0, z1 = (int(v) for v in c.val_roi.split(":"))
             zs = None
             roi = _tune_roi(raw.shape, z0, z1) if len(raw.shape) == 3 else (slice(z0, z1), slice(0, raw.shape[1]))
-            raw_v, gt = np.asarray(raw[roi]), np.asarray(labels_seen(config, labels)[roi])
+            raw_v = [_sections(raw, z0, z1, roi, c.context)] if len(roi) == 3 else [(np.asarray(raw[roi]), 0)]
+            gt = np.asarray(labels_seen(config, labels)[roi])
     tta = "flips" if len(c.patch_shape) == 2 else None  # 2D: 4 flips cost little; 3D: 8x the prediction
     part = (f"the labelled sections {', '.join(map(str, zs))} (nothing held out)" if zs is not None else
             f"the held-out part ({'sections' if len(roi) == 3 else 'rows'} {z0}-{z1 - 1})")
-    say(f"[3/4] tune: predicting {part}, {'x'.join(map(str, raw_v.shape))}, TTA {tta or 'none'} ...")
-    pred = np.zeros((len(info.activations),) + raw_v.shape, np.float32)
-    predict_blockwise(raw_v, checkpoint, pred, tta=tta, device=config.device, progress=progress)
+    say(f"[3/4] tune: predicting {part}, {'x'.join(map(str, gt.shape))}, TTA {tta or 'none'} ...")
+    pred = _predict(raw_v, checkpoint, len(info.activations), gt.shape[0], dict(tta=tta, device=config.device,
+                                                                                 progress=progress))
     if config.sections is not None and zs is None:  # only the labelled sections of the held-out part are scored
         scored = [i for i in range(z1 - z0) if z0 + i in set(config.sections)]
     if scored is not None:
@@ -102,6 +102,28 @@ def stage_tune(config, state, say, progress):
     say(f"      {t.method} {t.params or ''} min_size {t.min_size}, z-filter {t.z_filter or 'none'}: {t.objective} "
         f"{t.default_score:.3f} with the defaults -> {t.score:.3f} tuned ({t.tried} settings, {t.seconds:.0f} s)")
     return result
+
+
+def _sections(raw, z0, z1, roi, context):
+    """The raw of sections ``z0:z1`` (in-plane ``roi[1:]``) with ``context`` sections more on each side where
+    the volume has them (a 2.5D network's neighbours; raw only), and where ``z0`` lies in what was read."""
+    a, b = max(0, z0 - context), min(raw.shape[0], z1 + context)
+    return np.asarray(raw[(slice(a, b),) + tuple(roi[1:])]), z0 - a
+
+
+def _predict(parts, checkpoint, channels, n, options):
+    """The prediction of ``n`` sections from ``parts`` ((raw, offset) pairs: a volume or one section each,
+    read with context by :func:`_sections`; a 3D network's array as it is): (channels, n, ...)."""
+    from ..predict import predict_blockwise
+
+    if isinstance(parts, np.ndarray):
+        parts = [(parts, 0)]
+    out = []
+    for block, offset in parts:
+        pred = np.zeros((channels,) + block.shape, np.float32)
+        predict_blockwise(block, checkpoint, pred, **options)
+        out.append(pred[:, offset:offset + (n if len(parts) == 1 else 1)])
+    return np.concatenate(out, axis=1)
 
 
 def _apart(pred, gt, zs):

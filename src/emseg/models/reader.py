@@ -43,6 +43,13 @@ class CheckpointInfo:
     config: dict = field(default_factory=dict)
 
     @property
+    def context(self) -> int:
+        """A 2.5D model's sections on each side of the one it predicts (its 2k+1 input channels); else 0."""
+        if int(self.init_args.get("ndim", 2)) != 2:
+            return 0
+        return (int(self.init_args.get("in_channels", 1)) - 1) // 2
+
+    @property
     def name(self):
         """The shipped model's name, or the checkpoint's path."""
         return (self.card or {}).get("name", self.path)

@@ -18,7 +18,7 @@ from .config import TrainConfig
 from .patches import load_train_volume, sample_patch, validation_patches
 from .sparse import UNKNOWN, Known, is_sparse
 
-__all__ = ["TrainingData", "Batch", "load_training_data", "draw_batch", "make_target"]
+__all__ = ["TrainingData", "Batch", "load_training_data", "draw_batch", "make_target", "channels_first"]
 
 
 class TrainingData(NamedTuple):
@@ -41,7 +41,8 @@ class TrainingData(NamedTuple):
 
 
 class Batch(NamedTuple):
-    """One step's inputs, channels first: ``raw`` (N, 1, ...), ``target`` and ``mask`` (N, C, ...), float32."""
+    """One step's inputs, channels first: ``raw`` (N, 1, ...) (N, 2k+1, y, x for 2.5D), ``target`` and ``mask``
+    (N, C, ...), float32."""
 
     raw: np.ndarray
     target: np.ndarray
@@ -108,7 +109,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
 
     # an unknown voxel size is taken as isotropic: every axis may then be flipped and swapped
     augmenter = build_augmenter(config.augment, voxel_size, config.seed, ndim=len(config.patch_shape))
-    val_set = [p for v in val_vols for p in validation_patches(v, config.patch_shape, config.val_patches, config.seed)]
+    val_set = [p for v in val_vols
+               for p in validation_patches(v, config.patch_shape, config.val_patches, config.seed, config.context)]
     data = TrainingData(train_vols, val_set, voxel_size, from_mask, norm, augmenter)
     from .semi import load_unlabelled
 
@@ -119,15 +121,21 @@ def draw_batch(data: TrainingData, config: TrainConfig, rng) -> Batch:
     """``config.batch_size`` patches drawn with ``rng``: sampled, normalised, augmented, with their targets."""
     raws, targets, masks = [], [], []
     for _ in range(config.batch_size):
-        raw, lab = sample_patch(data.volumes, config.patch_shape, rng, config.foreground_fraction)
+        raw, lab = sample_patch(data.volumes, config.patch_shape, rng, config.foreground_fraction, config.context)
         raw = data.normalization(raw)
         if data.augmenter is not None:
             raw, lab = data.augmenter(raw, lab, rng=rng)
         target, mask = make_target(np.asarray(lab), config, data.voxel_size, data.from_mask)
-        raws.append(raw[None])
+        raws.append(channels_first(raw, config))
         targets.append(target)
         masks.append(mask)
     return Batch(np.stack(raws), np.stack(targets), np.stack(masks))
+
+
+def channels_first(raw, config) -> np.ndarray:
+    """A patch's raw with its channel axis: (1, ...) for one section or volume, as is for a 2.5D patch
+    (``config.context``: its 2k+1 sections are the channels already)."""
+    return raw if config.context else raw[None]
 
 
 def _voxel_size(path):

@@ -37,7 +37,7 @@ def build_model(config: TrainConfig, voxel_size):
         raise ValueError(f"model.{unknown[0]} is not a UNet argument (ndim follows patch_shape, the channels the "
                          f"target); valid: preset, {', '.join(valid)}")
     ndim = len(config.patch_shape)
-    common = dict(in_channels=1, out_channels=get_task(config.target).channels(config.task_params))
+    common = dict(in_channels=2 * config.context + 1, out_channels=get_task(config.target).channels(config.task_params))
     try:
         if preset == "light2d":
             if ndim != 2:

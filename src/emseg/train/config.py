@@ -33,7 +33,8 @@ class TrainConfig:
     split by region (``val_roi`` "z0:z1" or the last ``val_fraction`` of z), the ``target``: a task
     of :data:`emseg.tasks.TASKS` (``binary``, ``onehot`` with ``n_classes``, ``bc``, ``bcd``,
     ``affinities`` with ``offsets``, ``boundary`` for ISBI-style membrane labels, ``sdt``) and its
-    other parameters in ``target_params`` (e.g. ``{scale: 40}`` for ``sdt``), ``patch_shape`` (2 numbers: a 2D model on sections; 3: 3D).
+    other parameters in ``target_params`` (e.g. ``{scale: 40}`` for ``sdt``), ``patch_shape`` (2 numbers: a 2D model on sections; 3: 3D),
+    ``context`` (2D on a volume: the k sections above and below as extra input channels, 2.5D).
     Sparse or partial labels (:mod:`emseg.train.sparse`): ``sections`` lists the labelled z
     indices (the others are unknown and never read), ``label_mask`` one volume per labels volume
     (nonzero where labels are known: strokes, a few objects per section), ``ignore_label`` a value
@@ -80,6 +81,7 @@ class TrainConfig:
     label_mask: tuple = ()
     background_label: int | None = None
     patch_shape: tuple = (256, 256)
+    context: int = 0
     batch_size: int = 4
     foreground_fraction: float = 0.5
     normalization: str = "percentile"
@@ -143,6 +145,12 @@ class TrainConfig:
                               f"and {len(self.labels)}")
         _check_sparse(self, set_)
         set_("patch_shape", _ints("patch_shape", self.patch_shape, (2, 3), "2 or 3 positive ints", positive=True))
+        if self.context and len(self.patch_shape) != 2:
+            raise ConfigError("context", f"context {self.context} (neighbouring sections as channels, 2.5D) needs a 2D "
+                              f"patch_shape; got {list(self.patch_shape)} (a 3D network sees its sections already)")
+        if self.context and self.pretrain != "none":
+            raise ConfigError("context", f"context {self.context}: pretrain {self.pretrain} learns single sections; "
+                              "pretrain with context 0 and fine-tune the result with context (its first layer is new)")
         if not isinstance(self.offsets, (tuple, list)) or not self.offsets:
             raise ConfigError("offsets", f"offsets must be a list of offsets like [-1, 0, 0]; got {self.offsets!r}")
         offsets = tuple(_ints("offsets", o, (2, 3), "lists of 2 or 3 ints") for o in self.offsets)
@@ -210,6 +218,7 @@ _NUMBERS = {
     "ignore_label": (int, None, None, "an integer"),
     "background_label": (int, (0, True), None, "an integer >= 0"),
     "batch_size": (int, (1, True), None, "an integer >= 1"),
+    "context": (int, (0, True), (8, True), "an integer in 0-8 (sections on each side; 0: plain 2D)"),
     "foreground_fraction": (float, (0, True), (1, True), "in [0, 1]"),
     "pos_weight": (float, (0, False), (math.inf, False), "a positive number"),
     "lr": (float, (0, False), (math.inf, False), "a positive number"),

@@ -11,7 +11,7 @@ import numpy as np
 from .sparse import Known, known_labels, scan_known
 
 __all__ = ["TrainVolume", "TrainSplit", "Regions", "Patch", "load_train_volume", "sample_patch",
-           "validation_patches", "split_region"]
+           "validation_patches", "split_region", "read_raw"]
 
 
 class Regions(NamedTuple):
@@ -190,15 +190,41 @@ def _check_patch(vol: TrainVolume, patch_shape):
                          f"{vol.name}; use a patch of at most {tuple(spatial)}")
 
 
-def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5) -> Patch:
+def read_raw(raw, region, roi, context=0) -> np.ndarray:
+    """``raw[roi]``; with ``context`` k (2.5D: ``roi`` is one section ``z:z+1`` of a volume) the sections
+    z-k..z+k as a (2k+1, y, x) array, the first/last section of ``region`` repeated beyond it (so a
+    training region never shows the raw of the part held out next to it; prediction repeats the
+    volume's ends the same way).
+
+    Examples
+    --------
+    >>> vol = np.arange(5)[:, None, None] * np.ones((1, 2, 2), int)
+    >>> read_raw(vol, (slice(0, 4),), (slice(0, 1), slice(0, 2), slice(0, 2)), context=1)[:, 0, 0].tolist()
+    [0, 0, 1]
+    >>> read_raw(vol, (slice(0, 4),), (slice(3, 4), slice(0, 2), slice(0, 2)), context=2)[:, 0, 0].tolist()
+    [1, 2, 3, 3, 3]
+    """
+    if not context:
+        return np.asarray(raw[roi])
+    z, lo, hi = roi[0].start, region[0].start, region[0].stop
+    z0, z1 = max(lo, z - context), min(hi, z + context + 1)
+    block = np.asarray(raw[(slice(z0, z1),) + tuple(roi[1:])])
+    return block[np.clip(np.arange(z - context, z + context + 1), z0, z1 - 1) - z0]
+
+
+def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5, context=0) -> Patch:
     """Draw one :class:`Patch` (``raw``, ``labels``): a random volume, then a random position inside
     its region, centred on a random foreground voxel with probability ``foreground_fraction``.
 
-    A 2D ``patch_shape`` on 3D volumes draws a patch from one z-section.
+    A 2D ``patch_shape`` on 3D volumes draws a patch from one z-section; with ``context`` k (2.5D)
+    its raw holds the sections z-k..z+k as channels (:func:`read_raw`), its labels section z alone.
     """
     vol = volumes[int(rng.integers(len(volumes)))]
     _check_patch(vol, patch_shape)
     ndim = len(vol.region)
+    if context and ndim != len(patch_shape) + 1:
+        raise ValueError(f"context {context} (2.5D) needs a 2D patch_shape on a volume (zyx); {vol.name} has "
+                         f"{ndim} axes and patch_shape {tuple(patch_shape)}")
     full = [1] * (ndim - len(patch_shape)) + list(patch_shape)
     lo = np.array([s.start for s in vol.region])
     hi = np.array([s.stop for s in vol.region]) - np.array(full)
@@ -211,11 +237,13 @@ def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5) -> Patch:
     else:
         start = np.array([int(rng.integers(a, b + 1)) for a, b in zip(lo, hi)])
     roi = tuple(slice(int(s), int(s) + f) for s, f in zip(start, full))
-    raw = np.asarray(vol.raw[roi])
+    raw = read_raw(vol.raw, vol.region, roi, context)
     lab = np.asarray(vol.labels[roi]) if vol.known is None else known_labels(vol.labels, roi, vol.known)
     _check_finite(raw, f"{vol.name}, patch {_roi_text(roi)}")
     squeeze = tuple(range(ndim - len(patch_shape)))
-    return Patch(raw.squeeze(squeeze), lab.squeeze(squeeze)) if squeeze else Patch(raw, lab)
+    if not squeeze:
+        return Patch(raw, lab)
+    return Patch(raw if context else raw.squeeze(squeeze), lab.squeeze(squeeze))
 
 
 def _check_finite(raw, where, block_voxels=2**24):
@@ -238,7 +266,7 @@ def _roi_text(roi):
     return "[" + ", ".join(f"{s.start}:{s.stop}" for s in roi) + "]"
 
 
-def validation_patches(volume: TrainVolume, patch_shape, n, seed=0):
+def validation_patches(volume: TrainVolume, patch_shape, n, seed=0, context=0):
     """A fixed, seeded list of ``n`` validation patches (:class:`Patch`; uniform positions in the validation region)."""
     rng = np.random.default_rng(seed)
-    return [sample_patch([volume], patch_shape, rng, foreground_fraction=0.5) for _ in range(n)]
+    return [sample_patch([volume], patch_shape, rng, foreground_fraction=0.5, context=context) for _ in range(n)]

@@ -53,8 +53,9 @@ def load_unlabelled(config, data) -> Unlabelled | None:
     if config.unlabelled:
         for path in config.unlabelled:
             raw = open_volume(path)
-            if len(raw.shape) != 3 and len(config.patch_shape) == 3:
-                raise ValueError(f"unlabelled {path} has shape {raw.shape}; a 3D run needs a volume (zyx)")
+            if len(raw.shape) != 3 and (len(config.patch_shape) == 3 or config.context):
+                run = "a 3D run" if len(config.patch_shape) == 3 else f"a 2.5D run (context {config.context})"
+                raise ValueError(f"unlabelled {path} has shape {raw.shape}; {run} needs a volume (zyx)")
             raw = raw[...] if raw.nbytes < 2 * 2**30 else raw
             vols.append((raw, tuple(slice(0, n) for n in raw.shape), fit_normalization(raw, config.normalization)))
     else:
@@ -81,8 +82,11 @@ def views(config, voxel_size):
 
 
 def draw_unlabelled(unlabelled: Unlabelled, config, rng, strong=True):
-    """``batch_size`` unlabelled patches as (teacher view, student view), float32 (N, 1, ...); the
-    student view is None when not ``strong``."""
+    """``batch_size`` unlabelled patches as (teacher view, student view), float32 (N, 1, ...) (2.5D: N,
+    2k+1, y, x); the student view is None when not ``strong``."""
+    from .batches import channels_first
+    from .patches import read_raw
+
     teacher, student = [], []
     ndim = len(config.patch_shape)
     for _ in range(config.batch_size):
@@ -93,13 +97,13 @@ def draw_unlabelled(unlabelled: Unlabelled, config, rng, strong=True):
             raise ValueError(f"patch_shape {tuple(config.patch_shape)} is larger than an unlabelled volume's "
                              f"region {tuple(size[-ndim:])}")
         start = [s.start + int(rng.integers(0, n - f + 1)) for s, n, f in zip(region, size, full)]
-        patch = np.asarray(raw[tuple(slice(a, a + f) for a, f in zip(start, full))])
-        patch = norm(patch.reshape(patch.shape[len(region) - ndim:]))
+        patch = read_raw(raw, region, tuple(slice(a, a + f) for a, f in zip(start, full)), config.context)
+        patch = norm(patch if config.context else patch.reshape(patch.shape[len(region) - ndim:]))
         if unlabelled.weak is not None:
             patch = unlabelled.weak(patch, None, rng=rng).raw
-        teacher.append(patch[None])
+        teacher.append(channels_first(patch, config))
         if strong:
-            student.append(unlabelled.strong(patch, None, rng=rng).raw[None])
+            student.append(channels_first(unlabelled.strong(patch, None, rng=rng).raw, config))
     return np.stack(teacher).astype(np.float32), np.stack(student).astype(np.float32) if strong else None
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..runtime import memory_format
 from ..tasks import get_task
-from .batches import make_target
+from .batches import channels_first, make_target
 
 __all__ = ["Validation", "validate", "validation_score"]
 
@@ -37,7 +37,7 @@ def validate(model, data, config, device) -> Validation:
     with torch.no_grad():
         for raw, lab in data.validation:
             target, mask = make_target(np.asarray(lab), config, data.voxel_size, data.from_mask)
-            x = torch.from_numpy(data.normalization(raw)[None, None]).to(device)
+            x = torch.from_numpy(channels_first(data.normalization(raw), config)[None]).to(device)
             out = model(x.contiguous(memory_format=memory_format(x.ndim - 2)))
             t, m = torch.from_numpy(target[None]).to(device), torch.from_numpy(mask[None]).to(device)
             losses.append(float(task_loss(config, out, t, m)))

@@ -1,0 +1,86 @@
+"""``emseg fit --context K`` (2.5D): the plan says it with its reason, the network takes 2k+1 sections,
+the tuning predicts exactly what ``emseg segment`` will (each section with its real neighbours), an
+``--init`` 2.5D model keeps its context, and a context the plan cannot use is refused."""
+
+import contextlib
+import dataclasses
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emseg.cli import main
+from emseg.fit.planner import plan_training
+from emseg.fit.tune_stage import _predict, _sections
+from emseg.io import write_volume
+from emseg.models import UNet
+from emseg.models.reader import read_checkpoint
+from emseg.predict import predict_blockwise
+from emseg.synthetic import synthetic_em
+from emseg.train import load_config
+
+from test_planner import ISO, fingerprint, neurons  # noqa: E402 - the made-up fingerprints, one home
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fit_context")
+    em = synthetic_em((12, 96, 96), seed=1)
+    write_volume(str(folder / "raw.zarr"), em.raw, voxel_size=em.voxel_size)
+    write_volume(str(folder / "mito.zarr"), em.mito, voxel_size=em.voxel_size)
+    return folder
+
+
+def _run(*argv):
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        rc = main(list(argv))
+    return rc, stdout.getvalue(), stderr.getvalue()
+
+
+def test_a_2_5d_fit_plans_trains_tunes_and_segments_with_its_context(data, tmp_path):
+    out = tmp_path / "run"
+    rc, _, err = _run("fit", str(data / "raw.zarr"), str(data / "mito.zarr"), str(out), "--minutes", "0.05",
+                      "--no-progress", "--context", "1", "--sections", "2,5,9")
+    assert rc == 0, err
+    c = load_config(str(out / "plan.yaml"))
+    assert c.context == 1 and len(c.patch_shape) == 2
+    assert "context: 1  # given: the 1 section(s) above and below" in (out / "plan.yaml").read_text()
+    assert read_checkpoint(str(out / "train" / "latest.safetensors")).context == 1
+    assert json.loads((out / "tuning.json").read_text())["tuned"] is not None
+    rc, _, err = _run("segment", str(data / "raw.zarr"), str(tmp_path / "seg.zarr"), "--model", str(out),
+                      "--no-progress")
+    assert rc == 0, err
+    # a fit from it keeps the init model's 2.5D input
+    rc, _, err = _run("fit", str(data / "raw.zarr"), str(data / "mito.zarr"), str(tmp_path / "again"), "--minutes",
+                      "0.05", "--no-progress", "--init", str(out / "train" / "latest.safetensors"))
+    assert rc == 0, err
+    assert load_config(str(tmp_path / "again" / "plan.yaml")).context == 1
+
+
+def test_the_tuning_prediction_of_a_2_5d_model_is_the_whole_volumes_at_those_sections(data):
+    torch.manual_seed(0)
+    model = UNet(5, 1, ndim=2, features=4, depth=2).eval()
+    raw = np.asarray(synthetic_em((12, 64, 64), seed=2).raw, np.float32) / 255
+    whole = np.zeros((1,) + raw.shape, np.float32)
+    predict_blockwise(raw, model, whole, block_shape=(12, 64, 64), workers=1)
+    roi = (slice(0, 12), slice(0, 64), slice(0, 64))
+    for parts, zs in (([_sections(raw, z, z + 1, roi, 2) for z in (0, 5, 11)], [0, 5, 11]),  # labelled sections
+                      ([_sections(raw, 4, 9, roi, 2)], list(range(4, 9)))):  # a held-out part
+        got = _predict(parts, model, 1, len(zs), dict(workers=1))
+        assert np.allclose(got, whole[:, zs], atol=1e-5)
+
+
+def test_context_on_a_3d_plan_or_an_image_is_refused_with_the_reason():
+    with pytest.raises(ValueError, match=r"--context 1: .* need a 2D network on a volume, but the plan is "
+                                         r"anisotropic 3D"):
+        plan_training(neurons(), context=1)
+    with pytest.raises(ValueError, match="but the raw is an image"):
+        plan_training(dataclasses.replace(fingerprint(ISO, shape=(1, 256, 256)), ndim=2), context=1)
+    plan = plan_training(fingerprint(), context=2)
+    assert plan.config.context == 2 and "5 channels" in plan.reasons["context"]
+    assert plan_training(fingerprint(), context=0).config.context == 0
