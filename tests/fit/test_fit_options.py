@@ -45,6 +45,8 @@ FIT_CASES = [
     ("--adabn", ["--adabn", "-1"]), ("--semi", ["--semi", "fixmatch"]),
     ("--context", ["--context", "-1"]), ("--context", ["--context", "x"]), ("--context", ["--context", "9"]),
     ("--context", ["--init", "neurons-fibsem", "--context", "1"]),
+    ("--semi propagate", ["--semi", "propagate"]),
+    ("--semi propagate", ["--sections", "2,6", "--init", "neurons-fibsem", "--semi", "propagate"]),
 ]
 
 

@@ -25,7 +25,8 @@ from dataclasses import replace
 
 import numpy as np
 
-__all__ = ["ROUNDS", "CONFIDENCE", "FOREGROUND_TASKS", "propagate_train", "round_sections", "pseudo_labels"]
+__all__ = ["ROUNDS", "CONFIDENCE", "FOREGROUND_TASKS", "check_plan", "propagate_train", "round_sections",
+           "pseudo_labels"]
 
 ROUNDS = 3
 """Training rounds: the labelled sections alone, then twice with pseudo-labels reaching further."""
@@ -80,18 +81,23 @@ def pseudo_labels(prob, target, first_id=1, confidence=CONFIDENCE):
     return labels.astype(np.uint32), fg | (prob[0] < 1 - confidence)
 
 
-def propagate_train(c, raw_path, labels_path, say, progress=False):
-    """The rounds of propagation for the plan ``c`` (a :class:`~emseg.train.TrainConfig` with
-    ``sections``, its ``out_dir`` the fit's ``train`` folder); the last round's
-    :class:`~emseg.train.trainer.TrainResult` and one record per round."""
-    from ..train import train
-    from ..train.patches import split_region
-
+def check_plan(c):
+    """ValueError unless the plan ``c`` can propagate: labelled ``sections``, a 2D network, a foreground target."""
     if c.target not in FOREGROUND_TASKS or c.sections is None or len(c.patch_shape) != 2:
         raise ValueError(f"--semi propagate spreads foreground labels between sections: it needs --sections, a 2D plan "
                          f"and a target of {', '.join(FOREGROUND_TASKS)}; the plan has target {c.target}, patch "
                          f"{list(c.patch_shape)}, sections {c.sections}")
+
+
+def propagate_train(c, raw_path, labels_path, say, progress=False):
+    """The rounds of propagation for the plan ``c`` (a :class:`~emseg.train.TrainConfig` with
+    ``sections``, its ``out_dir`` the fit's ``train`` folder); the last round's
+    :class:`~emseg.train.trainer.TrainResult` and one record per round."""
     from ..io import open_volume
+    from ..train import train
+    from ..train.patches import split_region
+
+    check_plan(c)
 
     with open_volume(raw_path) as raw:
         shape = tuple(raw.shape)

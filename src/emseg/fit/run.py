@@ -324,6 +324,10 @@ def _stage_plan(config, state, say, progress):
     plan = measured_plan(fp, os.path.join(config.out_dir, ".timing"), echo=lambda s: say("      " + s),
                          raw=config.raw, labels=config.labels, minutes=config.minutes, device=device,
                          val_roi=config.val_roi, **fixed)
+    if config.semi == "propagate":
+        from .propagate import check_plan
+
+        check_plan(plan.config)
     for note in plan.notes:
         say(f"      note: {note}")
     write_plan(plan, os.path.join(config.out_dir, "plan.yaml"))
