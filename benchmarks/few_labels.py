@@ -13,6 +13,9 @@ IoU and AP/PQ of the segmentation are kept too). Arms:
 - ``scratch_propagate``, ``finetune_propagate``: ``--semi propagate`` (4S: the labelled sections' labels
   spread to their neighbours in rounds of pseudo-labels, :mod:`emseg.fit.propagate`), from random weights
   or from the other data's model (only with labelled sections: not at ``all``);
+- ``finetune_freeze``, ``finetune_lr01``, ``finetune_adabn``: the fine-tuning choices against ``finetune``'s
+  defaults: the encoder frozen, the loaded weights at a tenth of the learning rate, BatchNorm statistics
+  re-estimated on 32 batches first (AdaBN);
 - ``pretrain_finetune``: ``--init`` the result of ``emseg pretrain`` on the case's training raw (no labels;
   ``--pretrain-minutes``, once per case, its time reported apart from the runs' minutes).
 
@@ -60,7 +63,10 @@ CASES = {"lucchi": {"dataset": "lucchi", "other": "mito-sbem"},
          "cdeep3m": {"dataset": "cdeep3m", "other": "mito-fibsem"}}
 ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--init", "{other}", "--semi", "mean_teacher"],
         "scratch_semi": ["--semi", "mean_teacher"], "pretrain_finetune": ["--init", "{pretrained}"],
-        "scratch_propagate": ["--semi", "propagate"], "finetune_propagate": ["--init", "{other}", "--semi", "propagate"]}
+        "scratch_propagate": ["--semi", "propagate"], "finetune_propagate": ["--init", "{other}", "--semi", "propagate"],
+        "finetune_freeze": ["--init", "{other}", "--freeze", "encoder"],
+        "finetune_lr01": ["--init", "{other}", "--init-lr-scale", "0.1"],
+        "finetune_adabn": ["--init", "{other}", "--adabn", "32"]}
 PRIMARY = "foreground_iou"
 META = ("goal_2_sections", "unlabelled_gain", "at_2_minutes")
 """Keys of a case's summary that are verdicts, not arms."""
