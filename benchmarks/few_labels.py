@@ -34,13 +34,19 @@ Adaptation without labels (``--adapt``): the shipped ``mito-fibsem`` (Lucchi FIB
 to CDeep3M ``validation/``, against the same model adapted by ``emseg fit RAW OUT --init mito-fibsem``
 to the raw of CDeep3M ``training/`` (no labels read), both scored on ``validation/``.
 
+Adaptation from a labelled source (``--source-adapt cdeep3m``): ``emseg fit CDEEP3M_RAW OUT --source
+LUCCHI_RAW LUCCHI_LABELS`` (trained on Lucchi's labels, the mean teacher on CDeep3M ``training/``'s raw, the
+model written with CDeep3M's normalisation and BatchNorm statistics) against ``emseg fit`` on Lucchi alone in
+the same minutes, both scored on CDeep3M ``validation/``.
+
 The fine-tuning curve over time is the trainer's validation IoU (``log.csv``, on the part the fit
 holds out) against training seconds; points with fewer than 3 labelled sections hold nothing out and
 have none. Prints one JSON object and merges it into ``--out`` (a run of some cases, counts, arms
 or seeds keeps the others), writes the table to ``--markdown`` and the curves to ``--plot`` (PNG).
 
 Usage: ``python benchmarks/few_labels.py [--cases lucchi,cdeep3m] [--counts 1,2,5,10,all]
-[--arms scratch,finetune,finetune_semi] [--seeds 0,1] [--minutes 5] [--work runs/bench-few]``
+[--arms scratch,finetune,finetune_semi] [--seeds 0,1] [--minutes 5] [--adapt cdeep3m] [--source-adapt cdeep3m]
+[--work runs/bench-few]``
 """
 
 from __future__ import annotations
@@ -71,6 +77,8 @@ PRIMARY = "foreground_iou"
 META = ("goal_2_sections", "unlabelled_gain", "at_2_minutes")
 """Keys of a case's summary that are verdicts, not arms."""
 ADAPT = {"cdeep3m": {"dataset": "cdeep3m", "model": "mito-fibsem"}}
+SOURCE = {"cdeep3m": "lucchi"}
+"""--source-adapt: the target case and the labelled source dataset it is adapted from."""
 
 
 def spread_sections(labels, n, name):
@@ -136,6 +144,24 @@ def run_adaptation(case, d, seed, minutes, work):
             "as_shipped": {k: float(shipped[k]) for k in keep}, "adapted": {k: float(adapted[k]) for k in keep}}
 
 
+def run_source_adaptation(case, d, source, seed, minutes, work):
+    """``emseg fit TARGET OUT --source RAW LABELS`` against the same fit on the source alone, the same minutes;
+    both scored on the target's held-out part."""
+    keep = (PRIMARY, "instance_mask_iou", "foreground_precision", "foreground_recall", "ap50", "pq")
+    point = {"source": SOURCE[case]}
+    for arm in ("source_only", "adapted"):
+        out = os.path.join(work, f"{arm}-{SOURCE[case]}-to-{case}-{seed}")
+        argv = (["fit", source["train_raw"], source["train_labels"], out] if arm == "source_only" else
+                ["fit", d["train_raw"], out, "--source", source["train_raw"], source["train_labels"]])
+        t0 = time.perf_counter()
+        fit_bench._cli([*argv, "--minutes", str(minutes), "--seed", str(seed), "--tune-minutes", "2", "--overwrite",
+                        "--no-progress"])
+        metrics, _, _, _ = fit_bench.score(CASES[case]["dataset"], d, out, work, f"{arm}-{case}-{seed}")
+        point[arm] = {k: float(metrics[k]) for k in keep}
+        point[f"{arm}_seconds"] = round(time.perf_counter() - t0, 1)
+    return point
+
+
 def _curve(run_dir):
     """(seconds, validation IoU) of every validation in the run's log."""
     with open(os.path.join(run_dir, "log.csv")) as f:
@@ -189,6 +215,13 @@ def adaptation_summary(adaptation):
     return out
 
 
+def source_summary(runs):
+    return {case: {"source": next(iter(seeds.values()))["source"],
+                   **{arm: {"mean": float(np.mean([s[arm][PRIMARY] for s in seeds.values()])),
+                            "std": float(np.std([s[arm][PRIMARY] for s in seeds.values()])), "n": len(seeds)}
+                      for arm in ("source_only", "adapted")}} for case, seeds in runs.items()}
+
+
 def markdown(report):
     counts = ["1", "2", "5", "10", "all"]
     lines = ["# Learning from few labels", "",
@@ -221,6 +254,12 @@ def markdown(report):
                   f"| | held-out {PRIMARY} |", "|---|---|",
                   f"| as shipped | {a['mean']:.3f} ± {a['std']:.3f} ({a['n']}) |",
                   f"| adapted (`emseg fit RAW OUT --init {rows['model']}`) | {b['mean']:.3f} ± {b['std']:.3f} ({b['n']}) |", ""]
+    for case, rows in report.get("source_summary", {}).items():
+        a, b = rows["source_only"], rows["adapted"]
+        lines += [f"## Adaptation from a labelled source: {rows['source']} labels, {case} raw without labels", "",
+                  f"| the same minutes | held-out {PRIMARY} on {case} |", "|---|---|",
+                  f"| `emseg fit` on {rows['source']} alone | {a['mean']:.3f} ± {a['std']:.3f} ({a['n']}) |",
+                  f"| `emseg fit {case.upper()}_RAW OUT --source ...` | {b['mean']:.3f} ± {b['std']:.3f} ({b['n']}) |", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -262,6 +301,8 @@ def main():
     ap.add_argument("--minutes", type=float, default=5.0, help="training minutes per run")
     ap.add_argument("--pretrain-minutes", type=float, default=10.0, help="emseg pretrain's minutes (once per case)")
     ap.add_argument("--adapt", default="", help="adaptation cases without labels (cdeep3m), run after the curves")
+    ap.add_argument("--source-adapt", default="", help="adaptation from a labelled source (cdeep3m: from Lucchi), "
+                    "run after the curves")
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
     ap.add_argument("--work", default="runs/bench-few")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "few_labels.json"))
@@ -309,6 +350,18 @@ def main():
             report.setdefault("adaptation", {}).setdefault(case, {})[seed] = run_adaptation(case, d, int(seed),
                                                                                           a.minutes, a.work)
             report["adaptation_summary"] = adaptation_summary(report["adaptation"])
+            with open(a.out, "w") as f:
+                json.dump(report, f, indent=1)
+    for case in [c for c in a.source_adapt.split(",") if c]:
+        if case not in SOURCE:
+            raise SystemExit(f"--source-adapt: unknown {case}; valid: {', '.join(SOURCE)}")
+        d = fit_bench.prepare(CASES[case]["dataset"], a.data, a.work)
+        source = fit_bench.prepare(SOURCE[case], a.data, a.work)
+        for seed in a.seeds.split(","):
+            print(f"adapting from {SOURCE[case]} labels to {case}, seed {seed} ...", flush=True)
+            report.setdefault("source_adaptation", {}).setdefault(case, {})[seed] = run_source_adaptation(
+                case, d, source, int(seed), a.minutes, a.work)
+            report["source_summary"] = source_summary(report["source_adaptation"])
             with open(a.out, "w") as f:
                 json.dump(report, f, indent=1)
     with open(a.markdown, "w") as f:

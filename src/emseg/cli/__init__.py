@@ -118,6 +118,8 @@ def _add_fit(sub):
                    "--model OUT_DIR` uses it")
     s.add_argument("--init", metavar="MODEL", help="start from a shipped model or a checkpoint (its architecture; "
                    "weights loaded where shapes match)")
+    s.add_argument("--source", nargs=2, metavar=("SRC_RAW", "SRC_LABELS"), help="RAW has no labels: train on this "
+                   "labelled source volume and adapt to RAW with the mean teacher (emseg fit RAW OUT_DIR --source ...)")
     s.add_argument("--freeze", choices=("none", "encoder", "all_but_head"), default="none",
                    help="with --init: parts of the model that keep their weights (default none)")
     s.add_argument("--init-lr-scale", type=args.positive_float, default=1.0,

@@ -45,13 +45,20 @@ def cmd_fit(args):
         raise ValueError(f"emseg fit takes RAW [LABELS] OUT_DIR; got {len(args.paths) + 1} paths: "
                          f"{' '.join([args.raw, *args.paths])}")
     labels, out_dir = (args.paths[0], args.paths[1]) if len(args.paths) == 2 else (None, args.paths[0])
-    config = FitConfig(args.raw, labels, out_dir, minutes=args.minutes, val_roi=args.val, init=args.init,
+    raw, adapt_to = args.raw, None
+    if args.source:
+        if labels is not None:
+            raise ValueError(f"--source gives the labels (of another volume): emseg fit TARGET_RAW OUT_DIR --source "
+                             f"SRC_RAW SRC_LABELS; got LABELS {labels} too")
+        (raw, labels), adapt_to = args.source, args.raw
+    config = FitConfig(raw, labels, out_dir, adapt_to=adapt_to, minutes=args.minutes, val_roi=args.val, init=args.init,
                        device=args.device, seed=args.seed, voxel_size=args.voxel_size,
                        tune_minutes=args.tune_minutes, sections=args.sections, freeze=args.freeze,
                        init_lr_scale=args.init_lr_scale, adabn_batches=args.adabn, semi=args.semi,
                        context=args.context, overwrite=args.overwrite)
     r = fit(config, echo=print, progress=not args.no_progress)
-    where = "on the tuning part (optimistic: tuned there)" if labels is not None else "(no labels to measure on)"
+    where = ("on the tuning part (optimistic: tuned there)" if adapt_to is None else "on the source's tuning part "
+             "(the target has no labels)") if labels is not None else "(no labels to measure on)"
     print(f"done: {r.card.get('headline')} {where}; segment with `emseg segment IN OUT --model {r.out_dir}`")
 
 

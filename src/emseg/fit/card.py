@@ -9,7 +9,9 @@ import json
 import os
 import platform
 
-__all__ = ["write_card", "machine_text"]
+from .adapt import ADABN_BATCHES
+
+__all__ = ["write_card", "machine_text", "export_for_target"]
 
 
 def machine_text(device="cpu") -> str:
@@ -21,6 +23,31 @@ def machine_text(device="cpu") -> str:
     return f"{os.cpu_count()}-core CPU ({platform.machine()}), torch {torch.__version__}, no GPU"
 
 
+def export_for_target(checkpoint, target, c, dst, seed=0):
+    """Write to ``dst`` the trained ``checkpoint`` for the ``target`` volume (``emseg fit --source``): its
+    normalisation fitted on the target and its BatchNorm statistics re-estimated there (AdaBN, on
+    ``ADABN_BATCHES`` batches of the plan ``c``'s patches)."""
+    import numpy as np
+    import torch
+
+    from ..io import open_volume
+    from ..models import load_model
+    from ..models.checkpoint import read_model_header, save_model
+    from ..normalization import fit_normalization
+    from ..train.finetune import adapt_batchnorm
+    from ..train.semi import Unlabelled, draw_unlabelled
+
+    net, extra = load_model(checkpoint), dict(read_model_header(checkpoint).extra)
+    with open_volume(target) as vol:
+        norm = fit_normalization(vol, c.normalization)
+        source = Unlabelled([(vol, tuple(slice(0, n) for n in vol.shape), norm)], None, None)
+        rng = np.random.default_rng(seed)
+        adapt_batchnorm(net, (torch.from_numpy(draw_unlabelled(source, c, rng, strong=False)[0])
+                              for _ in range(ADABN_BATCHES)))
+    extra.update(normalization=norm.as_dict(), adapted_to=target)
+    save_model(net.eval(), dst, extra=extra)
+
+
 def write_card(config, state) -> dict:
     """Copy the trained checkpoint to ``OUT_DIR/model.safetensors`` and write ``OUT_DIR/model.json``."""
     from ..io.atomic import write_bytes_atomic, write_text_atomic
@@ -30,12 +57,16 @@ def write_card(config, state) -> dict:
 
     out = config.out_dir
     plan, trained, tuned = (state["stages"][s] for s in ("plan", "train", "tune"))
-    with open(trained["checkpoint"], "rb") as f:
-        data = f.read()
-    dst = os.path.join(out, "model.safetensors")
-    write_bytes_atomic(dst, data)
-    info = read_checkpoint(dst)
     c = load_config(os.path.join(out, "plan.yaml"))
+    dst = os.path.join(out, "model.safetensors")
+    if config.adapt_to is not None:  # --source: the model for the target volume
+        export_for_target(trained["checkpoint"], config.adapt_to, c, dst)
+    else:
+        with open(trained["checkpoint"], "rb") as f:
+            write_bytes_atomic(dst, f.read())
+    with open(dst, "rb") as f:
+        data = f.read()
+    info = read_checkpoint(dst)
     fp = plan["fingerprint"]
     net = load_model(dst)
     axis = "rows" if fp.get("ndim", 3) == 2 else "sections"
@@ -78,6 +109,14 @@ def write_card(config, state) -> dict:
     }
     if c.target == "affinities":
         card["offsets"] = [list(o) for o in info.task_params["offsets"]]
+    if config.adapt_to is not None:
+        card["summary"] = (f"{c.target} model trained by `emseg fit --source` on {os.path.basename(config.raw)} and "
+                           f"adapted to {os.path.basename(config.adapt_to)}")
+        card["purpose"] = f"Segment data like {config.adapt_to} (no labels there: trained on {config.raw})."
+        card["training"]["adapted_to"] = (f"{config.adapt_to}: the mean teacher learned from it; its intensity "
+                                          f"normalisation and BatchNorm statistics ({ADABN_BATCHES} batches) are the model's")
+        card["metrics"]["evaluated_on"] = ("the SOURCE's " + evaluated + "; nothing was measured on the target "
+                                           "(it has no labels): score it on a few labelled sections before trusting it")
     write_text_atomic(os.path.join(out, "model.json"), json.dumps(card, indent=1) + "\n")
     return card
 

@@ -16,11 +16,12 @@ _FIELDS = (("raw", None), ("labels", None), ("voxel_size", "voxel_size"), ("val_
            ("warmup_steps", "warmup_steps"), ("max_minutes", "max_minutes"), ("val_every", "val_every"),
            ("val_patches", None), ("init", "init"), ("freeze", "freeze"),
            ("init_lr_scale", "init_lr_scale"), ("adabn_batches", "adabn_batches"),
-           ("semi", "semi"), ("seed", None), ("device", None), ("amp", "amp"),
+           ("semi", "semi"), ("unlabelled", "unlabelled"), ("seed", None), ("device", None), ("amp", "amp"),
            ("out_dir", None))
 
 
-_ONLY_SET = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0, "semi": "none", "context": 0}
+_ONLY_SET = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0, "semi": "none", "context": 0,
+             "unlabelled": []}
 """Fields written only when the plan sets them (few labels, fine-tuning, 2.5D)."""
 
 

@@ -197,7 +197,9 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     for name, text in (("freeze", "given: these parts of the --init model keep their weights"),
                        ("init_lr_scale", "given: the --init weights learn at this fraction of lr"),
                        ("adabn_batches", "given: BatchNorm statistics re-estimated on this data before training"),
-                       ("semi", "given: a mean teacher also learns from the unlabelled rest of the training part")):
+                       ("semi", "given: a mean teacher also learns from the unlabelled rest of the training part"),
+                       ("unlabelled", "the volume the model is for (--source: no labels there); the mean teacher "
+                                      "learns from it")):
         if name in fixed:
             why[name] = text
     return Plan(config, why, fp, float(sps), seconds_per_step is not None, tuple(notes))

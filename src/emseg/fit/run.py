@@ -49,7 +49,10 @@ class FitConfig:
     ``adabn_batches`` (:mod:`emseg.train.finetune`); ``semi``: ``mean_teacher`` also learns from the
     unlabelled rest of the training part (:mod:`emseg.train.semi`), ``propagate`` spreads the labels of
     ``sections`` to their neighbours in rounds (:mod:`emseg.fit.propagate`, 4S). ``context``: a 2D network sees the
-    k sections above and below as input channels (2.5D); None: the planner decides.
+    k sections above and below as input channels (2.5D); None: the planner decides. ``adapt_to``: the
+    unlabelled volume of another microscope the model is for (``emseg fit TARGET OUT --source RAW
+    LABELS``): ``raw``/``labels`` are then the labelled source, the mean teacher learns from the
+    target, and the model written for it carries the target's normalisation and BatchNorm statistics.
     """
 
     raw: str
@@ -68,12 +71,13 @@ class FitConfig:
     adabn_batches: int = 0
     semi: str = "none"
     context: int | None = None
+    adapt_to: str | None = None
     overwrite: bool = False
 
     def __post_init__(self):
-        for name in ("raw", "labels", "out_dir"):
+        for name in ("raw", "labels", "out_dir", "adapt_to"):
             v = getattr(self, name)
-            if v is None and name == "labels":  # adapting an --init model without labels (emseg.fit.adapt)
+            if v is None and name in ("labels", "adapt_to"):  # labels: adapting an --init model (emseg.fit.adapt)
                 continue
             if not isinstance(v, (str, os.PathLike)) or not str(v):
                 raise ConfigError(name, f"{name} must be a path; got {v!r}")
@@ -86,6 +90,10 @@ class FitConfig:
         check_device("device", self.device)
         from ..train.config import TrainConfig
 
+        if self.adapt_to is not None and (self.labels is None or self.semi == "propagate"):
+            raise ConfigError("source", "--source RAW LABELS trains on a labelled source and adapts to TARGET with the "
+                              "mean teacher" + ("; --semi propagate spreads labels within one volume: leave it out"
+                                                if self.labels is not None else ": give both the raw and the labels"))
         if self.semi == "propagate" and self.sections is None:
             raise ConfigError("semi", "--semi propagate spreads labels from the labelled sections to their neighbours: "
                               "give --sections (the labelled z indices), or --semi mean_teacher")
@@ -209,6 +217,8 @@ def _signature(config):
                                                "tune_minutes")}
     options.update({k: getattr(config, k) for k, default in _TRAIN_OPTIONS.items() if getattr(config, k) != default})
     inputs = {"raw": config.raw} if config.labels is None else {"raw": config.raw, "labels": config.labels}
+    if config.adapt_to is not None:
+        inputs["adapt_to"] = config.adapt_to
     return run_signature("fit", inputs=inputs, models=models, options=options)
 
 
@@ -321,6 +331,8 @@ def _stage_plan(config, state, say, progress):
     fixed.update({k: getattr(config, k) for k, default in _TRAIN_OPTIONS.items() if getattr(config, k) != default})
     if fixed.get("semi") == "propagate":  # a procedure of rounds (emseg.fit.propagate), not a training loss
         fixed.pop("semi")
+    if config.adapt_to is not None:  # --source: the mean teacher learns from the target volume
+        fixed.update(unlabelled=(config.adapt_to,), semi="mean_teacher")
     plan = measured_plan(fp, os.path.join(config.out_dir, ".timing"), echo=lambda s: say("      " + s),
                          raw=config.raw, labels=config.labels, minutes=config.minutes, device=device,
                          val_roi=config.val_roi, **fixed)
@@ -372,30 +384,9 @@ def _check_val_rows(labels, val_roi, name):
 
 
 def _stage_train(config, state, say, progress):
-    from ..train import load_config, train
+    from .train_stage import stage_train
 
-    c = load_config(os.path.join(config.out_dir, "plan.yaml"), [f"out_dir={os.path.join(config.out_dir, 'train')}"])
-    say(f"[2/4] train: {c.steps} steps, at most {c.max_minutes:g} minutes -> {c.out_dir}")
-    rounds = None
-    if config.semi == "propagate":
-        from .propagate import propagate_train
-
-        r, rounds = propagate_train(c, config.raw, config.labels, say, progress)
-    else:
-        r = train(c, progress=progress)
-    resumed = f" (resumed at step {r.start_step})" if r.start_step else ""
-    say(f"      trained {r.steps} steps{resumed} in {r.seconds:.0f} s ({r.patches_per_second:.1f} patches/s)")
-    return {"steps": r.steps, "checkpoint": r.latest, "patches_per_second": round(r.patches_per_second, 2),
-            "minutes": round(r.seconds / 60, 2), "final_loss": _final_loss(c.out_dir),
-            **({"propagation": rounds} if rounds else {})}
-
-
-def _final_loss(run_dir, last=50):
-    import csv
-
-    with open(os.path.join(run_dir, "log.csv")) as f:
-        rows = list(csv.DictReader(f))
-    return round(float(np.mean([float(r["loss"]) for r in rows[-last:]])), 4) if rows else None
+    return stage_train(config, say, progress)
 
 
 def _stage_card(config, state, say, progress):
