@@ -329,7 +329,7 @@ def main():
                   minutes=a.minutes)
     for case in cases:
         d = fit_bench.prepare(CASES[case]["dataset"], a.data, a.work)
-        for count in a.counts.split(","):
+        for count in [c for c in a.counts.split(",") if c]:  # --counts "": only the adaptations
             for arm in arms:
                 for seed in a.seeds.split(","):
                     if count == "all" and arm.endswith("_propagate"):  # nothing to propagate to
