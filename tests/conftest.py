@@ -38,6 +38,22 @@ def _in_tmp(tmp_path, monkeypatch):
     os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+def write_poisoned_em(folder, shape, seed, sections):
+    """A synthetic EM volume in ``folder``: ``raw.zarr``, ``mito.zarr`` and ``poisoned.zarr`` (the mito
+    labels on ``sections``, random ids 0-3 on every other section); returns the SyntheticEM."""
+    from emseg.io import write_volume
+    from emseg.synthetic import synthetic_em
+
+    em = synthetic_em(shape, seed=seed)
+    write_volume(str(folder / "raw.zarr"), em.raw, voxel_size=em.voxel_size)
+    write_volume(str(folder / "mito.zarr"), em.mito, voxel_size=em.voxel_size)
+    poisoned = em.mito.astype(np.uint16)
+    other = [z for z in range(shape[0]) if z not in sections]
+    poisoned[other] = np.random.default_rng(0).integers(0, 4, (len(other),) + tuple(shape[1:]))
+    write_volume(str(folder / "poisoned.zarr"), poisoned, voxel_size=em.voxel_size)
+    return em
+
+
 def same_partition(a, b) -> bool:
     """Two labelings with the same background and the same objects, up to a permutation of ids."""
     a, b = np.asarray(a).ravel().astype(np.int64), np.asarray(b).ravel().astype(np.int64)

@@ -1,6 +1,6 @@
 """``emseg fit --sections ... --semi propagate`` (4S): rounds that pseudo-label the neighbours of the
 labelled sections with the last round's network — never with the labels of unlabelled sections
-(poisoned here: the run is the same as with clean labels) — and reach every section by the last."""
+(poisoned here: none of them reaches a pseudo-label or a round's run) — and reach every section by the last."""
 
 import contextlib
 import io
@@ -12,8 +12,9 @@ import pytest
 from emseg.cli import main
 from emseg.fit.propagate import ROUNDS, pseudo_labels, round_sections
 from emseg.fit.tune_stage import _predict, _sections
-from emseg.io import open_volume, write_volume
-from emseg.synthetic import synthetic_em
+from emseg.io import open_volume
+
+from conftest import write_poisoned_em  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,14 +24,7 @@ SECTIONS = (3, 9)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fit_propagate")
-    em = synthetic_em((14, 80, 80), seed=5)
-    write_volume(str(folder / "raw.zarr"), em.raw, voxel_size=em.voxel_size)
-    write_volume(str(folder / "mito.zarr"), em.mito, voxel_size=em.voxel_size)
-    poisoned = em.mito.astype(np.uint16)
-    other = [z for z in range(14) if z not in SECTIONS]
-    poisoned[other] = np.random.default_rng(0).integers(0, 4, (len(other), 80, 80))
-    write_volume(str(folder / "poisoned.zarr"), poisoned, voxel_size=em.voxel_size)
-    return folder, em
+    return folder, write_poisoned_em(folder, (14, 80, 80), 5, SECTIONS)
 
 
 def _fit(data, labels, out):

@@ -5,15 +5,15 @@ import contextlib
 import io
 import json
 
-import numpy as np
 import pytest
 
 from emseg.cli import main
 from emseg.fit.fingerprint import fingerprint
 from emseg.fit.split import labelled_only
-from emseg.io import open_volume, write_volume
-from emseg.synthetic import synthetic_em
+from emseg.io import open_volume
 from emseg.train import load_config
+
+from conftest import write_poisoned_em  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,13 +23,7 @@ SECTIONS = (2, 6, 10, 13)
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fit_sparse")
-    em = synthetic_em((16, 96, 96), seed=0)
-    write_volume(str(folder / "raw.zarr"), em.raw, voxel_size=em.voxel_size)
-    write_volume(str(folder / "mito.zarr"), em.mito, voxel_size=em.voxel_size)
-    poisoned = em.mito.astype(np.uint16)
-    other = [z for z in range(16) if z not in SECTIONS]
-    poisoned[other] = np.random.default_rng(0).integers(0, 4, (len(other), 96, 96))
-    write_volume(str(folder / "poisoned.zarr"), poisoned, voxel_size=em.voxel_size)
+    write_poisoned_em(folder, (16, 96, 96), 0, SECTIONS)
     return folder
 
 
