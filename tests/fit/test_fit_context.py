@@ -49,7 +49,7 @@ def test_a_2_5d_fit_plans_trains_tunes_and_segments_with_its_context(data, tmp_p
     assert rc == 0, err
     c = load_config(str(out / "plan.yaml"))
     assert c.context == 1 and len(c.patch_shape) == 2
-    assert "context: 1  # given: the 1 section(s) above and below" in (out / "plan.yaml").read_text()
+    assert "context: 1  # the 1 section(s) above and below" in (out / "plan.yaml").read_text()
     assert read_checkpoint(str(out / "train" / "latest.safetensors")).context == 1
     assert json.loads((out / "tuning.json").read_text())["tuned"] is not None
     rc, _, err = _run("segment", str(data / "raw.zarr"), str(tmp_path / "seg.zarr"), "--model", str(out),
@@ -60,6 +60,12 @@ def test_a_2_5d_fit_plans_trains_tunes_and_segments_with_its_context(data, tmp_p
                       "0.05", "--no-progress", "--init", str(out / "train" / "latest.safetensors"))
     assert rc == 0, err
     assert load_config(str(tmp_path / "again" / "plan.yaml")).context == 1
+    # and so does adapting it without labels
+    rc, _, err = _run("fit", str(data / "raw.zarr"), str(tmp_path / "adapted"), "--minutes", "0.05", "--no-progress",
+                      "--init", str(out / "train" / "latest.safetensors"))
+    assert rc == 0, err
+    assert "context: 1" in (tmp_path / "adapted" / "plan.yaml").read_text()
+    assert read_checkpoint(str(tmp_path / "adapted" / "model.safetensors")).context == 1
 
 
 def test_the_tuning_prediction_of_a_2_5d_model_is_the_whole_volumes_at_those_sections(data):
@@ -75,10 +81,13 @@ def test_the_tuning_prediction_of_a_2_5d_model_is_the_whole_volumes_at_those_sec
         assert np.allclose(got, whole[:, zs], atol=1e-5)
 
 
-def test_context_on_a_3d_plan_or_an_image_is_refused_with_the_reason():
-    with pytest.raises(ValueError, match=r"--context 1: .* need a 2D network on a volume, but the plan is "
-                                         r"anisotropic 3D"):
-        plan_training(neurons(), context=1)
+def test_context_makes_the_plan_2d_and_is_refused_on_an_image_or_with_a_3d_init_model():
+    plan = plan_training(neurons(), context=1)  # the planner's choice would be anisotropic 3D
+    assert len(plan.config.patch_shape) == 2 and plan.config.context == 1
+    assert plan.reasons["dims"].startswith("2D on sections: --context 1") and "anisotropic 3D" in plan.reasons["dims"]
+    model3d = {"ndim": 3, "features": 4, "depth": 2}
+    with pytest.raises(ValueError, match=r"--context 1 \(or the --init model's\): .* but the plan is anisotropic 3D"):
+        plan_training(neurons(), context=1, model=model3d, init="x.safetensors")
     with pytest.raises(ValueError, match="but the raw is an image"):
         plan_training(dataclasses.replace(fingerprint(ISO, shape=(1, 256, 256)), ndim=2), context=1)
     plan = plan_training(fingerprint(), context=2)

@@ -73,6 +73,28 @@ def test_propagation_pseudo_labels_with_its_network_and_never_reads_unlabelled_s
     assert 0 < len(round_sections(SECTIONS, (0, 14), 0)) < 14 - len(SECTIONS)
 
 
+def test_a_rerun_keeps_finished_rounds_even_when_a_rounds_folder_trained_on(data, tmp_path, monkeypatch):
+    """The next round starts from the round's frozen weights (init-r), not its folder's latest: a round that
+    trained on after it was recorded finished (a rerun continuing a time-limited run) changes nothing."""
+    import shutil
+
+    import emseg.fit.propagate as propagate
+    from emseg.train import load_config
+
+    monkeypatch.setattr(propagate, "CONFIDENCE", 0.5)
+    folder, _ = data
+    out = tmp_path / "run"
+    _fit(folder, "poisoned.zarr", out)
+    shutil.copy(out / "train" / "latest.safetensors", out / "propagate" / "round-0" / "latest.safetensors")
+    pseudo = (out / "propagate" / "pseudo-0.json").read_text()
+    said = []
+    c = load_config(str(out / "plan.yaml"), [f"out_dir={out / 'train'}"])
+    result, rounds = propagate.propagate_train(c, str(folder / "raw.zarr"), str(folder / "poisoned.zarr"), said.append)
+    assert sum("finished before, kept" in s for s in said) == ROUNDS - 1 and not any("pseudo-labelling" in s for s in said)
+    assert result.start_step > 0  # the last round resumed where it stopped (its budget may have cut it short)
+    assert (out / "propagate" / "pseudo-0.json").read_text() == pseudo and len(rounds) == ROUNDS
+
+
 def test_pseudo_labels_keep_confident_decisions_and_split_on_the_contour():
     prob = np.zeros((2, 1, 7), np.float32)
     prob[0] = [[0.97, 0.97, 0.97, 0.97, 0.97, 0.6, 0.03]]

@@ -93,7 +93,7 @@ def _add_fit_inputs(s, labels=True):
     s.add_argument("--sections", type=args.sections, metavar="Z,Z,...", help="only these z sections are labelled "
                    "(e.g. 12,40,77); every other voxel is unknown, not background, and never read")
     s.add_argument("--context", type=args.nonnegative_int, metavar="K", help="a 2D network sees the K sections above "
-                   "and below as input channels (2.5D; 0: plain 2D; default: the planner decides)")
+                   "and below as input channels (2.5D; default 0: plain 2D, or the --init model's)")
 
 
 def _add_plan(sub):

@@ -46,6 +46,7 @@ def adaptation_plan(config, echo=None):
     patch = tuple(min(p, s) for p, s in zip(patch, shape[-ndim:]))
     why = {"semi": "no labels: the mean teacher's consistency loss on the new volume is all there is to learn from",
            "init": f"the model to adapt; its architecture, target ({info.task}) and patch are kept",
+           "context": "the init model's: the sections above and below as input channels (2.5D)",
            "adabn_batches": f"BatchNorm statistics re-estimated on {ADABN_BATCHES} batches of the new volume first "
                             "(AdaBN): the cheapest adaptation to another microscope",
            "normalization": "robust percentiles fitted on the new volume (not the init model's)"}
@@ -87,10 +88,11 @@ def plan_text(c, why, raw) -> str:
              f"# raw {raw}: adapted to without labels"]
     d = c.as_dict()
     for name in ("unlabelled", "raw", "labels", "voxel_size", "init", "target", "offsets", "target_params", "model",
-                 "patch_shape", "batch_size", "normalization", "augment", "semi", "adabn_batches", "consistency_rampup",
+                 "patch_shape", "context", "batch_size", "normalization", "augment", "semi", "adabn_batches", "consistency_rampup",
                  "confidence", "ema_decay", "lr", "steps", "warmup_steps", "max_minutes", "val_every", "seed",
                  "device", "out_dir"):
-        if name == "offsets" and c.target != "affinities" or name == "voxel_size" and d[name] is None:
+        if (name == "offsets" and c.target != "affinities" or name == "voxel_size" and d[name] is None
+                or name == "context" and not d[name]):
             continue
         line = f"{name}: {_flow(d[name])}"
         lines.append(f"{line}  # {why[name]}" if name in why else line)

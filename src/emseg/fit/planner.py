@@ -134,7 +134,7 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
             dims = "2d" if ndim == 2 else ("3d-aniso" if fp.anisotropy >= 1.5 else "3d")
             why["dims"] = f"{'2D on sections' if ndim == 2 else 'anisotropic 3D' if dims == '3d-aniso' else '3D'}: " \
                           f"as the --init model ({ndim}D)"
-    _context(fp, dims, fixed, why)
+    dims = _context(fp, dims, fixed, why, given_model is not None)
     target, extra = _target(fp, dims, vs, why)
     ladder = _LADDER_GPU if device == "cuda" else _LADDER
     for rung, (features, voxels) in enumerate(ladder):
@@ -197,7 +197,8 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     for name, text in (("freeze", "given: these parts of the --init model keep their weights"),
                        ("init_lr_scale", "given: the --init weights learn at this fraction of lr"),
                        ("adabn_batches", "given: BatchNorm statistics re-estimated on this data before training"),
-                       ("semi", "given: a mean teacher also learns from the unlabelled rest of the training part"),
+                       ("semi", "given: a mean teacher also learns from unlabelled data (the rest of the training "
+                                "part, or the unlabelled volume below)"),
                        ("unlabelled", "the volume the model is for (--source: no labels there); the mean teacher "
                                       "learns from it")):
         if name in fixed:
@@ -205,18 +206,22 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     return Plan(config, why, fp, float(sps), seconds_per_step is not None, tuple(notes))
 
 
-def _context(fp, dims, fixed, why):
-    """2.5D: a given ``context`` (``--context``, or the --init model's) for a 2D network on a volume; else none."""
+def _context(fp, dims, fixed, why, init_model=False):
+    """2.5D: a given ``context`` (``--context``, or the --init model's) makes the network 2D on sections;
+    the dimensionality it leaves."""
     k = fixed.get("context")
     if not k:
         fixed.pop("context", None)
-        return
-    if dims != "2d" or fp.ndim == 2:
+        return dims
+    if fp.ndim == 2 or (dims != "2d" and init_model):  # a 3D --init model keeps its dimensionality
         where = "the raw is an image" if fp.ndim == 2 else f"the plan is {why['dims']}"
-        raise ValueError(f"--context {k}: neighbouring sections as input channels need a 2D network on a volume, "
-                         f"but {where}")
-    why["context"] = (f"given: the {k} section(s) above and below as input channels (2.5D, {2 * k + 1} channels), "
-                      "the labels of the middle one")
+        raise ValueError(f"--context {k} (or the --init model's): neighbouring sections as input channels need a 2D "
+                         f"network on a volume, but {where}")
+    if dims != "2d":
+        why["dims"] = f"2D on sections: --context {k} asks for a 2.5D network (the planner's choice: {why['dims']})"
+    why["context"] = (f"the {k} section(s) above and below as input channels (2.5D, {2 * k + 1} channels), the "
+                      "labels of the middle one (given, or the --init model's)")
+    return "2d"
 
 
 def _dimensionality(fp, minutes, device, why):

@@ -9,11 +9,13 @@ keeps its confident decisions as pseudo-labels: foreground where the probability
 it is below ``1 - CONFIDENCE``; every other voxel is unknown (no loss, :mod:`emseg.train.sparse`).
 The next round starts from the last one's weights and trains on the real sections plus these.
 
-The rounds share the plan's steps and minutes equally. Round ``r < ROUNDS - 1`` trains in
-``OUT_DIR/propagate/round-r``, its pseudo-labels (``labels-r.zarr``, ``known-r.zarr``, then
-``pseudo-r.json`` when both are complete) beside it; the last round trains in ``OUT_DIR/train`` like
-any fit. A killed fit resumes in the round it reached: each round is a resumable training run, and
-pseudo-labels whose ``pseudo-r.json`` exists are kept.
+The rounds share the plan's steps and minutes equally (predicting the pseudo-labels comes on top).
+Round ``r < ROUNDS - 1`` trains in ``OUT_DIR/propagate/round-r``; when it ends, its weights are kept
+as ``init-r.safetensors`` (the next round's start) and ``round-r.json`` records it finished; its
+pseudo-labels (``labels-r.zarr``, ``known-r.zarr``, then ``pseudo-r.json`` when both are complete)
+lie beside it. The last round trains in ``OUT_DIR/train`` like any fit. A killed fit resumes in the
+round it reached: finished rounds and complete pseudo-labels are kept, the round it was in resumes
+at its last checkpoint.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ ROUNDS = 3
 """Training rounds: the labelled sections alone, then twice with pseudo-labels reaching further."""
 CONFIDENCE = 0.9
 """A pseudo-label is kept where the network's foreground probability is above this or below 1 - this."""
-FOREGROUND_TASKS = ("binary", "bc", "bcd", "sdt")
+FOREGROUND_TASKS = ("binary", "bc", "bcd")
 """Targets whose first channel is the foreground probability, so confident decisions are labels."""
 
 
@@ -78,7 +80,7 @@ def pseudo_labels(prob, target, first_id=1, confidence=CONFIDENCE):
         fg &= prob[1] < 0.5
     ids, n = ndimage.label(fg)
     labels = np.where(ids > 0, ids.astype(np.int64) + (first_id - 1), 0)
-    return labels.astype(np.uint32), fg | (prob[0] < 1 - confidence)
+    return labels.astype(np.uint64 if labels.max(initial=0) >= 2**32 else np.uint32), fg | (prob[0] < 1 - confidence)
 
 
 def check_plan(c):
@@ -112,19 +114,39 @@ def propagate_train(c, raw_path, labels_path, say, progress=False):
     for r in range(ROUNDS):
         last = r == ROUNDS - 1
         current = replace(current, out_dir=c.out_dir if last else os.path.join(work, f"round-{r}"))
-        say(f"      round {r + 1}/{ROUNDS}: {len(current.sections)} sections "
-            f"({len(current.sections) - len(c.sections)} pseudo-labelled), {steps} steps -> {current.out_dir}")
-        result = train(current, progress=progress)
-        rounds.append({"round": r, "sections": len(current.sections), "pseudo": len(current.sections) - len(c.sections),
-                       "steps": result.steps, "seconds": round(result.seconds, 1)})
+        record = os.path.join(work, f"round-{r}.json")
+        pseudo = len(current.sections) - len(c.sections)
+        if not last and os.path.exists(record):  # finished before: its frozen weights start the next round
+            with open(record) as f:
+                rounds.append(json.load(f))
+            say(f"      round {r + 1}/{ROUNDS}: finished before, kept")
+        else:
+            say(f"      round {r + 1}/{ROUNDS}: {len(current.sections)} sections ({pseudo} pseudo-labelled), {steps} "
+                f"steps -> {current.out_dir}")
+            result = train(current, progress=progress)
+            rounds.append({"round": r, "sections": len(current.sections), "pseudo": pseudo, "steps": result.steps,
+                           "seconds": round(result.seconds, 1)})
+            if not last:
+                _freeze_round(work, r, result.latest, rounds[-1])
         if last:
             break
+        frozen = os.path.join(work, f"init-{r}.safetensors")
         zs = round_sections(c.sections, train_z, r)
-        labels, known, kept = _write_pseudo(work, r, result.latest, raw_path, labels_path, c, zs, say)
+        labels, known, kept = _write_pseudo(work, r, frozen, raw_path, labels_path, c, zs, say)
         current = replace(current, labels=(labels,), label_mask=(known,), sections=tuple(sorted(set(c.sections) | set(kept))),
-                          init=result.latest, init_lr_scale=1.0, adabn_batches=0)  # the weights are this data's now
+                          init=frozen, init_lr_scale=1.0, adabn_batches=0)  # the weights are this data's now
         rounds[-1]["known_fraction"] = _known_fraction(work, r)
     return result, rounds
+
+
+def _freeze_round(work, r, checkpoint, record):
+    """Keep round ``r``'s weights as ``init-r.safetensors`` (what the next round starts from, unchanged by
+    a rerun, so that the next round's signature stays the same) and record the round as finished."""
+    from ..io.atomic import write_bytes_atomic, write_text_atomic
+
+    with open(checkpoint, "rb") as f:
+        write_bytes_atomic(os.path.join(work, f"init-{r}.safetensors"), f.read())
+    write_text_atomic(os.path.join(work, f"round-{r}.json"), json.dumps(record))
 
 
 def _known_fraction(work, r):
@@ -147,9 +169,10 @@ def _write_pseudo(work, r, checkpoint, raw_path, labels_path, c, zs, say):
     say(f"      pseudo-labelling {len(zs)} section(s) with round {r + 1}'s network (confidence {CONFIDENCE}) ...")
     context = read_checkpoint(checkpoint).context
     with open_volume(raw_path) as raw, open_volume(labels_path) as labels:
-        shape, chunks = tuple(raw.shape), (1,) + tuple(raw.shape[1:])
+        shape, chunks = tuple(raw.shape), (1,) + tuple(min(512, s) for s in raw.shape[1:])  # patches read little
         meta = VolumeMeta("zyx", tuple(c.voxel_size) if c.voxel_size else None)
-        lab_v = create_volume(labels_out, shape, "uint32", chunks, meta=meta, overwrite=True)
+        dtype = "uint64" if np.dtype(labels.dtype).itemsize > 4 else "uint32"
+        lab_v = create_volume(labels_out, shape, dtype, chunks, meta=meta, overwrite=True)
         known_v = create_volume(known_out, shape, "uint8", chunks, meta=meta, overwrite=True)
         next_id, known_voxels, kept = 1, 0, []
         for z in c.sections:  # the real labels, known everywhere

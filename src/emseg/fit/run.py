@@ -332,6 +332,12 @@ def _stage_plan(config, state, say, progress):
     if fixed.get("semi") == "propagate":  # a procedure of rounds (emseg.fit.propagate), not a training loss
         fixed.pop("semi")
     if config.adapt_to is not None:  # --source: the mean teacher learns from the target volume
+        from ..io import open_volume
+
+        with open_volume(config.adapt_to) as target:  # a missing or unreadable target: said before any training
+            if len(target.shape) != fp.ndim:
+                raise ValueError(f"RAW {config.adapt_to} has shape {tuple(target.shape)} but the --source raw "
+                                 f"{config.raw} has {tuple(fp.shape)}: both must be volumes, or both images")
         fixed.update(unlabelled=(config.adapt_to,), semi="mean_teacher")
     plan = measured_plan(fp, os.path.join(config.out_dir, ".timing"), echo=lambda s: say("      " + s),
                          raw=config.raw, labels=config.labels, minutes=config.minutes, device=device,

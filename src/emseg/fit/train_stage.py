@@ -22,10 +22,14 @@ def stage_train(config, say, progress):
         r, rounds = propagate_train(c, config.raw, config.labels, say, progress)
     else:
         r = train(c, progress=progress)
+    steps, seconds = r.steps, r.seconds
+    if rounds:  # every round's training counts
+        steps, seconds = sum(x["steps"] for x in rounds), sum(x["seconds"] for x in rounds)
     resumed = f" (resumed at step {r.start_step})" if r.start_step else ""
-    say(f"      trained {r.steps} steps{resumed} in {r.seconds:.0f} s ({r.patches_per_second:.1f} patches/s)")
-    return {"steps": r.steps, "checkpoint": r.latest, "patches_per_second": round(r.patches_per_second, 2),
-            "minutes": round(r.seconds / 60, 2), "final_loss": _final_loss(c.out_dir),
+    split = f" in {len(rounds)} rounds" if rounds else ""
+    say(f"      trained {steps} steps{split}{resumed} in {seconds:.0f} s ({r.patches_per_second:.1f} patches/s)")
+    return {"steps": steps, "checkpoint": r.latest, "patches_per_second": round(r.patches_per_second, 2),
+            "minutes": round(seconds / 60, 2), "final_loss": _final_loss(c.out_dir),
             **({"propagation": rounds} if rounds else {})}
 
 

@@ -120,9 +120,13 @@ def _predict(parts, checkpoint, channels, n, options):
         parts = [(parts, 0)]
     out = []
     for block, offset in parts:
+        count = n if len(parts) == 1 else 1
+        roi = None  # only the sections wanted are computed (their neighbours are read as the network's context)
+        if block.ndim == 3 and (offset or count < block.shape[0]):
+            roi = (slice(offset, offset + count),) + tuple(slice(0, s) for s in block.shape[1:])
         pred = np.zeros((channels,) + block.shape, np.float32)
-        predict_blockwise(block, checkpoint, pred, **options)
-        out.append(pred[:, offset:offset + (n if len(parts) == 1 else 1)])
+        predict_blockwise(block, checkpoint, pred, roi=roi, **options)
+        out.append(pred[:, offset:offset + count])
     return np.concatenate(out, axis=1)
 
 

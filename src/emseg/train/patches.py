@@ -190,24 +190,24 @@ def _check_patch(vol: TrainVolume, patch_shape):
                          f"{vol.name}; use a patch of at most {tuple(spatial)}")
 
 
-def read_raw(raw, region, roi, context=0) -> np.ndarray:
+def read_raw(raw, roi, context=0) -> np.ndarray:
     """``raw[roi]``; with ``context`` k (2.5D: ``roi`` is one section ``z:z+1`` of a volume) the sections
-    z-k..z+k as a (2k+1, y, x) array, the first/last section of ``region`` repeated beyond it (so a
-    training region never shows the raw of the part held out next to it; prediction repeats the
-    volume's ends the same way).
+    z-k..z+k as a (2k+1, y, x) array, the volume's first/last section repeated beyond its ends, as
+    prediction reads them (the neighbours of a section at the edge of a training region are read
+    from the volume: raw only, their labels stay unknown to training).
 
     Examples
     --------
     >>> vol = np.arange(5)[:, None, None] * np.ones((1, 2, 2), int)
-    >>> read_raw(vol, (slice(0, 4),), (slice(0, 1), slice(0, 2), slice(0, 2)), context=1)[:, 0, 0].tolist()
+    >>> read_raw(vol, (slice(0, 1), slice(0, 2), slice(0, 2)), context=1)[:, 0, 0].tolist()
     [0, 0, 1]
-    >>> read_raw(vol, (slice(0, 4),), (slice(3, 4), slice(0, 2), slice(0, 2)), context=2)[:, 0, 0].tolist()
-    [1, 2, 3, 3, 3]
+    >>> read_raw(vol, (slice(3, 4), slice(0, 2), slice(0, 2)), context=2)[:, 0, 0].tolist()
+    [1, 2, 3, 4, 4]
     """
     if not context:
         return np.asarray(raw[roi])
-    z, lo, hi = roi[0].start, region[0].start, region[0].stop
-    z0, z1 = max(lo, z - context), min(hi, z + context + 1)
+    z = roi[0].start
+    z0, z1 = max(0, z - context), min(raw.shape[0], z + context + 1)
     block = np.asarray(raw[(slice(z0, z1),) + tuple(roi[1:])])
     return block[np.clip(np.arange(z - context, z + context + 1), z0, z1 - 1) - z0]
 
@@ -237,7 +237,7 @@ def sample_patch(volumes, patch_shape, rng, foreground_fraction=0.5, context=0) 
     else:
         start = np.array([int(rng.integers(a, b + 1)) for a, b in zip(lo, hi)])
     roi = tuple(slice(int(s), int(s) + f) for s, f in zip(start, full))
-    raw = read_raw(vol.raw, vol.region, roi, context)
+    raw = read_raw(vol.raw, roi, context)
     lab = np.asarray(vol.labels[roi]) if vol.known is None else known_labels(vol.labels, roi, vol.known)
     _check_finite(raw, f"{vol.name}, patch {_roi_text(roi)}")
     squeeze = tuple(range(ndim - len(patch_shape)))

@@ -97,7 +97,7 @@ def draw_unlabelled(unlabelled: Unlabelled, config, rng, strong=True):
             raise ValueError(f"patch_shape {tuple(config.patch_shape)} is larger than an unlabelled volume's "
                              f"region {tuple(size[-ndim:])}")
         start = [s.start + int(rng.integers(0, n - f + 1)) for s, n, f in zip(region, size, full)]
-        patch = read_raw(raw, region, tuple(slice(a, a + f) for a, f in zip(start, full)), config.context)
+        patch = read_raw(raw, tuple(slice(a, a + f) for a, f in zip(start, full)), config.context)
         patch = norm(patch if config.context else patch.reshape(patch.shape[len(region) - ndim:]))
         if unlabelled.weak is not None:
             patch = unlabelled.weak(patch, None, rng=rng).raw
