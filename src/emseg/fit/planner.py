@@ -207,8 +207,7 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
 
 
 def _context(fp, dims, fixed, why, init_model=False):
-    """2.5D: a given ``context`` (``--context``, or the --init model's) makes the network 2D on sections;
-    the dimensionality it leaves."""
+    """The dimensionality left by a given ``context`` (``--context`` or the --init model's): 2.5D is 2D."""
     k = fixed.get("context")
     if not k:
         fixed.pop("context", None)
