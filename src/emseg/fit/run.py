@@ -339,13 +339,14 @@ def _stage_plan(config, state, say, progress):
                 raise ValueError(f"RAW {config.adapt_to} has shape {tuple(target.shape)} but the --source raw "
                                  f"{config.raw} has {tuple(fp.shape)}: both must be volumes, or both images")
         fixed.update(unlabelled=(config.adapt_to,), semi="mean_teacher")
-    plan = measured_plan(fp, os.path.join(config.out_dir, ".timing"), echo=lambda s: say("      " + s),
-                         raw=config.raw, labels=config.labels, minutes=config.minutes, device=device,
-                         val_roi=config.val_roi, **fixed)
-    if config.semi == "propagate":
+    options = dict(raw=config.raw, labels=config.labels, minutes=config.minutes, device=device, val_roi=config.val_roi,
+                   **fixed)
+    if config.semi == "propagate":  # refused before any step is measured
+        from .planner import plan_training
         from .propagate import check_plan
 
-        check_plan(plan.config)
+        check_plan(plan_training(fp, **options).config)
+    plan = measured_plan(fp, os.path.join(config.out_dir, ".timing"), echo=lambda s: say("      " + s), **options)
     for note in plan.notes:
         say(f"      note: {note}")
     write_plan(plan, os.path.join(config.out_dir, "plan.yaml"))
