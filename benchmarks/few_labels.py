@@ -249,18 +249,20 @@ def markdown(report):
                                                        for k, v in rows["at_2_minutes"].items())]
         lines.append("")
     for case, rows in report.get("adaptation_summary", {}).items():
-        a, b = rows["as_shipped"], rows["adapted"]
-        lines += [f"## Adaptation without labels: {rows['model']} on {case}", "",
-                  f"| | held-out {PRIMARY} |", "|---|---|",
-                  f"| as shipped | {a['mean']:.3f} ± {a['std']:.3f} ({a['n']}) |",
-                  f"| adapted (`emseg fit RAW OUT --init {rows['model']}`) | {b['mean']:.3f} ± {b['std']:.3f} ({b['n']}) |", ""]
+        lines += _two_rows(f"Adaptation without labels: {rows['model']} on {case}", f"held-out {PRIMARY}",
+                           ("as shipped", rows["as_shipped"]),
+                           (f"adapted (`emseg fit RAW OUT --init {rows['model']}`)", rows["adapted"]))
     for case, rows in report.get("source_summary", {}).items():
-        a, b = rows["source_only"], rows["adapted"]
-        lines += [f"## Adaptation from a labelled source: {rows['source']} labels, {case} raw without labels", "",
-                  f"| the same minutes | held-out {PRIMARY} on {case} |", "|---|---|",
-                  f"| `emseg fit` on {rows['source']} alone | {a['mean']:.3f} ± {a['std']:.3f} ({a['n']}) |",
-                  f"| `emseg fit {case.upper()}_RAW OUT --source ...` | {b['mean']:.3f} ± {b['std']:.3f} ({b['n']}) |", ""]
+        lines += _two_rows(f"Adaptation from a labelled source: {rows['source']} labels, {case} raw without labels",
+                           f"held-out {PRIMARY} on {case} (the same minutes)",
+                           (f"`emseg fit` on {rows['source']} alone", rows["source_only"]),
+                           (f"`emseg fit {case.upper()}_RAW OUT --source ...`", rows["adapted"]))
     return "\n".join(lines) + "\n"
+
+
+def _two_rows(title, column, *rows):
+    return [f"## {title}", "", f"| | {column} |", "|---|---|",
+            *(f"| {name} | {v['mean']:.3f} ± {v['std']:.3f} ({v['n']}) |" for name, v in rows), ""]
 
 
 def plot(report, path):
