@@ -81,3 +81,13 @@ def test_source_with_labels_or_propagation_is_refused_in_one_line(data, tmp_path
     assert rc == 2 and err.count("\n") == 1 and all(w.replace("LABELS", "src-mito.zarr") in err or w in err
                                                     for w in words), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("source, words", [(["only-one.zarr"], ["--source", "expected 2"]),
+                                           (["missing.zarr", "missing-labels.zarr"], ["missing.zarr"])])
+def test_a_bad_source_ends_in_one_line_naming_it_and_writes_nothing(data, tmp_path, source, words):
+    out = tmp_path / "bad"
+    rc, _, err = _run("fit", str(data / "tgt.zarr"), str(out), "--minutes", "0.05", "--no-progress",
+                      "--source", *[str(tmp_path / s) for s in source])
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err and all(w in err for w in words), err
+    assert not out.exists()
