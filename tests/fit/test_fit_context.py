@@ -13,7 +13,7 @@ import torch
 
 from emseg.cli import main
 from emseg.fit.planner import plan_training
-from emseg.fit.tune_stage import _predict, _sections
+from emseg.fit.tune_stage import predict_sections, read_sections
 from emseg.io import write_volume
 from emseg.models import UNet
 from emseg.models.reader import read_checkpoint
@@ -75,9 +75,9 @@ def test_the_tuning_prediction_of_a_2_5d_model_is_the_whole_volumes_at_those_sec
     whole = np.zeros((1,) + raw.shape, np.float32)
     predict_blockwise(raw, model, whole, block_shape=(12, 64, 64), workers=1)
     roi = (slice(0, 12), slice(0, 64), slice(0, 64))
-    for parts, zs in (([_sections(raw, z, z + 1, roi, 2) for z in (0, 5, 11)], [0, 5, 11]),  # labelled sections
-                      ([_sections(raw, 4, 9, roi, 2)], list(range(4, 9)))):  # a held-out part
-        got = _predict(parts, model, 1, len(zs), dict(workers=1))
+    for parts, zs in (([read_sections(raw, z, z + 1, roi, 2) for z in (0, 5, 11)], [0, 5, 11]),  # labelled sections
+                      ([read_sections(raw, 4, 9, roi, 2)], list(range(4, 9)))):  # a held-out part
+        got = predict_sections(parts, model, 1, len(zs), dict(workers=1))
         assert np.allclose(got, whole[:, zs], atol=1e-5)
 
 

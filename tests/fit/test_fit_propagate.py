@@ -11,7 +11,7 @@ import pytest
 
 from emseg.cli import main
 from emseg.fit.propagate import ROUNDS, pseudo_labels, round_sections
-from emseg.fit.tune_stage import _predict, _sections
+from emseg.fit.tune_stage import predict_sections, read_sections
 from emseg.io import open_volume
 
 from conftest import write_poisoned_em  # noqa: E402
@@ -60,7 +60,7 @@ def test_propagation_pseudo_labels_with_its_network_and_never_reads_unlabelled_s
             # the rest is the round's network's confident decisions, never the (poisoned) labels there
             checkpoint = str(out / "propagate" / f"round-{r}" / "latest.safetensors")
             for z in zs:
-                prob = _predict([_sections(raw, z, z + 1, full, 0)], checkpoint, 2, 1, dict(device="cpu"))[:, 0]
+                prob = predict_sections([read_sections(raw, z, z + 1, full, 0)], checkpoint, 2, 1, dict(device="cpu"))[:, 0]
                 want, want_known = pseudo_labels(prob, "bc", confidence=0.5)
                 assert np.array_equal(labels[z] > 0, want > 0) and np.array_equal(known[z] > 0, want_known), (r, z)
             untouched = [z for z in range(14) if z not in SECTIONS and z not in zs]

@@ -159,7 +159,7 @@ def _write_pseudo(work, r, checkpoint, raw_path, labels_path, c, zs, say):
     from ..io import VolumeMeta, create_volume, open_volume
     from ..io.atomic import write_text_atomic
     from ..models.reader import read_checkpoint
-    from .tune_stage import _predict, _sections
+    from .tune_stage import predict_sections, read_sections
 
     labels_out, known_out = os.path.join(work, f"labels-{r}.zarr"), os.path.join(work, f"known-{r}.zarr")
     marker = os.path.join(work, f"pseudo-{r}.json")
@@ -182,7 +182,7 @@ def _write_pseudo(work, r, checkpoint, raw_path, labels_path, c, zs, say):
             next_id = max(next_id, int(section.max()) + 1)
         full = (slice(0, shape[0]), slice(0, shape[1]), slice(0, shape[2]))
         for z in zs:
-            prob = _predict([_sections(raw, z, z + 1, full, context)], checkpoint, _channels(checkpoint), 1,
+            prob = predict_sections([read_sections(raw, z, z + 1, full, context)], checkpoint, _channels(checkpoint), 1,
                             dict(device=c.device))[:, 0]
             section, known = pseudo_labels(prob, c.target, next_id, CONFIDENCE)
             next_id = max(next_id, int(section.max()) + 1)

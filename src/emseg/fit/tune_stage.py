@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-__all__ = ["stage_tune"]
+__all__ = ["stage_tune", "read_sections", "predict_sections"]
 
 _TUNE_VOXELS = 2**24  # the validation part tuned on is cropped in-plane to this many voxels
 
@@ -67,19 +67,19 @@ def stage_tune(config, state, say, progress):
                 raw_v, gt = np.asarray(raw[roi]), np.asarray(seen[roi])
                 scored = [z - z0 for z in zs]
             else:  # a 2D network predicts each section alone (2.5D: with its neighbours' raw): only those are read
-                raw_v = [_sections(raw, z, z + 1, roi, c.context) for z in zs]
+                raw_v = [read_sections(raw, z, z + 1, roi, c.context) for z in zs]
                 gt = np.stack([np.asarray(seen[(z,) + roi[1:]]) for z in zs])
         else:
             z0, z1 = (int(v) for v in c.val_roi.split(":"))
             zs = None
             roi = _tune_roi(raw.shape, z0, z1) if len(raw.shape) == 3 else (slice(z0, z1), slice(0, raw.shape[1]))
-            raw_v = [_sections(raw, z0, z1, roi, c.context)] if len(roi) == 3 else [(np.asarray(raw[roi]), 0)]
+            raw_v = [read_sections(raw, z0, z1, roi, c.context)] if len(roi) == 3 else [(np.asarray(raw[roi]), 0)]
             gt = np.asarray(labels_seen(config, labels)[roi])
     tta = "flips" if len(c.patch_shape) == 2 else None  # 2D: 4 flips cost little; 3D: 8x the prediction
     part = (f"the labelled sections {', '.join(map(str, zs))} (nothing held out)" if zs is not None else
             f"the held-out part ({'sections' if len(roi) == 3 else 'rows'} {z0}-{z1 - 1})")
     say(f"[3/4] tune: predicting {part}, {'x'.join(map(str, gt.shape))}, TTA {tta or 'none'} ...")
-    pred = _predict(raw_v, checkpoint, len(info.activations), gt.shape[0], dict(tta=tta, device=config.device,
+    pred = predict_sections(raw_v, checkpoint, len(info.activations), gt.shape[0], dict(tta=tta, device=config.device,
                                                                                  progress=progress))
     if config.sections is not None and zs is None:  # only the labelled sections of the held-out part are scored
         scored = [i for i in range(z1 - z0) if z0 + i in set(config.sections)]
@@ -104,16 +104,16 @@ def stage_tune(config, state, say, progress):
     return result
 
 
-def _sections(raw, z0, z1, roi, context):
+def read_sections(raw, z0, z1, roi, context):
     """The raw of sections ``z0:z1`` (in-plane ``roi[1:]``) with ``context`` sections more on each side where
     the volume has them (a 2.5D network's neighbours; raw only), and where ``z0`` lies in what was read."""
     a, b = max(0, z0 - context), min(raw.shape[0], z1 + context)
     return np.asarray(raw[(slice(a, b),) + tuple(roi[1:])]), z0 - a
 
 
-def _predict(parts, checkpoint, channels, n, options):
+def predict_sections(parts, checkpoint, channels, n, options):
     """The prediction of ``n`` sections from ``parts`` ((raw, offset) pairs: a volume or one section each,
-    read with context by :func:`_sections`; a 3D network's array as it is): (channels, n, ...)."""
+    read with context by :func:`read_sections`; a 3D network's array as it is): (channels, n, ...)."""
     from ..predict import predict_blockwise
 
     if isinstance(parts, np.ndarray):
