@@ -106,6 +106,28 @@ def test_consistency_counts_only_confident_voxels():
     assert student.grad[0, 0, 0, 1] == 0 and student.grad[0, 0, 0, 3] == 0 and student.grad[0, 0, 0, 0] < 0
 
 
+def test_a_scheduled_confidence_moves_from_start_to_confidence_over_the_rampup(data, monkeypatch):
+    import emseg.train.semi as semi
+
+    path, tmp = data
+    seen, loss = [], semi.consistency_loss
+
+    def record(student, teacher, channels, confidence):
+        seen.append(round(confidence, 6))
+        return loss(student, teacher, channels, confidence)
+
+    monkeypatch.setattr(semi, "consistency_loss", record)
+    train(_config(path, tmp / "scheduled", confidence_start=0.6, confidence=0.9, consistency_rampup=0.5))
+    assert seen == [0.6, 0.75, 0.9, 0.9]  # 4 steps, the threshold reaches 0.9 after the first half
+    seen.clear()
+    train(_config(path, tmp / "fixed", confidence=0.9, consistency_rampup=0.5))
+    assert seen == [0.9] * 4
+    with pytest.raises(ConfigError, match="confidence_start 0.7 schedules the mean teacher's .* semi is none"):
+        load_config(confidence_start=0.7)
+    with pytest.raises(ConfigError, match="confidence_start"):
+        load_config(semi="mean_teacher", confidence_start=0.3)
+
+
 def test_a_semi_supervised_run_resumes_exactly(data, crash_after_checkpoint):
     path, tmp = data
     whole = train(_config(path, tmp / "whole"))

@@ -55,7 +55,8 @@ class TrainConfig:
     ``semi: mean_teacher`` adds a consistency loss on unlabelled patches (of the training region, or
     of the ``unlabelled`` raw volumes) towards an EMA teacher (``ema_decay``), on voxels where the
     teacher's probability passes ``confidence``, weighted by ``consistency_weight`` ramped up over
-    the first ``consistency_rampup`` of the run. Without ``raw``/``labels`` (only ``unlabelled``
+    the first ``consistency_rampup`` of the run; with ``confidence_start`` the threshold is scheduled,
+    moving from it to ``confidence`` over that same part of the run. Without ``raw``/``labels`` (only ``unlabelled``
     volumes and an ``init`` model) the run adapts the model to them without labels: the consistency
     loss alone, BatchNorm statistics re-estimated on them first (``adabn_batches``). ``pretrain:
     masked`` (:mod:`emseg.train.pretrain`, ``emseg pretrain``) learns from ``unlabelled`` volumes alone to
@@ -97,6 +98,7 @@ class TrainConfig:
     consistency_weight: float = 1.0
     consistency_rampup: float = 0.2
     confidence: float = 0.8
+    confidence_start: float | None = None
     init_lr_scale: float = 1.0
     adabn_batches: int = 0
     loss: str = "bce_dice"
@@ -234,11 +236,12 @@ _NUMBERS = {
     "consistency_weight": (float, (0, True), (math.inf, False), "a number >= 0"),
     "consistency_rampup": (float, (0, True), (1, True), "a fraction of the run in [0, 1]"),
     "confidence": (float, (0.5, True), (1, True), "in [0.5, 1]"),
+    "confidence_start": (float, (0.5, True), (1, True), "in [0.5, 1] (or leave it out: a fixed confidence)"),
     "max_minutes": (float, (0, False), (math.inf, False), "a positive number of minutes"),
     "seed": (int, (0, True), None, "an integer >= 0"),
     "threads": (int, (1, True), None, "an integer >= 1"),
 }
-_OPTIONAL = ("ignore_label", "background_label", "pos_weight", "max_minutes", "threads")
+_OPTIONAL = ("ignore_label", "background_label", "pos_weight", "max_minutes", "threads", "confidence_start")
 
 
 def _check_sparse(config, set_):
@@ -271,6 +274,10 @@ def _check_sparse(config, set_):
         raise ConfigError("unlabelled", "unlabelled volumes are used by semi-supervised training or pretraining; set "
                           "semi: mean_teacher (or pretrain: masked) or leave unlabelled empty")
     set_("unlabelled", tuple(os.fspath(p) for p in u))
+    if config.confidence_start is not None and config.semi != "mean_teacher":
+        raise ConfigError("confidence_start", f"confidence_start {config.confidence_start:g} schedules the mean "
+                          f"teacher's confidence threshold; semi is {config.semi}: set semi: mean_teacher or leave "
+                          "confidence_start out")
     if config.pretrain != "none":
         if config.raw or not u or config.semi != "none":
             raise ConfigError("pretrain", "pretrain: masked learns from unlabelled volumes alone: give unlabelled, no "

@@ -132,7 +132,7 @@ def _semi_step(run, progress, x, t, m):
     import torch
 
     from .losses import task_loss
-    from .semi import classification_channels, consistency_loss, draw_unlabelled, ema_update, rampup
+    from .semi import classification_channels, confidence_at, consistency_loss, draw_unlabelled, ema_update, rampup
 
     config, opt = run.config, run.optimization
     rng = np.random.default_rng([config.seed, progress.step, 1])  # apart from the labelled batch's generator
@@ -146,7 +146,7 @@ def _semi_step(run, progress, x, t, m):
     loss = out.new_zeros(()) if x is None else task_loss(config, out[:n].float(), t, m, config.pos_weight)
     channels = classification_channels(config)
     if channels and config.consistency_weight:
-        cons, _ = consistency_loss(out[n:], target_u, channels, config.confidence)
+        cons, _ = consistency_loss(out[n:], target_u, channels, confidence_at(progress.step, opt.budget, config))
         loss = loss + config.consistency_weight * rampup(progress.step, opt.budget, config.consistency_rampup) * cons
     value = _apply(run, progress, loss)
     ema_update(run.teacher, run.model, config.ema_decay)

@@ -35,7 +35,7 @@ RUN_FILES = ("run.json", "latest.state.safetensors", "latest.safetensors", "best
 """What the trainer writes in ``out_dir`` (the last: the pickled state of emseg before issue 12)."""
 _RUN_FORMAT = "emseg-train-run"
 _LATER_FIELDS = ("sections", "background_label", "freeze", "init_lr_scale", "adabn_batches", "semi", "pretrain",
-                 "ema_decay", "consistency_weight", "consistency_rampup", "confidence", "context")
+                 "ema_decay", "consistency_weight", "consistency_rampup", "confidence", "context", "confidence_start")
 """Fields added with few-label training (issue 15) and 2.5D, left out of the signature at their defaults."""
 
 

@@ -6,7 +6,8 @@ exponential moving average of the student's weights and statistics (Tarvainen & 
 sees a *weak* view (the config's flips and rotations); the student sees a *strong* view of the same
 patch (intensity changes, blur, noise, missing parts on top). On the sigmoid channels, voxels where
 the teacher is confident (``max(p, 1 - p) >= confidence``) give the student a BCE loss towards
-the teacher's decision; its weight ramps up as ``consistency_weight * exp(-5 (1 - t)^2)`` over
+the teacher's decision (a scheduled threshold with ``confidence_start``: it moves linearly from
+there to ``confidence`` while the weight ramps up, :func:`confidence_at`); its weight ramps up as ``consistency_weight * exp(-5 (1 - t)^2)`` over
 the first ``consistency_rampup`` fraction of the run (Laine & Aila 2017). The labelled patches'
 own loss is unchanged; unlabelled patches are drawn from their own generator, so the labelled
 batches are those of a supervised run with the same seed.
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["SEMI", "Unlabelled", "load_unlabelled", "views", "draw_unlabelled", "make_teacher", "ema_update",
-           "consistency_loss", "classification_channels", "rampup"]
+           "consistency_loss", "classification_channels", "rampup", "confidence_at"]
 
 SEMI = ("none", "mean_teacher")
 _GEOMETRY = ("rotate_scale", "elastic", "misalignment")
@@ -170,6 +171,27 @@ def rampup(step, total, fraction) -> float:
     length = max(1.0, fraction * total)
     t = min(1.0, step / length)
     return float(np.exp(-5.0 * (1.0 - t) ** 2)) if fraction > 0 else 1.0
+
+
+def confidence_at(step, total, config) -> float:
+    """The teacher confidence a voxel needs at ``step`` of ``total``: ``config.confidence``, or with
+    ``config.confidence_start`` set, a linear move from it to ``confidence`` over the first
+    ``consistency_rampup`` of the run (the part where the consistency weight ramps up).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as C
+    >>> [round(confidence_at(s, 100, C(confidence=0.9, confidence_start=0.7, consistency_rampup=0.2)), 3)
+    ...  for s in (0, 10, 20, 50)]
+    [0.7, 0.8, 0.9, 0.9]
+    >>> confidence_at(10, 100, C(confidence=0.8, confidence_start=None, consistency_rampup=0.2))
+    0.8
+    """
+    start = config.confidence_start
+    if start is None or config.consistency_rampup <= 0:
+        return float(config.confidence)
+    t = min(1.0, step / max(1.0, config.consistency_rampup * total))
+    return float(start + t * (config.confidence - start))
 
 
 def consistency_loss(student_logits, teacher_logits, channels, confidence):
