@@ -7,7 +7,8 @@ for every run on this machine, then ``emseg segment --model OUT`` on the held-ou
 IoU and AP/PQ of the segmentation are kept too). Arms:
 
 - ``scratch``: from random weights;
-- ``finetune``: ``--init`` a shipped model trained on *other* data (Lucchi <- mito-sbem, CDeep3M <- mito-fibsem);
+- ``finetune``: ``--init`` a shipped model trained on *other* data (Lucchi <- mito-sbem, CDeep3M <- mito-fibsem,
+  FlyEM <- membrane-sstem);
 - ``finetune_semi``: the same with ``--semi mean_teacher`` on the unlabelled rest of the training part;
 - ``scratch_semi``: a mean teacher from random weights;
 - ``scratch_propagate``, ``finetune_propagate``: ``--semi propagate`` (4S: the labelled sections' labels
@@ -28,7 +29,13 @@ case       data                                   labels from     scored on
 =========  =====================================  ==============  ===================
 lucchi     Lucchi (EPFL) FIB-SEM mitochondria     z 0-139         z 140-164
 cdeep3m    CDeep3M SBEM mitochondria              training/       validation/
+flyem      FlyEM medulla FIB-SEM neurons          z 0-109         z 110-149 (VOI)
 =========  =====================================  ==============  ===================
+
+``flyem`` is the cross-modality case: ``finetune`` starts from the ISBI 2012 ssTEM membrane model
+(``membrane-sstem``, 2D), which keeps its output and learns the boundaries between the neuron ids
+(:func:`emseg.fit.target_choice.choose_target`); ``scratch`` gets the plan's own target (affinities).
+Both cut neurons, so the curves score the neurons' VOI (split + merge, lower is better).
 
 Adaptation without labels (``--adapt``): the shipped ``mito-fibsem`` (Lucchi FIB-SEM) applied as it is
 to CDeep3M ``validation/``, against the same model adapted by ``emseg fit RAW OUT --init mito-fibsem``
@@ -44,7 +51,7 @@ holds out) against training seconds; points with fewer than 3 labelled sections 
 have none. Prints one JSON object and merges it into ``--out`` (a run of some cases, counts, arms
 or seeds keeps the others), writes the table to ``--markdown`` and the curves to ``--plot`` (PNG).
 
-Usage: ``python benchmarks/few_labels.py [--cases lucchi,cdeep3m] [--counts 1,2,5,10,all]
+Usage: ``python benchmarks/few_labels.py [--cases lucchi,cdeep3m,flyem] [--counts 1,2,5,10,all]
 [--arms scratch,finetune,finetune_semi] [--seeds 0,1] [--minutes 5] [--adapt cdeep3m] [--source-adapt cdeep3m]
 [--work runs/bench-few]``
 """
@@ -66,7 +73,10 @@ sys.path.insert(0, HERE)
 import fit as fit_bench  # noqa: E402 - the datasets' parts and accuracy.py's held-out scores, one home
 
 CASES = {"lucchi": {"dataset": "lucchi", "other": "mito-sbem"},
-         "cdeep3m": {"dataset": "cdeep3m", "other": "mito-fibsem"}}
+         "cdeep3m": {"dataset": "cdeep3m", "other": "mito-fibsem"},
+         "flyem": {"dataset": "flyem", "other": "membrane-sstem", "primary": ("voi", True)}}
+"""Case -> its dataset (``benchmarks/fit.py``), the shipped model trained on other data, and the score
+of the curves when it is not the foreground IoU: (metric, lower is better)."""
 ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--init", "{other}", "--semi", "mean_teacher"],
         "scratch_semi": ["--semi", "mean_teacher"], "pretrain_finetune": ["--init", "{pretrained}"],
         "scratch_propagate": ["--semi", "propagate"], "finetune_propagate": ["--init", "{other}", "--semi", "propagate"],
@@ -74,6 +84,12 @@ ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--i
         "finetune_lr01": ["--init", "{other}", "--init-lr-scale", "0.1"],
         "finetune_adabn": ["--init", "{other}", "--adabn", "32"]}
 PRIMARY = "foreground_iou"
+
+
+def primary(case):
+    """(metric, lower is better) of ``case``'s curves: the foreground IoU, or VOI for the neurons of FlyEM."""
+    return CASES.get(case, {}).get("primary", (PRIMARY, False))
+
 META = ("goal_2_sections", "unlabelled_gain", "at_2_minutes")
 """Keys of a case's summary that are verdicts, not arms."""
 ADAPT = {"cdeep3m": {"dataset": "cdeep3m", "model": "mito-fibsem"}}
@@ -173,15 +189,16 @@ def summarize(results):
     summary = {}
     for case, arms in results.items():
         rows = {}
+        metric, lower = primary(case)
         for arm, counts in arms.items():
             rows[arm] = {}
             for count, seeds in counts.items():
-                vals = [s["metrics"][PRIMARY] for s in seeds.values()]
+                vals = [s["metrics"][metric] for s in seeds.values()]
                 inst = [s["metrics"].get("instance_mask_iou", np.nan) for s in seeds.values()]
                 rows[arm][count] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals),
                                     "instance_mask_iou": float(np.nanmean(inst))}
         full = [rows[a]["all"]["mean"] for a in rows if "all" in rows[a]]
-        if full:
+        if full and not lower:
             ref = max(full)
             rows["goal_2_sections"] = {a: rows[a]["2"]["mean"] / ref for a in rows if "2" in rows.get(a, {})}
         gains = {}  # what learning from the unlabelled rest adds over the same start, supervised only
@@ -189,7 +206,7 @@ def summarize(results):
             base = arm.rsplit("_", 1)[0]
             for count in ("1", "2"):
                 if count in rows[arm] and count in rows.get(base, {}):
-                    gains[f"{arm}-{count}"] = rows[arm][count]["mean"] - rows[base][count]["mean"]
+                    gains[f"{arm}-{count}"] = (rows[arm][count]["mean"] - rows[base][count]["mean"]) * (-1 if lower else 1)
         if gains:
             rows["unlabelled_gain"] = gains
         early = {}  # the validation IoU within the first 2 training minutes as a fraction of the run's last
@@ -226,10 +243,12 @@ def markdown(report):
     counts = ["1", "2", "5", "10", "all"]
     lines = ["# Learning from few labels", "",
              f"Written by `benchmarks/few_labels.py` on {report['machine']}: {report['minutes']} training minutes per "
-             f"run, held-out {PRIMARY} (probabilities > 0.5) as mean ± std over seeds (n); columns: labelled sections "
-             "of the training part (`all`: fully supervised).", ""]
+             f"run, held-out {PRIMARY} (probabilities > 0.5; FlyEM: VOI of the neurons, lower is better) as mean ± std "
+             "over seeds (n); columns: labelled sections of the training part (`all`: fully supervised).", ""]
     for case, rows in report.get("summary", {}).items():
-        lines += [f"## {case}", "", "| arm | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
+        metric, lower = primary(case)
+        lines += [f"## {case}" + (f" ({metric}, lower is better)" if lower else ""), "",
+                  "| arm | " + " | ".join(counts) + " |", "|---" * (len(counts) + 1) + "|"]
         for arm, by_count in rows.items():
             if arm in META:
                 continue
@@ -241,8 +260,9 @@ def markdown(report):
             lines += ["", "2 labelled sections as a fraction of the best fully supervised run: " +
                       ", ".join(f"{a} {v:.0%}" for a, v in goal.items())]
         if rows.get("unlabelled_gain"):
-            lines += ["", "What the unlabelled rest adds over the same start without it (IoU points): " +
-                      ", ".join(f"{k} {100 * v:+.1f}" for k, v in rows["unlabelled_gain"].items())]
+            unit, scale = (f"{metric} lower by", 1) if lower else ("IoU points", 100)
+            lines += ["", f"What the unlabelled rest adds over the same start without it ({unit}): " +
+                      ", ".join(f"{k} {scale * v:+.{3 if lower else 1}f}" for k, v in rows["unlabelled_gain"].items())]
         if rows.get("at_2_minutes"):
             lines += ["", "Validation IoU (the part the fit holds out) within the first 2 training minutes, as a fraction "
                       "of the run's last: " + ", ".join(f"{k} {v['mean']:.0%} (min {v['min']:.0%}, n={v['n']})"
@@ -286,7 +306,7 @@ def plot(report, path):
                 ax.axhline(by_count["all"]["mean"], linestyle=":", color="gray")
         ax.set_xscale("log")
         ax.set_xlabel("labelled sections")
-        ax.set_ylabel(f"held-out {PRIMARY}")
+        ax.set_ylabel(f"held-out {primary(case)[0]}" + (" (lower is better)" if primary(case)[1] else ""))
         ax.set_title(f"{case} ({report['minutes']} min per run; dotted: all labelled)")
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -138,14 +138,14 @@ def score(name, d, model_dir, work, tag):
     """``emseg segment`` of the held-out raw with ``model_dir``; the held-out scores (accuracy.py's)."""
     from emseg.io import read_volume
     from emseg.models.reader import read_checkpoint
-    from emseg.tasks import get_task
+    from emseg.tasks import metric_set
 
     seg_path, prob_path = (os.path.join(work, f"{tag}-{k}.zarr") for k in ("seg", "prob"))
     seconds = _cli(["segment", d["test_raw"], seg_path, "--model", model_dir, "--keep-probabilities", prob_path,
                     "--overwrite", "--no-progress"])
     seg, prob = read_volume(seg_path), read_volume(prob_path).astype(np.float32)
     info = read_checkpoint(model_dir)
-    metrics = _metrics(get_task(info.task).metrics, d, seg, prob, info.card)
+    metrics = _metrics(metric_set(info.task, info.task_params), d, seg, prob, info.card)
     return metrics, prob, info, seconds
 
 
@@ -162,13 +162,13 @@ def tuning_gain(d, prob, info):
     """The fit run's held-out prediction cut with the task's default post-processing and with the tuned one."""
     from emseg.instances import segment
     from emseg.models.reader import postprocess_defaults
-    from emseg.tasks import get_task
+    from emseg.tasks import metric_set
 
     out = {}
     for label, p in (("defaults", postprocess_defaults(info.task, info.task_params)), ("tuned", info.postprocess())):
         seg = segment(prob, p.method, p.params, offsets=p.offsets, z_filter=p.z_filter, min_size=p.min_size)
         card = {"postprocess": {"z_filter": p.z_filter}}
-        out[label] = _metrics(get_task(info.task).metrics, d, seg, prob, card)
+        out[label] = _metrics(metric_set(info.task, info.task_params), d, seg, prob, card)
     return out
 
 

@@ -44,6 +44,15 @@ def test_synthetic_neurons_are_dense_and_touching(em):
     assert fp.labels_kind == "neurons" and fp.touching == 1.0 and fp.foreground_fraction == 1.0
 
 
+def test_neurons_labelled_on_a_few_sections_are_still_neurons(em):
+    """The kind of labels is judged on the sections that hold labels, not diluted by the empty ones."""
+    from emseg.train.sparse import SectionsView
+
+    fp = fingerprint(em.raw, SectionsView(em.neurons, [2, 7, 12]))
+    assert fp.labels_kind == "neurons", fp.kind_reason
+    assert fp.labelled_sections == ((2, 3), (7, 8), (12, 13))
+
+
 def test_voxel_size_comes_from_the_volume_when_not_given(em, tmp_path):
     from emseg.io import open_volume, write_volume
 

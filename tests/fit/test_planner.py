@@ -125,6 +125,19 @@ def test_neuron_labels_get_long_range_affinities():
     assert (-9, 0, 0) in iso and (0, 0, -9) in iso
 
 
+def test_a_membrane_init_model_keeps_its_boundary_output_on_neuron_ids(tmp_path):
+    boundary = ("boundary", {"convention": "isbi"})
+    plan = plan_training(neurons(ISO), init_task=boundary, raw="raw.zarr", labels="labels.zarr")
+    c = plan.config
+    assert c.target == "boundary" and c.target_params == {"convention": "instances"} and c.task_params == {
+        "convention": "instances"}
+    assert "as the --init membrane model" in plan.reasons["target"]
+    assert load_config(write_plan(plan, str(tmp_path / "plan.yaml"))) == c  # the convention is written
+    assert plan_training(neurons(ISO), init_task=("bc", {})).config.target == "affinities"  # another head
+    membranes = fingerprint(kind="membranes", foreground=0.2, touching=None)
+    assert plan_training(membranes, init_task=boundary).config.target_params == {}  # ISBI labels: the default
+
+
 def test_a_mask_of_separate_objects_gets_bc_and_a_single_region_binary():
     assert plan_training(fingerprint(kind="mask", objects=12, foreground=0.1)).config.target == "bc"
     assert plan_training(fingerprint(kind="mask", objects=1, foreground=0.6)).config.target == "binary"

@@ -115,7 +115,8 @@ def fingerprint(raw, labels, *, voxel_size=None, raw_name="raw", labels_name="la
         raise ValueError(f"labels {labels_name} hold no foreground: every voxel is 0; check the file and its key")
     crop = _crop(labels.shape, sections)
     lab = np.asarray(labels[tuple(slice(a, b) for a, b in crop)])
-    kind, reason = _kind(lab, labels, labels_name)
+    zs = [z for a, b in sections for z in range(a, b)]
+    kind, reason = _kind(lab, labels if len(zs) == labels.shape[0] else _Sections(labels, zs), labels_name)
     if kind == "membranes":
         fg_fraction = _membrane_share(lab)
     ids, touching = _objects(lab, kind)
@@ -141,6 +142,24 @@ class _Lazy3d:
             return np.asarray(self.vol[...])[None]
         data = np.asarray(self.vol[key[1:] if len(key) > 1 else ...])
         return data if isinstance(key[0], (int, np.integer)) else data[None]
+
+
+class _Sections:
+    """The sections ``zs`` of a volume stacked (``(len(zs), y, x)``), read lazily: what the kind of labels
+    is judged on when only some sections hold labels (the empty ones would read as background)."""
+
+    def __init__(self, vol, zs):
+        self.vol, self.zs, self.dtype, self.chunks = vol, list(zs), vol.dtype, None
+        self.shape = (len(self.zs),) + tuple(vol.shape[1:])
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if not key or key[0] is Ellipsis:
+            key = (slice(None),)
+        rest = tuple(key[1:])
+        if isinstance(key[0], (int, np.integer)):
+            return np.asarray(self.vol[(self.zs[int(key[0])],) + rest])
+        return np.stack([np.asarray(self.vol[(z,) + rest]) for z in self.zs[key[0]]])
 
 
 def _intensity_sample(raw):

@@ -9,7 +9,8 @@ __all__ = ["plan_yaml", "write_plan"]
 
 # config fields in the order they are written, and the reason (Plan.reasons key) each carries
 _FIELDS = (("raw", None), ("labels", None), ("voxel_size", "voxel_size"), ("val_roi", "val_roi"),
-           ("sections", "sections"), ("val_fraction", None), ("target", "target"), ("offsets", None), ("model", "model"),
+           ("sections", "sections"), ("val_fraction", None), ("target", "target"), ("target_params", None),
+           ("offsets", None), ("model", "model"),
            ("patch_shape", "patch_shape"), ("context", "context"), ("batch_size", "batch_size"),
            ("foreground_fraction", "foreground_fraction"), ("normalization", "normalization"),
            ("augment", "augment"), ("loss", "loss"), ("lr", "lr"), ("steps", "steps"),
@@ -21,7 +22,7 @@ _FIELDS = (("raw", None), ("labels", None), ("voxel_size", "voxel_size"), ("val_
 
 
 _ONLY_SET = {"sections": None, "freeze": "none", "init_lr_scale": 1.0, "adabn_batches": 0, "semi": "none", "context": 0,
-             "unlabelled": []}
+             "unlabelled": [], "target_params": {}}
 """Fields written only when the plan sets them (few labels, fine-tuning, 2.5D)."""
 
 

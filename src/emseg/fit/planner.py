@@ -31,7 +31,6 @@ MIN_STEPS = 1000        # fewer steps than this in the budget: a smaller network
 _ANISO_2D = 2.5         # z this much coarser than y/x: 2D on sections (or anisotropic 3D for neurons)
 _FEW_SECTIONS = 24      # fewer consecutive labelled sections: 2D (a 3D patch and its held-out part need depth)
 _LONG_CPU = 120         # minutes from which a CPU plan trains isotropic data in 3D
-_TOUCHING = 0.1         # instances this often touching another: the distance target (BCD) too
 _SPARSE = 0.25          # foreground below this share of voxels: oversample patches centred on objects
 # seconds per voxel of one training step (forward + backward, batch norm, AdamW) of an 8-wide U-Net:
 # measured on the 2-core CPU of this project for the shipped models (2D 8x256x256 in 0.39 s, 3D
@@ -89,7 +88,7 @@ def estimate_step_seconds(batch_size, patch_shape, features, device="cpu") -> fl
 
 
 def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_roi=None, slowdown=1.0,
-                  **fixed) -> Plan:  # noqa: C901 - the rules in order, each a few lines
+                  init_task=None, **fixed) -> Plan:  # noqa: C901 - the rules in order, each a few lines
     """The :class:`Plan` for data with fingerprint ``fp`` and ``minutes`` of training on ``device``.
 
     Parameters
@@ -106,6 +105,9 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     slowdown : float
         This machine's measured step time over the estimate (:mod:`emseg.fit.timing`): the network
         is chosen as if every step took that much longer.
+    init_task : tuple, optional
+        The --init model's (task, task parameters): a membrane model keeps its output on neuron ids
+        (:func:`emseg.fit.target_choice.choose_target`).
     **fixed
         TrainConfig fields to set as given: ``raw`` and ``labels`` (the paths it trains on; a plan
         without them only describes), ``seed``, ``out_dir``, ``init``, ``model``, ``amp``, ...
@@ -117,6 +119,7 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
     """
     from ..train import TrainConfig
     from .split import held_out_part, patches_fit, training_part_notes
+    from .target_choice import choose_target
 
     if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or not 0 < minutes < math.inf:
         raise ValueError(f"--minutes must be a positive number of minutes; got {minutes!r}")
@@ -135,7 +138,7 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
             why["dims"] = f"{'2D on sections' if ndim == 2 else 'anisotropic 3D' if dims == '3d-aniso' else '3D'}: " \
                           f"as the --init model ({ndim}D)"
     dims = _context(fp, dims, fixed, why, given_model is not None)
-    target, extra = _target(fp, dims, vs, why)
+    target, extra = choose_target(fp, dims, why, init_task)
     ladder = _LADDER_GPU if device == "cuda" else _LADDER
     for rung, (features, voxels) in enumerate(ladder):
         net = _network(fp, dims, vs, features, voxels, device)
@@ -256,40 +259,6 @@ def _dimensionality(fp, minutes, device, why):
                    f"more training steps into {minutes:g} minutes than a 3D one (3D from --device cuda or "
                    f"--minutes {_LONG_CPU})" + unknown)
     return "2d"
-
-
-def _target(fp, dims, vs, why):
-    """(task name, extra TrainConfig fields) and the reason."""
-    kind = fp.labels_kind
-    if kind == "membranes":
-        why["target"] = "boundary: ISBI-style labels (0 = membrane); the membrane map is cut by a watershed"
-        return "boundary", {}
-    if kind == "neurons":
-        ndim = 2 if dims == "2d" else 3
-        a = fp.anisotropy
-        zs = sorted({max(1, round(r / a)) for r in (1, 3, 9)}) if ndim == 3 else []
-        offsets = [[-z, 0, 0] for z in zs] + [o for r in (1, 3, 9) for o in ([0, -r, 0], [0, 0, -r])]
-        offsets = sorted(offsets, key=lambda o: (max(abs(v) for v in o), o))
-        if ndim == 2:
-            offsets = [o[1:] for o in offsets]
-        why["target"] = ("affinities with long-range offsets (nearest, 3 and 9 voxels in-plane" +
-                         (f", {' and '.join(map(str, zs))} section(s) in z" if zs else "") +
-                         "): dense neuron ids, cut by the mutex watershed")
-        return "affinities", {"offsets": offsets}
-    if kind == "instances" and fp.touching is not None and fp.touching >= _TOUCHING:
-        why["target"] = (f"bcd (foreground, contour, distance): {fp.touching:.0%} of the objects touch another, "
-                         "so seeds from the distance map split them")
-        return "bcd", {}
-    if kind == "instances":
-        why["target"] = (f"bc (foreground + contour): separate object instances ({fp.touching:.0%} touch another); "
-                         "the contour separates the few that meet")
-        return "bc", {}
-    if fp.objects >= 2 and fp.foreground_fraction < 0.5:
-        why["target"] = (f"bc (foreground + contour): a mask of {fp.objects} separate objects; the contour "
-                         "splits objects that come close, for instances by a seeded watershed")
-        return "bc", {}
-    why["target"] = "binary: a mask without separate objects (semantic segmentation)"
-    return "binary", {}
 
 
 def _round_to(n, d):

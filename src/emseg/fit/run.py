@@ -370,14 +370,15 @@ def _stage_adaptation_plan(config, say):
 
 
 def _init_model(init):
-    """The model arguments of an ``init`` checkpoint, so that its weights fit the planned network."""
+    """The model arguments of an ``init`` checkpoint, so that its weights fit the planned network, and its task."""
     from ..models.reader import read_checkpoint
 
     info = read_checkpoint(init)
     args = dict(info.init_args)
     for k in ("in_channels", "out_channels"):  # the channels follow the data and the task (2.5D: its context)
         args.pop(k, None)
-    return {"init": init, "model": args, **({"context": info.context} if info.context else {})}
+    return {"init": init, "model": args, "init_task": (info.task, dict(info.task_params)),
+            **({"context": info.context} if info.context else {})}
 
 
 def _check_val_rows(labels, val_roi, name):

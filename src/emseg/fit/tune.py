@@ -2,7 +2,7 @@
 minimum object size, the z-filter width and, for affinities, mutex watershed against agglomeration,
 each chosen by the task's own metric.
 
-The objective by metric set (:attr:`emseg.tasks.Task.metrics`):
+The objective by metric set (:func:`emseg.tasks.metric_set`):
 
 =========  ===================================================================================
 semantic   foreground IoU of the segmentation
@@ -121,7 +121,7 @@ def tune_postprocess(pred, gt, task, task_params=None, *, z_filters=(0,), budget
     from ..instances.components import remove_small_objects
     from ..instances.methods import segment
     from ..models.reader import postprocess_defaults
-    from ..tasks import get_task
+    from ..tasks import metric_set as task_metrics
 
     t0 = time.perf_counter()
     if tuple(gt.shape) != tuple(pred.shape[1:]):
@@ -130,7 +130,7 @@ def tune_postprocess(pred, gt, task, task_params=None, *, z_filters=(0,), budget
         raise ValueError("the validation part holds no labels (every voxel is 0): nothing to tune against; "
                          "choose a labelled z range with --val Z0:Z1")
     params_ = task_params or {}
-    metric_set = get_task(task).metrics
+    metric_set = task_metrics(task, params_)
     gt = _instances(gt, metric_set)
     d = postprocess_defaults(task, params_)
     offsets = d.offsets

@@ -27,7 +27,7 @@ from __future__ import annotations
 from . import sdt
 from .task import ACTIVATIONS, Task
 
-__all__ = ["Task", "TASKS", "OBJECTS", "get_task", "task_params", "ACTIVATIONS"]
+__all__ = ["Task", "TASKS", "OBJECTS", "get_task", "task_params", "metric_set", "ACTIVATIONS"]
 
 def _targets():
     from ..train import targets
@@ -37,6 +37,12 @@ def _targets():
 
 def _offsets(params, ndim):
     return [list(o)[-ndim:] for o in params["offsets"]]
+
+
+def _check_convention(params):
+    if params["convention"] not in ("isbi", "instances"):
+        raise ValueError(f"convention must be isbi (0 = membrane) or instances (boundaries between ids); got "
+                         f"{params['convention']!r}")
 
 
 def _affinity_method(params):
@@ -68,9 +74,10 @@ TASKS = {t.name: t for t in (
          params={"offsets": ((-1, 0, 0), (0, -1, 0), (0, 0, -1))},
          target=lambda lab, p, vs, ign: _targets().affinities(lab, _offsets(p, lab.ndim), ignore_label=ign),
          method=_affinity_method, metrics="neurons"),
-    Task("boundary", "membrane map, ISBI 2012 convention (0 = membrane in the labels)",
-         channels=lambda p: 1, target=lambda lab, p, vs, ign: _targets().boundary_target(lab, ignore_label=ign),
-         method=lambda p: ("watershed", {}), metrics="membranes", score="iou"),
+    Task("boundary", "membrane map: from ISBI 2012 labels (0 = membrane; convention isbi) or the boundaries "
+         "between object ids (convention instances)", channels=lambda p: 1, params={"convention": "isbi"},
+         target=lambda lab, p, vs, ign: _targets().boundary_target(lab, convention=p["convention"], ignore_label=ign),
+         method=lambda p: ("watershed", {}), metrics="membranes", score="iou", check=_check_convention),
     sdt.TASK,
 )}
 """Every training target by name."""
@@ -90,6 +97,21 @@ def get_task(name) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
     return TASKS[name]
+
+
+def metric_set(name, params=None) -> str:
+    """How task ``name``'s segmentations are scored (a set of :data:`emseg.metrics.METRIC_SETS`): the
+    task's own, except a membrane map learned from object ids (``boundary``, ``convention:
+    instances``), whose watershed gives those objects again: scored as neurons (VOI).
+
+    Examples
+    --------
+    >>> metric_set("boundary"), metric_set("boundary", {"convention": "instances"}), metric_set("bc")
+    ('membranes', 'neurons', 'instance')
+    """
+    if name == "boundary" and (params or {}).get("convention") == "instances":
+        return "neurons"
+    return get_task(name).metrics
 
 
 def task_params(name, given=None) -> dict:
