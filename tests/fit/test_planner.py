@@ -45,6 +45,7 @@ def test_anisotropic_voxels_plan_2d_on_sections_with_in_plane_rotations():
     assert len(c.patch_shape) == 2 and "pool_sizes" not in c.model and "kernel_sizes" not in c.model
     assert c.augment["rotate90"] == "yx"
     assert plan.reasons["dims"].startswith("2D on sections") and "12.5x coarser" in plan.reasons["dims"]
+    assert "not 2.5D: --context 1 scored no better" in plan.reasons["dims"] and c.context == 0  # measured
     assert c.voxel_size == ANISO
 
 

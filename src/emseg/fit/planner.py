@@ -214,6 +214,9 @@ def _context(fp, dims, fixed, why, init_model=False):
     k = fixed.get("context")
     if not k:
         fixed.pop("context", None)
+        if dims == "2d" and fp.ndim == 3:  # measured: benchmarks/fit.md, "2.5D"
+            why["dims"] += ("; not 2.5D: --context 1 scored no better in the same minutes on Lucchi, ISBI 2012 "
+                            "and CDeep3M and predicts slower (give --context K to choose it)")
         return dims
     if fp.ndim == 2 or (dims != "2d" and init_model):  # a 3D --init model keeps its dimensionality
         where = "the raw is an image" if fp.ndim == 2 else f"the plan is {why['dims']}"
