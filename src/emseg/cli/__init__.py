@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_info, _add_convert, _add_evaluate, _add_plan, _add_fit, _add_pretrain, _add_train, _add_predict, _add_segment,
-                _add_postprocess, _add_models, _add_demo):
+                _add_postprocess, _add_measure, _add_models, _add_demo):
         add(sub)
     return p
 
@@ -251,6 +251,18 @@ def _add_postprocess(sub):
     _add_execution(s)
     _add_config_file(s, "PostprocessConfig")
     s.set_defaults(func=commands.cmd_postprocess)
+
+
+def _add_measure(sub):
+    s = sub.add_parser("measure", help="one row per object: volume, surface, centroid, box, axes, shape, intensity "
+                       "(nm), blockwise, resumable")
+    s.add_argument("labels", help="label volume (integer ids, 0 = background; any format emseg reads)")
+    s.add_argument("output", help="the table: OUT.csv or OUT.parquet")
+    s.add_argument("--raw", help="the raw volume the labels were made from: adds mean/min/max intensity")
+    s.add_argument("--voxel-size", type=args.voxel_size, help="z,y,x in nm, when the labels do not say")
+    s.add_argument("--block-shape", type=args.ints, help="block z,y,x (default: about 8 million voxels)")
+    _add_execution(s)
+    s.set_defaults(func=commands.cmd_measure)
 
 
 def _add_models(sub):

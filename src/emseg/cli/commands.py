@@ -248,6 +248,21 @@ def cmd_postprocess(args):
           f"({r.voxels_per_second / 1e6:.2f} Mvoxel/s) -> {args.output}")
 
 
+def cmd_measure(args):
+    from ..config import ExecutionConfig
+    from ..measure.run import measure_volume
+    from ..measure.write import table_format
+
+    table_format(args.output)  # a bad extension is refused before anything is read
+    e = ExecutionConfig(workers=args.workers or args.threads, scheduler=args.scheduler or ("local" if args.workers
+                        else None), overwrite=args.overwrite, progress=not args.no_progress)
+    r = measure_volume(args.labels, args.output, args.raw, voxel_size=args.voxel_size, block_shape=args.block_shape,
+                       execution=e)
+    unit = "nm" if r.voxel_size_known else "voxels (the labels give no voxel size: --voxel-size sets it)"
+    print(f"{len(r.columns['id'])} objects from {r.n_blocks} blocks in {r.seconds:.1f} s, voxel size "
+          f"{'x'.join(f'{v:g}' for v in r.voxel_size)}, lengths in {unit} -> {r.path}")
+
+
 def cmd_models(args):
     from ..zoo import model_card, model_names, model_path
 
