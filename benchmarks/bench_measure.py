@@ -13,7 +13,7 @@
    < 1 GB. Every tile's objects must come out as that tile measured alone in memory (voxels, surface,
    axes; centroids shifted by the tile's place), so the blockwise merge is checked at that scale too.
 
-Usage: ``python benchmarks/bench_measure.py [--workdir DIR] [--keep] [--only real|gigavoxel]``. Progress
+Usage: ``python benchmarks/bench_measure.py [--data ../shared/data] [--workdir DIR] [--keep] [--only real|gigavoxel]``. Progress
 goes to stderr.
 """
 
@@ -209,7 +209,10 @@ def main():
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--only", choices=("real", "gigavoxel"))
+    ap.add_argument("--data", default=str(SHARED), help="the real data folder (default ../shared/data)")
     a = ap.parse_args()
+    global SHARED
+    SHARED = Path(a.data)
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED}: the real data folder is absent (../shared/data)")
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="emseg-bench-measure-"))

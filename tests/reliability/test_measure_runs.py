@@ -53,3 +53,47 @@ def test_unfinished_run_of_other_options_is_refused(tmp_path):
     r = emseg("measure", labels, out, "--block-shape", "12,40,20", "--no-progress", "--overwrite")
     assert r.returncode == 0, r.stderr
     assert out.exists()
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    labels = _labels(tmp_path / "v.h5")
+    with h5py.File(tmp_path / "v.h5", "a") as f:
+        f.create_dataset("prob", data=np.zeros((12, 40, 40), np.float32))
+        f.create_dataset("raw", data=np.zeros((12, 40, 41), np.uint8))
+    one_line_error(emseg("measure", f"{tmp_path / 'v.h5'}:prob", tmp_path / "a.csv"), "measure",
+                   "prob", "integer ids", "float32")
+    one_line_error(emseg("measure", labels, tmp_path / "a.csv", "--raw", f"{tmp_path / 'v.h5'}:raw"), "measure",
+                   "(12, 40, 41)", "(12, 40, 40)")
+    one_line_error(emseg("measure", labels, tmp_path / "a.xlsx"), "measure", "a.xlsx", ".csv")
+    (tmp_path / "a.csv").write_text("mine\n")
+    one_line_error(emseg("measure", labels, tmp_path / "a.csv"), "measure", "a.csv already exists", "--overwrite")
+    (tmp_path / "rep").write_text("a file\n")
+    one_line_error(emseg("measure", labels, tmp_path / "b.csv", "--report", tmp_path / "rep"), "measure",
+                   "--report", "is a file")
+    assert (tmp_path / "a.csv").read_text() == "mine\n" and not (tmp_path / "b.csv").exists()
+    one_line_error(emseg("measure", labels, tmp_path / "c.csv", "--voxel-size", "1,2"), "measure", "voxel")
+
+
+def test_segment_measure_writes_the_table_of_its_output(tmp_path, monkeypatch):
+    from test_runs import _model, _raw
+
+    from emseg.io import open_volume, read_volume
+    from emseg.measure import region_table
+
+    monkeypatch.chdir(tmp_path)
+    _raw("raw.tif")
+    _model("m.safetensors")
+    args = ("--block-shape", "4,24,24", "--method", "bc", "--param", "seed_threshold=0.6", "--no-progress")
+    (tmp_path / "taken.csv").write_text("mine\n")
+    one_line_error(emseg("segment", "raw.tif", "seg.zarr", "--model", "m.safetensors", *args, "--measure", "taken.csv"),
+                   "segment", "--measure taken.csv already exists")
+    assert not (tmp_path / "seg.zarr").exists()  # refused before anything was computed
+    r = emseg("segment", "raw.tif", "seg.zarr", "--model", "m.safetensors", *args, "--measure", "objects.csv")
+    assert r.returncode == 0, r.stderr
+    seg = read_volume("seg.zarr")
+    with open_volume("raw.tif") as raw:
+        ref = region_table(seg, raw[:], voxel_size=raw.voxel_size)
+    got = read_table("objects.csv")
+    assert len(got["id"]) == len(np.unique(seg)) - 1 > 0 and "intensity_mean" in got
+    for c in ref:
+        np.testing.assert_allclose(np.asarray(got[c], float), np.asarray(ref[c], float), rtol=1e-12, err_msg=c)

@@ -228,6 +228,8 @@ def _add_segment(sub):
                    help="kind of object: sets the size filter and defaults (instead of a shipped model's card)")
     s.add_argument("--method", choices=tuple(METHODS), help="post-processing (default: from the model's task)")
     s.add_argument("--keep-probabilities", metavar="PATH", help="also keep the prediction at PATH")
+    s.add_argument("--measure", metavar="TABLE", help="then measure the objects into TABLE (.csv or .parquet; "
+                   "as emseg measure OUTPUT TABLE --raw INPUT)")
     s.add_argument("--tta", choices=("flips", "d4", "none"),
                    help="test-time augmentation (default: a shipped model's card, else none)")
     _add_model_options(s)
@@ -261,6 +263,8 @@ def _add_measure(sub):
     s.add_argument("--raw", help="the raw volume the labels were made from: adds mean/min/max intensity")
     s.add_argument("--voxel-size", type=args.voxel_size, help="z,y,x in nm, when the labels do not say")
     s.add_argument("--block-shape", type=args.ints, help="block z,y,x (default: about 8 million voxels)")
+    s.add_argument("--report", metavar="DIR", help="also write DIR/index.html: summary, histograms, the largest "
+                   "and smallest objects (needs matplotlib)")
     _add_execution(s)
     s.set_defaults(func=commands.cmd_measure)
 

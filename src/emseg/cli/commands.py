@@ -198,6 +198,13 @@ def cmd_segment(args):
         if [os.path.abspath(p) if i == 0 else p for i, p in enumerate(split_key(args.keep_probabilities))] == \
                 [os.path.abspath(p) if i == 0 else p for i, p in enumerate(split_key(args.output))]:
             raise ValueError(f"--keep-probabilities {args.keep_probabilities} is the output itself; give another path")
+    if args.measure:
+        from ..measure.write import table_format
+
+        table_format(args.measure)
+        if os.path.lexists(args.measure) and not args.overwrite:
+            raise FileExistsError(f"--measure {args.measure} already exists; pass --overwrite to replace it, or "
+                                  "give another table")
     from ..config import ExecutionConfig
     from ..instances import PostprocessConfig
     from ..predict import PredictConfig
@@ -214,9 +221,14 @@ def cmd_segment(args):
             f"; the earlier run kept no probabilities, so {args.keep_probabilities} was not written"
         print(f"{args.output} already holds the finished result of this very run ({sr.n_objects} objects); "
               f"nothing to do (--overwrite computes it again){kept}")
-        return
-    print(f"predicted {pr.n_computed} of {pr.n_blocks} blocks in {pr.seconds:.1f} s; {sr.n_objects} objects "
-          f"in {sr.seconds:.1f} s -> {args.output}")
+    else:
+        print(f"predicted {pr.n_computed} of {pr.n_blocks} blocks in {pr.seconds:.1f} s; {sr.n_objects} objects "
+              f"in {sr.seconds:.1f} s -> {args.output}")
+    if args.measure:
+        from ..measure.run import measure_volume
+
+        m = measure_volume(args.output, args.measure, args.input, execution=c["execution"])
+        print(f"measured {len(m.columns['id'])} objects in {m.seconds:.1f} s -> {args.measure}")
 
 
 def cmd_postprocess(args):
@@ -253,7 +265,13 @@ def cmd_measure(args):
     from ..measure.run import measure_volume
     from ..measure.write import table_format
 
-    table_format(args.output)  # a bad extension is refused before anything is read
+    table_format(args.output)  # a bad extension or a missing library is refused before anything is read
+    if args.report:
+        from ..measure.report import check_report
+
+        check_report()
+        if os.path.isfile(args.report):
+            raise ValueError(f"--report {args.report} is a file; give a folder for the page and its pictures")
     e = ExecutionConfig(workers=args.workers or args.threads, scheduler=args.scheduler or ("local" if args.workers
                         else None), overwrite=args.overwrite, progress=not args.no_progress)
     r = measure_volume(args.labels, args.output, args.raw, voxel_size=args.voxel_size, block_shape=args.block_shape,
@@ -261,6 +279,22 @@ def cmd_measure(args):
     unit = "nm" if r.voxel_size_known else "voxels (the labels give no voxel size: --voxel-size sets it)"
     print(f"{len(r.columns['id'])} objects from {r.n_blocks} blocks in {r.seconds:.1f} s, voxel size "
           f"{'x'.join(f'{v:g}' for v in r.voxel_size)}, lengths in {unit} -> {r.path}")
+    if args.report:
+        from ..io import open_volume
+        from ..measure.report import write_report
+        from ..measure.table import _Section
+
+        with open_volume(args.labels) as lab:
+            raw = open_volume(args.raw) if args.raw else None
+            try:
+                flat = len(lab.shape) == 2
+                page = write_report(r.columns, args.report, _Section(lab) if flat else lab,
+                                    None if raw is None else _Section(raw) if flat else raw,
+                                    ((1.0,) if flat else ()) + tuple(r.voxel_size), title=os.path.basename(args.labels))
+            finally:
+                if raw is not None:
+                    raw.close()
+        print(f"report: {page}")
 
 
 def cmd_models(args):
