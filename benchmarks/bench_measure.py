@@ -205,14 +205,14 @@ def gigavoxel(workdir, reps=4):
 
 
 def main():
+    global SHARED
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--only", choices=("real", "gigavoxel"))
-    ap.add_argument("--data", default=str(SHARED), help="the real data folder (default ../shared/data)")
+    ap.add_argument("--data", help="the real data folder (default ../shared/data)")
     a = ap.parse_args()
-    global SHARED
-    SHARED = Path(a.data)
+    SHARED = Path(a.data) if a.data else SHARED
     if not SHARED.is_dir():
         raise SystemExit(f"{SHARED}: the real data folder is absent (../shared/data)")
     workdir = Path(a.workdir or tempfile.mkdtemp(prefix="emseg-bench-measure-"))

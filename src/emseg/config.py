@@ -108,7 +108,10 @@ class ExecutionConfig:
     ``scheduler``: None (threads), ``"local"`` or a running scheduler's ``tcp://host:port``;
     ``resume``: continue an interrupted run of the same inputs and options; ``overwrite``: replace
     an output that holds something else (only once the new one is complete); ``progress``: a progress
-    bar on stderr; ``max_block_mb``: the memory one block may take (MiB; None: the stage's default).
+    bar on stderr; ``max_block_mb``: the memory one block may take (MiB; None: the stage's default);
+    ``pyramid``: the multiscale levels of a Zarr output (:mod:`emseg.io.pyramid`): None adds them to
+    outputs over 256 MiB, True always, False never, or a downsampling method (``mean``, ``mode``,
+    ``stride``) to use instead of the one the output's kind calls for (level 0, the result, is the same).
     """
 
     workers: int = 2
@@ -117,6 +120,7 @@ class ExecutionConfig:
     overwrite: bool = False
     progress: bool = False
     max_block_mb: float | None = None
+    pyramid: bool | str | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -128,6 +132,8 @@ class ExecutionConfig:
             check_bool(name, getattr(self, name))
         set_(self, "max_block_mb", check_number("max_block_mb", self.max_block_mb, float, (0, False),
                                                 (math.inf, False), "a positive number of MiB", optional=True))
+        if self.pyramid not in (None, True, False, "mean", "mode", "stride"):
+            raise ConfigError("pyramid", f"pyramid must be null, true, false, mean, mode or stride; got {self.pyramid!r}")
 
     @property
     def max_block_bytes(self):

@@ -134,14 +134,30 @@ def input_identity(path, vol=None) -> dict:
     close = vol is None
     vol = open_volume(path) if vol is None else vol
     try:
+        node = key
+        if key is None and getattr(vol, "format", None) in ("zarr", "n5") and getattr(vol, "key", None):
+            node = vol.key  # an image's array ("0"): label images and levels added beside it are not the input
         stats = _hdf5_identity(file, key) if key is not None and getattr(vol, "format", None) == "hdf5" \
-            else _stat_identity(file if key is None else _node(file, key))
+            else _stat_identity(file if node is None else _node(file, node))
+        if node is not None and key is None:
+            stats["group"] = _metadata_identity(file)
         ident = {"path": os.path.abspath(file), "key": key, "shape": [int(n) for n in vol.shape],
                  "dtype": str(np.dtype(vol.dtype)), **stats, "fingerprint": content_fingerprint(vol)}
     finally:
         if close:
             vol.close()
     return ident
+
+
+def _metadata_identity(folder):
+    """Sizes and times of a store's own metadata files (an image's voxel size lives there)."""
+    out = {}
+    for name in (".zgroup", ".zattrs", "zarr.json", "attributes.json"):
+        p = os.path.join(folder, name)
+        if os.path.isfile(p):
+            st = os.stat(p)
+            out[name] = [st.st_size, st.st_mtime_ns]
+    return out
 
 
 def _node(file, key):

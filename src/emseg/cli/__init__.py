@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_info, _add_convert, _add_evaluate, _add_plan, _add_fit, _add_pretrain, _add_train, _add_predict, _add_segment,
-                _add_postprocess, _add_measure, _add_models, _add_demo):
+                _add_postprocess, _add_measure, _add_pyramid_command, _add_models, _add_demo):
         add(sub)
     return p
 
@@ -60,7 +60,28 @@ def _add_convert(sub):
     s.add_argument("--overwrite", action="store_true", help="replace an existing output")
     s.add_argument("--max-block-mb", type=args.positive_float, default=64, help="memory per block (MiB)")
     s.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_pyramid(s)
     s.set_defaults(func=commands.cmd_convert)
+
+
+def _add_pyramid(s):
+    """``--pyramid [METHOD]`` / ``--no-pyramid``: :attr:`emseg.config.ExecutionConfig.pyramid`."""
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--pyramid", nargs="?", const=True, choices=("mean", "mode", "stride"), metavar="METHOD",
+                   help="add OME-Zarr multiscale levels (default: for Zarr outputs over 256 MiB); METHOD: mean (raw, "
+                   "probabilities), mode or stride (labels); default: from the kind of output")
+    g.add_argument("--no-pyramid", dest="pyramid", action="store_false", help="write the full resolution only")
+
+
+def _add_pyramid_command(sub):
+    s = sub.add_parser("pyramid", help="add OME-Zarr multiscale levels to an existing image (replacing earlier ones)")
+    s.add_argument("path", help="an OME-Zarr image (an emseg .zarr output, or emseg convert IN OUT.zarr)")
+    s.add_argument("--method", choices=("mean", "mode", "stride"),
+                   help="mean (raw, probabilities), mode or stride (labels); default: from the image's kind")
+    s.add_argument("--min-size", type=args.positive_int, default=64,
+                   help="stop when every axis fits in this many voxels (default 64)")
+    s.add_argument("--threads", type=args.positive_int, default=2)
+    s.set_defaults(func=commands.cmd_pyramid)
 
 
 def _add_evaluate(sub):
@@ -197,6 +218,7 @@ def _add_predict(sub):
     s.add_argument("--dtype", choices=("float16", "float32", "uint8"), help="output type (default float16)")
     _add_model_options(s)
     _add_execution(s)
+    _add_pyramid(s)
     _add_config_file(s, "PredictConfig (and ExecutionConfig)")
     s.set_defaults(func=commands.cmd_predict)
 
@@ -228,6 +250,8 @@ def _add_segment(sub):
                    help="kind of object: sets the size filter and defaults (instead of a shipped model's card)")
     s.add_argument("--method", choices=tuple(METHODS), help="post-processing (default: from the model's task)")
     s.add_argument("--keep-probabilities", metavar="PATH", help="also keep the prediction at PATH")
+    s.add_argument("--into", metavar="IMAGE.zarr", help="write the labels as the OME-NGFF label image OUTPUT of "
+                   "this raw image (IMAGE.zarr:labels/OUTPUT), a label layer over the raw in viewers")
     s.add_argument("--measure", metavar="TABLE", help="then measure the objects into TABLE (.csv or .parquet; "
                    "as emseg measure OUTPUT TABLE --raw INPUT)")
     s.add_argument("--tta", choices=("flips", "d4", "none"),
@@ -235,6 +259,7 @@ def _add_segment(sub):
     _add_model_options(s)
     _add_postprocess_options(s)
     _add_execution(s)
+    _add_pyramid(s)
     _add_config_file(s, "PredictConfig and PostprocessConfig (sections predict:, postprocess:)")
     s.set_defaults(func=commands.cmd_segment)
 
@@ -249,8 +274,11 @@ def _add_postprocess(sub):
     s.add_argument("--method", choices=tuple(METHODS), help="the method (here or in --config)")
     s.add_argument("--offsets", help="affinity offsets as JSON, e.g. '[[-1,0,0],[0,-1,0],[0,0,-1]]'")
     s.add_argument("--halo", type=args.halo, help="'auto' (default: the method's) or z,y,x")
+    s.add_argument("--into", metavar="IMAGE.zarr", help="write the labels as the OME-NGFF label image OUTPUT of "
+                   "this raw image (IMAGE.zarr:labels/OUTPUT)")
     _add_postprocess_options(s)
     _add_execution(s)
+    _add_pyramid(s)
     _add_config_file(s, "PostprocessConfig")
     s.set_defaults(func=commands.cmd_postprocess)
 

@@ -73,7 +73,14 @@ def cmd_convert(args):
     from ..io.storage import StorageConfig
 
     storage = StorageConfig(format=args.format, compression=args.compression, zarr_format=args.zarr_format)
-    execution = ExecutionConfig(overwrite=args.overwrite, progress=not args.no_progress, max_block_mb=args.max_block_mb)
+    execution = ExecutionConfig(overwrite=args.overwrite, progress=not args.no_progress, max_block_mb=args.max_block_mb,
+                                pyramid=args.pyramid)
+    from ..io import open_volume
+    from ..io.pyramid import check_pyramid
+
+    if args.pyramid:
+        with open_volume(args.input) as vol:
+            check_pyramid(args.output, args.pyramid, args.format, vol.dtype)
     try:
         written = convert_volume(args.input, args.output, chunks=args.chunks, voxel_size=args.voxel_size,
                                  storage=storage, execution=execution)
@@ -179,7 +186,12 @@ def _configs(args, stages, **given):
     if "execution" in stages:
         given["execution"] = dict(workers=args.workers or args.threads,
                                   scheduler=args.scheduler or ("local" if args.workers else None),
-                                  overwrite=args.overwrite or None, progress=not args.no_progress)
+                                  overwrite=args.overwrite or None, progress=not args.no_progress,
+                                  pyramid=getattr(args, "pyramid", None))
+        if getattr(args, "pyramid", None):
+            from ..io.pyramid import check_pyramid
+
+            check_pyramid(args.output, args.pyramid)
     return fill_stages(stages, getattr(args, "config", None), getattr(args, "set", None) or (), given)
 
 
@@ -189,7 +201,23 @@ def _postprocess_options(args, **more):
                 z_filter=args.z_filter, **more)
 
 
+def _into(args):
+    """``--into IMAGE.zarr``: the output argument names a label image of IMAGE.zarr (``IMAGE.zarr:labels/NAME``)."""
+    if not getattr(args, "into", None):
+        return
+    from ..io.ome_labels import label_image_key
+
+    name = args.output
+    if not name or any(c in name for c in "/:\\") or name.startswith("."):
+        raise ValueError(f"with --into the output is the label image's name (e.g. cells); got {name!r}")
+    args.output = f"{args.into}:labels/{name}"
+    if label_image_key(args.output) is None:
+        raise ValueError(f"--into {args.into}: not an OME-Zarr image (a .zarr folder with multiscales); emseg convert "
+                         "IN IMAGE.zarr makes one")
+
+
 def cmd_segment(args):
+    _into(args)
     _check_output(args.output, "segment")
     if args.keep_probabilities:
         _check_output(args.keep_probabilities, "segment", "float16")
@@ -232,6 +260,7 @@ def cmd_segment(args):
 
 
 def cmd_postprocess(args):
+    _into(args)
     _check_output(args.output, "postprocess")
     from ..instances import segment_blockwise
     from ..io import open_volume
@@ -258,6 +287,41 @@ def cmd_postprocess(args):
         return
     print(f"{r.n_objects} objects from {r.n_blocks} blocks in {r.seconds:.1f} s "
           f"({r.voxels_per_second / 1e6:.2f} Mvoxel/s) -> {args.output}")
+
+
+def cmd_pyramid(args):
+    from ..io.lock import output_lock
+    from ..io.paths import split_key
+    from ..io.pyramid import add_pyramid, pyramid_method
+
+    path, key = split_key(args.path)
+    if not os.path.isdir(path) or not path.rstrip("/").endswith(".zarr"):
+        raise ValueError(f"{args.path}: emseg pyramid adds levels to an OME-Zarr image (a .zarr folder); "
+                         "emseg convert IN OUT.zarr makes one")
+    import zarr
+
+    try:
+        group = zarr.open_group(path, mode="r", path=key or "")
+    except Exception:  # noqa: BLE001 - an array, not an image group
+        raise ValueError(f"{args.path} is not an OME-Zarr image group; give the image (e.g. out.zarr), not one of "
+                         "its arrays") from None
+    method = args.method or pyramid_method(group.attrs.asdict(), group[_first_dataset(group, args.path)].dtype)
+    if method is None:
+        raise ValueError(f"{args.path}: cannot tell whether it holds labels or intensities; say --method mode "
+                         "(labels) or --method mean (raw)")
+    with output_lock(path, what=args.path):
+        shapes = add_pyramid(path, key, method=method, min_size=args.min_size, workers=args.threads)
+    print(f"{len(shapes) - 1} levels ({method}): " + ", ".join("x".join(map(str, s)) for s in shapes[1:])
+          + f" -> {args.path}")
+
+
+def _first_dataset(group, name):
+    from ..io.omezarr import ome_multiscales
+
+    ms = ome_multiscales(group.attrs.asdict())
+    if not ms:
+        raise ValueError(f"{name} is not an OME-Zarr image (no multiscales); emseg convert IN OUT.zarr makes one")
+    return ms[0]["datasets"][0]["path"]
 
 
 def cmd_measure(args):

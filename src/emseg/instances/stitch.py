@@ -177,6 +177,9 @@ def _segment(pred, out, method, params, c, e, pred_identity):
             stale = sibling(o.path, o.key if o.keyed else None, ".emseg-scratch-", ".d")
             if scratch is None and os.path.exists(stale):  # left by a run killed after its commit
                 remove_ours(stale)
+            from ..io.ome_labels import register_label_image
+
+            register_label_image(out_path)  # a run killed after its commit listed nothing yet
             return SegmentResult(open_volume(out_path), n, len(blocks), time.perf_counter() - t0, 0.0,
                                  complete_before=True)
         own_scratch = scratch is None
@@ -198,7 +201,13 @@ def _segment(pred, out, method, params, c, e, pred_identity):
                                f"{missing[0]}); not committing an incomplete output: run the same command again")
         if pred_path is not None:
             pred_vol.close()  # the input may live in the same HDF5 file, which the commit opens for writing
+        from ..io.pyramid import pyramid_for_output
+
+        pyramid_for_output(o, "mode", e)
         o.commit({"kind": "labels", "method": method, "n_objects": n_objects})
+        from ..io.ome_labels import register_label_image
+
+        register_label_image(out_path)  # IMAGE.zarr:labels/NAME: a label layer of the raw image
     if not keep_scratch:
         remove_ours(scratch) if own_scratch else shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.perf_counter() - t0

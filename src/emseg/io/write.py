@@ -109,6 +109,9 @@ def _write(path, data, meta, *, chunks=None, storage=None, execution=None, signa
             return False
         with _progress(execution.progress, data, desc or f"write {path}") as progress:
             _write_data(o, data, meta, chunks, storage, execution.max_block_bytes or MAX_BLOCK_BYTES, progress)
+        from .pyramid import pyramid_for_output, pyramid_method
+
+        pyramid_for_output(o, pyramid_method({}, data.dtype), execution)
         o.commit()
     return True
 

@@ -284,6 +284,9 @@ def _predict(raw, model, out, c, e):
                                f"{missing[0]}); not committing an incomplete output: run the same command again")
         if raw_path is not None:
             raw_vol.close()  # the input may live in the same HDF5 file, which the commit opens for writing
+        from ..io.pyramid import pyramid_for_output
+
+        pyramid_for_output(o, "mean", e)
         o.commit({"kind": "prediction", "channels": p.out_channels, "dtype": dtype})
     seconds = time.perf_counter() - t0
     voxels = sum(sizes.values())
