@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_info, _add_convert, _add_evaluate, _add_plan, _add_fit, _add_pretrain, _add_train, _add_predict, _add_segment,
-                _add_postprocess, _add_measure, _add_pyramid_command, _add_models, _add_demo):
+                _add_postprocess, _add_measure, _add_pyramid_command, _add_view, _add_models, _add_demo):
         add(sub)
     return p
 
@@ -295,6 +295,15 @@ def _add_measure(sub):
                    "and smallest objects (needs matplotlib)")
     _add_execution(s)
     s.set_defaults(func=commands.cmd_measure)
+
+
+def _add_view(sub):
+    s = sub.add_parser("view", help="look at volumes in neuroglancer (raw as image, labels as segmentation, "
+                       "predictions with a colour map), served from this machine")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="volumes emseg reads (file.h5:key allowed)")
+    s.add_argument("--bind", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    s.set_defaults(func=commands.cmd_view)
 
 
 def _add_models(sub):

@@ -324,6 +324,26 @@ def _first_dataset(group, name):
     return ms[0]["datasets"][0]["path"]
 
 
+def cmd_view(args):
+    try:
+        import neuroglancer  # noqa: F401
+    except ImportError:
+        raise ValueError("emseg view needs neuroglancer (pip install 'emseg[view]')") from None
+    import time
+
+    from ..view import view_volumes
+
+    viewer, url, layers = view_volumes(args.paths, bind=args.bind, port=args.port)
+    for name, kind, _ in layers:
+        print(f"  {name}: {kind}")
+    print(f"open {url} in a browser (Ctrl-C stops the server)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopped")
+
+
 def cmd_measure(args):
     from ..config import ExecutionConfig
     from ..measure.run import measure_volume

@@ -1,0 +1,123 @@
+"""``emseg view``: volumes in neuroglancer, served from this machine (the ``neuroglancer`` package).
+
+Every volume is served lazily as a neuroglancer ``LocalVolume`` (chunks read when the browser asks,
+downsampled on the fly when zoomed out) with its voxel size in nm: raw as an image layer, labels as a
+segmentation layer (click an object to select it), a channels-first prediction as one image layer per
+channel with a colour map. The server binds 127.0.0.1 unless told otherwise; the viewer's URL is
+printed, and the page, its state and the chunks are plain HTTP from there.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["layer_kind", "view_volumes"]
+
+SHADERS = ("#uicontrol invlerp normalized\nvoid main() { emitRGB(colormapJet(normalized())); }",)
+LABEL_DTYPES = ("uint16", "uint32", "uint64", "int32", "int64")
+
+
+def layer_kind(vol) -> str:
+    """``segmentation``, ``probabilities`` or ``image`` for an open emseg volume.
+
+    Labels: what emseg wrote as labels, an OME-NGFF ``image-label``, or ids of 32/64 bits; probabilities:
+    a channels-first (czyx) volume; anything else (uint8, uint16, floats): an image.
+    """
+    from ..io.runattrs import read_run_attrs
+
+    attrs = read_run_attrs(vol.path, _group_key(vol), vol.format) or {}
+    if attrs.get("kind") == "labels" or _is_label_image(vol):
+        return "segmentation"
+    if vol.meta.axes.startswith("c") or attrs.get("kind") == "prediction":
+        return "probabilities"
+    if str(np.dtype(vol.dtype)) in ("uint32", "uint64", "int32", "int64"):
+        return "segmentation"
+    return "image"
+
+
+def _group_key(vol):
+    """The key of an OME-Zarr image group (its attributes) for the array key ``vol.key`` (``.../0``)."""
+    if vol.format != "zarr" or not vol.key:
+        return vol.key
+    parent, _, name = vol.key.rpartition("/")
+    return (parent or None) if name.isdigit() else vol.key
+
+
+def _is_label_image(vol) -> bool:
+    if vol.format != "zarr":
+        return False
+    import zarr
+
+    try:
+        node = zarr.open(vol.path, mode="r")
+        key = _group_key(vol)
+        attrs = (node[key] if key else node).attrs.asdict()
+    except Exception:  # noqa: BLE001 - no attributes: not a label image
+        return False
+    return "image-label" in attrs or "image-label" in (attrs.get("ome") or {})
+
+
+class _Channel:
+    """Channel ``c`` of a (c, z, y, x) volume as a (z, y, x) array (float16 read as float32, which neuroglancer shows)."""
+
+    def __init__(self, vol, c):
+        self.vol, self.c = vol, c
+        self.shape = tuple(vol.shape[1:])
+        self.dtype = np.dtype(np.float32) if np.dtype(vol.dtype) == np.float16 else np.dtype(vol.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, roi):
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        return np.asarray(self.vol[(self.c,) + roi]).astype(self.dtype, copy=False)
+
+
+def view_volumes(paths, *, bind="127.0.0.1", port=0, names=None):
+    """Serve ``paths`` (volumes emseg reads) in a neuroglancer viewer; returns ``(viewer, url, layers)``.
+
+    ``layers`` lists ``(name, kind, key)``: the server answers ``/neuroglancer/info/KEY`` (the volume's
+    scales) and ``/neuroglancer/npz/KEY/SCALE/START/END`` (a chunk). The volumes stay open while the viewer lives.
+    """
+    import neuroglancer
+
+    from ..io import open_volume
+
+    neuroglancer.set_server_bind_address(bind, int(port))
+    viewer = neuroglancer.Viewer()
+    vols = [open_volume(p) for p in paths]
+    names = names or [_name(p) for p in paths]
+    if len(set(names)) != len(names):
+        names = [f"{n}-{i}" for i, n in enumerate(names)]
+    layers = []
+    with viewer.txn() as state:
+        for vol, name in zip(vols, names):
+            kind = layer_kind(vol)
+            spatial = vol.meta.spatial_axes
+            vs = list(vol.voxel_size or (1.0,) * len(spatial))
+            space = neuroglancer.CoordinateSpace(names=list(spatial), units="nm" if vol.voxel_size else "",
+                                                 scales=vs)
+            offset = [int(round(o / v)) for o, v in zip(vol.meta.offset or (0.0,) * len(spatial), vs)]
+            if kind == "probabilities":
+                for c in range(vol.shape[0]):
+                    src = neuroglancer.LocalVolume(_Channel(vol, c), dimensions=space, voxel_offset=offset,
+                                                   volume_type="image")
+                    state.layers[f"{name}[{c}]"] = neuroglancer.ImageLayer(source=src, shader=SHADERS[0],
+                                                                         opacity=0.5)
+                    layers.append((f"{name}[{c}]", kind, f"{viewer.token}.{src.token}"))
+            else:
+                src = neuroglancer.LocalVolume(vol, dimensions=space, voxel_offset=offset, volume_type=kind)
+                layer = neuroglancer.SegmentationLayer(source=src) if kind == "segmentation" else \
+                    neuroglancer.ImageLayer(source=src)
+                state.layers[name] = layer
+                layers.append((name, kind, f"{viewer.token}.{src.token}"))
+    viewer._emseg_volumes = vols  # kept open as long as the viewer
+    return viewer, viewer.get_viewer_url(), layers
+
+
+def _name(path):
+    """A layer name: the dataset key's last part, else the file name without its suffixes."""
+    from ..io.paths import split_key
+
+    file, key = split_key(os.fspath(path))
+    return key.rstrip("/").split("/")[-1] if key else os.path.basename(file.rstrip("/")).split(".")[0] or "volume"
