@@ -54,6 +54,21 @@ def write_poisoned_em(folder, shape, seed, sections):
     return em
 
 
+def tiny_bc_model(path, seed=2, ndim=2):
+    """A random 2D BC U-Net whose outputs spread over [0, 1], so the watershed finds objects (a stand-in model
+    for tests of what happens around a segmentation, not of its quality)."""
+    import torch
+
+    from emseg.models import UNet, save_model
+
+    torch.manual_seed(seed)
+    net = UNet(1, 2, ndim=ndim, depth=1, features=4)
+    with torch.no_grad():
+        net.head.weight.mul_(20)
+        net.head.bias[1] -= 3
+    save_model(net, path, extra={"target": "bc"})
+
+
 def same_partition(a, b) -> bool:
     """Two labelings with the same background and the same objects, up to a permutation of ids."""
     a, b = np.asarray(a).ravel().astype(np.int64), np.asarray(b).ravel().astype(np.int64)

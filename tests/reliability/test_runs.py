@@ -17,22 +17,13 @@ import pytest
 from emseg.config import ExecutionConfig
 from emseg.io import open_volume, read_volume, write_volume
 
+from conftest import tiny_bc_model
 from harness import emseg, fault_points, one_line_error, spread, tree
 
 SHAPE = (12, 48, 48)
 
 
-def _model(path, seed=2, ndim=2):
-    import torch
-
-    from emseg.models import UNet, save_model
-
-    torch.manual_seed(seed)
-    net = UNet(1, 2, ndim=ndim, depth=1, features=4)
-    with torch.no_grad():  # random weights, but outputs spread over [0, 1] so the watershed finds objects
-        net.head.weight.mul_(20)
-        net.head.bias[1] -= 3
-    save_model(net, path, extra={"target": "bc"})
+_model = tiny_bc_model  # random weights, but outputs spread over [0, 1] so the watershed finds objects
 
 
 def _raw(path, seed=0):

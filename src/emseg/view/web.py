@@ -27,7 +27,7 @@ def layer_kind(vol) -> str:
     """
     from ..io.runattrs import read_run_attrs
 
-    attrs = read_run_attrs(vol.path, _group_key(vol), vol.format) or {}
+    attrs = read_run_attrs(vol.path, group_key(vol.format, vol.key), vol.format) or {}
     if attrs.get("kind") == "labels" or _is_label_image(vol):
         return "segmentation"
     if vol.meta.axes.startswith("c") or attrs.get("kind") == "prediction":
@@ -37,12 +37,12 @@ def layer_kind(vol) -> str:
     return "image"
 
 
-def _group_key(vol):
-    """The key of an OME-Zarr image group (its attributes) for the array key ``vol.key`` (``.../0``)."""
-    if vol.format != "zarr" or not vol.key:
-        return vol.key
-    parent, _, name = vol.key.rpartition("/")
-    return (parent or None) if name.isdigit() else vol.key
+def group_key(fmt, key):
+    """The key of an OME-Zarr image group (its attributes) for the key of its array (``.../0``)."""
+    if fmt != "zarr" or not key:
+        return key
+    parent, _, name = key.rpartition("/")
+    return (parent or None) if name.isdigit() else key
 
 
 def _is_label_image(vol) -> bool:
@@ -52,7 +52,7 @@ def _is_label_image(vol) -> bool:
 
     try:
         node = zarr.open(vol.path, mode="r")
-        key = _group_key(vol)
+        key = group_key(vol.format, vol.key)
         attrs = (node[key] if key else node).attrs.asdict()
     except Exception:  # noqa: BLE001 - no attributes: not a label image
         return False
