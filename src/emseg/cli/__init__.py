@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 
-from . import args, commands, fit_commands
+from . import args, commands, fit_commands, look_commands
 
 __all__ = ["main"]
 
@@ -81,7 +81,7 @@ def _add_pyramid_command(sub):
     s.add_argument("--min-size", type=args.positive_int, default=64,
                    help="stop when every axis fits in this many voxels (default 64)")
     s.add_argument("--threads", type=args.positive_int, default=2)
-    s.set_defaults(func=commands.cmd_pyramid)
+    s.set_defaults(func=look_commands.cmd_pyramid)
 
 
 def _add_evaluate(sub):
@@ -294,7 +294,7 @@ def _add_measure(sub):
     s.add_argument("--report", metavar="DIR", help="also write DIR/index.html: summary, histograms, the largest "
                    "and smallest objects (needs matplotlib)")
     _add_execution(s)
-    s.set_defaults(func=commands.cmd_measure)
+    s.set_defaults(func=look_commands.cmd_measure)
 
 
 def _add_view(sub):
@@ -303,7 +303,7 @@ def _add_view(sub):
     s.add_argument("paths", nargs="+", metavar="PATH", help="volumes emseg reads (file.h5:key allowed)")
     s.add_argument("--bind", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    s.set_defaults(func=commands.cmd_view)
+    s.set_defaults(func=look_commands.cmd_view)
 
 
 def _add_models(sub):

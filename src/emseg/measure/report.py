@@ -27,11 +27,11 @@ def summary(columns, shape, voxel_size) -> dict:
 
     Examples
     --------
-    >>> t = {"volume_nm3": np.array([1e9, 3e9]), "surface_nm2": np.array([6e6, 1e7]),
+    >>> t = {"volume_nm3": np.array([1e8, 3e8]), "surface_nm2": np.array([6e6, 1e7]),
     ...      "sphericity": np.array([0.9, 0.7]), "touches_border": np.array([False, True])}
-    >>> s = summary(t, (10, 100, 100), (10.0, 10.0, 10.0))
+    >>> s = summary(t, (100, 100, 100), (10.0, 10.0, 10.0))
     >>> s["objects"], s["volume_um3"], s["total_object_volume_um3"], s["objects_per_um3"], s["touching_border"]
-    (2, 100.0, 4.0, 0.02, 1)
+    (2, 1.0, 0.4, 2.0, 1)
     """
     volume_um3 = float(np.prod(shape) * np.prod(voxel_size) / 1e9)
     vol = np.asarray(columns["volume_nm3"], float) / 1e9
