@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_info, _add_convert, _add_evaluate, _add_plan, _add_fit, _add_pretrain, _add_train, _add_predict, _add_segment,
-                _add_postprocess, _add_measure, _add_pyramid_command, _add_view, _add_models, _add_demo):
+                _add_postprocess, _add_measure, _add_pyramid_command, _add_view, _add_mesh, _add_models, _add_demo):
         add(sub)
     return p
 
@@ -304,6 +304,18 @@ def _add_view(sub):
     s.add_argument("--bind", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     s.set_defaults(func=look_commands.cmd_view)
+
+
+def _add_mesh(sub):
+    s = sub.add_parser("mesh", help="labels -> a neuroglancer precomputed segmentation with a 3D mesh per object")
+    s.add_argument("labels", help="label volume (integer ids, 0 = background; any format emseg reads)")
+    s.add_argument("output", help="the precomputed folder to write (serve it, open precomputed://http://HOST/OUT)")
+    s.add_argument("--voxel-size", type=args.voxel_size, help="z,y,x in nm, when the labels do not say")
+    s.add_argument("--simplify", type=float, default=0.0, metavar="NM",
+                   help="simplify the meshes by at most NM nanometres (default 0: the marching-cubes mesh)")
+    s.add_argument("--threads", type=args.positive_int, default=2)
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=look_commands.cmd_mesh)
 
 
 def _add_models(sub):

@@ -95,3 +95,17 @@ def cmd_measure(args):
                 if raw is not None:
                     raw.close()
         print(f"report: {page}")
+
+
+def cmd_mesh(args):
+    try:
+        import zmesh  # noqa: F401
+    except ImportError:
+        raise ValueError("emseg mesh needs zmesh (pip install 'emseg[view]')") from None
+    from ..view.precomputed import write_precomputed
+
+    r = write_precomputed(args.labels, args.output, voxel_size=args.voxel_size, simplify=args.simplify,
+                          workers=args.threads, overwrite=args.overwrite)
+    print(f"{r['n_meshes']} meshes ({r['n_triangles']} triangles) and the segmentation -> {args.output}; serve it "
+          f"(python -m http.server) and open precomputed://http://HOST/{os.path.basename(args.output.rstrip('/'))} "
+          "in neuroglancer")
