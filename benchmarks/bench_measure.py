@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_metrics import child, log  # noqa: E402 - a fresh process per measurement, one home
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-_T0 = time.perf_counter()
 SHARED_COLUMNS = {"volume_nm3": "area", "centroid_z_nm": "centroid-0", "centroid_y_nm": "centroid-1",
                   "centroid_x_nm": "centroid-2", "bbox_z0": "bbox-0", "bbox_x1": "bbox-5",
                   "axis_major_nm": "axis_major_length", "axis_minor_nm": "axis_minor_length",
@@ -94,17 +95,6 @@ t0 = time.perf_counter()
 rc = main(["measure", p["labels"], p["out"], "--threads", "2", "--no-progress"])
 print(json.dumps({"rc": rc, "seconds": time.perf_counter() - t0, "peak_rss_mb": hwm_mb()}))
 """
-
-
-def log(msg):
-    print(f"[{time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def child(code, params):
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(params)], capture_output=True, text=True)
-    if out.returncode:
-        raise RuntimeError(out.stderr)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def urocell():
