@@ -170,6 +170,20 @@ def _check_param(method, name, value):
     return int(value) if kind == "int" else float(value)
 
 
+def section_offsets(offsets, nd):
+    """The offsets of ``nd``-dimensional affinities: those of a 2D model (``[dy, dx]``) on a volume become
+    ``[0, dy, dx]``, since a 2D model predicts each section on its own; others are returned as they are.
+
+    Examples
+    --------
+    >>> section_offsets([[-1, 0], [0, -3]], 3), section_offsets([[-1, 0, 0]], 3)
+    ([[0, -1, 0], [0, 0, -3]], [[-1, 0, 0]])
+    """
+    if offsets and nd == 3 and all(len(o) == 2 for o in offsets):
+        return [[0, int(o[0]), int(o[1])] for o in offsets]
+    return offsets
+
+
 def segment(pred, method, params=None, *, offsets=None, z_filter=0, min_size=0) -> np.ndarray:
     """Instances from a channels-first prediction ``pred`` with one of :data:`METHODS`, in memory.
 
@@ -187,6 +201,8 @@ def segment(pred, method, params=None, *, offsets=None, z_filter=0, min_size=0) 
     """
     from .components import check_probability, remove_small_objects
 
+    offsets = section_offsets(offsets, np.ndim(pred) - 1) if METHODS.get(method, {}).get("channels", 1) is None \
+        else offsets
     params = method_params(method, params, offsets)
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size={min_size!r} must be an integer >= 0 (objects with fewer voxels are removed)")

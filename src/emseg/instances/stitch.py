@@ -127,7 +127,9 @@ def _segment(pred, out, method, params, c, e, pred_identity):
             raise ValueError(f"{pred_path or 'pred'} has {pred_vol.shape[0]} affinity channels but {len(offsets)} "
                              "offsets were given; pass one offset per channel")
     nd = len(shape)
-    offsets = [[int(v) for v in o] for o in offsets] if offsets else None
+    from .methods import section_offsets
+
+    offsets = section_offsets([[int(v) for v in o] for o in offsets], nd) if offsets else None
     if offsets and any(len(o) != nd for o in offsets):
         raise ValueError(f"offsets must have {nd} entries each for a {nd}D prediction; got {offsets}")
     grid = _grid(shape, method, block_shape, halo, offsets)
