@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import zlib
 from urllib.parse import urlparse
@@ -95,3 +96,28 @@ def test_cli_serves_until_interrupted(volumes):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped" in out, err
+
+
+def test_precomputed_folder_is_served_for_the_viewer(tmp_path):
+    pytest.importorskip("zmesh")
+    from emseg.view import view_volumes
+    from emseg.view.precomputed import read_mesh, write_precomputed
+
+    lab = np.zeros((6, 30, 30), np.uint32)
+    lab[1:5, 5:20, 8:25] = 4
+    write_volume(tmp_path / "lab.zarr", lab, voxel_size=(40, 8, 8))
+    write_precomputed(tmp_path / "lab.zarr", tmp_path / "seg")
+    viewer, url, layers = view_volumes([tmp_path / "seg"])
+    (name, kind, source), = layers
+    assert kind == "segmentation" and source.startswith("precomputed://http://127.0.0.1:")
+    state = _state(url, viewer.token)
+    assert state["layers"][0]["type"] == "segmentation" and state["layers"][0]["source"][0]["url"] == source
+    base = source[len("precomputed://"):]
+    info = json.loads(_get(f"{base}/info")[1])
+    assert info["mesh"] == "mesh" and info["scales"][0]["resolution"] == [8, 8, 40]
+    _, frag = _get(f"{base}/mesh/4:0:1")
+    (tmp_path / "frag").write_bytes(frag)
+    verts, _ = read_mesh(tmp_path / "frag")
+    np.testing.assert_array_equal(verts, read_mesh(tmp_path / "seg" / "mesh" / "4:0:1")[0])
+    with pytest.raises(urllib.error.HTTPError):  # nothing outside the served folder
+        _get(f"{base}/../lab.zarr/.zattrs")

@@ -300,7 +300,8 @@ def _add_measure(sub):
 def _add_view(sub):
     s = sub.add_parser("view", help="look at volumes in neuroglancer (raw as image, labels as segmentation, "
                        "predictions with a colour map), served from this machine")
-    s.add_argument("paths", nargs="+", metavar="PATH", help="volumes emseg reads (file.h5:key allowed)")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="volumes emseg reads (file.h5:key allowed), or a "
+                   "precomputed folder from emseg mesh (served with its meshes)")
     s.add_argument("--bind", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
     s.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     s.set_defaults(func=look_commands.cmd_view)

@@ -3,8 +3,9 @@
 Every volume is served lazily as a neuroglancer ``LocalVolume`` (chunks read when the browser asks,
 downsampled on the fly when zoomed out) with its voxel size in nm: raw as an image layer, labels as a
 segmentation layer (click an object to select it), a channels-first prediction as one image layer per
-channel with a colour map. The server binds 127.0.0.1 unless told otherwise; the viewer's URL is
-printed, and the page, its state and the chunks are plain HTTP from there.
+channel with a colour map; a precomputed folder (``emseg mesh``) is served as it is by a small static
+server beside it, meshes included. The servers bind 127.0.0.1 unless told otherwise; the viewer's URL
+is printed, and the page, its state and the chunks are plain HTTP from there.
 """
 
 from __future__ import annotations
@@ -85,13 +86,20 @@ def view_volumes(paths, *, bind="127.0.0.1", port=0, names=None):
 
     neuroglancer.set_server_bind_address(bind, int(port))
     viewer = neuroglancer.Viewer()
-    vols = [open_volume(p) for p in paths]
     names = names or [_name(p) for p in paths]
     if len(set(names)) != len(names):
         names = [f"{n}-{i}" for i, n in enumerate(names)]
+    precomputed = [p for p in paths if is_precomputed(p)]
+    static = serve_folders(precomputed, bind) if precomputed else {}
+    vols = [None if is_precomputed(p) else open_volume(p) for p in paths]
     layers = []
     with viewer.txn() as state:
-        for vol, name in zip(vols, names):
+        for path, vol, name in zip(paths, vols, names):
+            if vol is None:  # an emseg mesh folder: neuroglancer reads it from the static server
+                url = f"precomputed://{static[os.fspath(path)]}"
+                state.layers[name] = neuroglancer.SegmentationLayer(source=url)
+                layers.append((name, "segmentation", url))
+                continue
             kind = layer_kind(vol)
             spatial = vol.meta.spatial_axes
             vs = list(vol.voxel_size or (1.0,) * len(spatial))
@@ -112,7 +120,54 @@ def view_volumes(paths, *, bind="127.0.0.1", port=0, names=None):
                 state.layers[name] = layer
                 layers.append((name, kind, f"{viewer.token}.{src.token}"))
     viewer._emseg_volumes = vols  # kept open as long as the viewer
+    viewer._emseg_static = static
     return viewer, viewer.get_viewer_url(), layers
+
+
+def is_precomputed(path) -> bool:
+    """Whether ``path`` is a neuroglancer precomputed folder (``emseg mesh``'s output): an ``info`` with a type."""
+    info = os.path.join(os.fspath(path), "info")
+    if not os.path.isfile(info):
+        return False
+    import json
+
+    try:
+        with open(info) as f:
+            return json.load(f).get("type") in ("segmentation", "image")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def serve_folders(folders, bind="127.0.0.1") -> dict:
+    """Serve ``folders`` read-only over HTTP (with CORS, which the viewer's page needs) from one background
+    server; returns folder -> its URL."""
+    import functools
+    import http.server
+    import threading
+
+    roots = {os.fspath(f): os.path.abspath(os.fspath(f)) for f in folders}
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def translate_path(self, path):
+            from urllib.parse import unquote
+
+            parts = [p for p in unquote(path.split("?")[0].split("#")[0]).split("/") if p]
+            if not parts or parts[0] not in mounts or any(p in (".", "..") for p in parts[1:]):
+                return os.path.join(os.devnull, "missing")  # only the served folders, nothing above them
+            return os.path.join(mounts[parts[0]], *parts[1:])
+
+        def end_headers(self):
+            self.send_header("Access-Control-Allow-Origin", "*")
+            super().end_headers()
+
+        def log_message(self, *args):  # quiet: the viewer asks for many chunks
+            pass
+
+    mounts = {f"d{i}": root for i, root in enumerate(roots.values())}
+    server = http.server.ThreadingHTTPServer((bind, 0), functools.partial(Handler, directory=os.devnull))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    return {f: f"http://{host}:{port}/d{i}" for i, f in enumerate(roots)}
 
 
 def _name(path):
