@@ -90,13 +90,43 @@ def test_automatic_pyramid_and_no_pyramid(tmp_path, monkeypatch):
     import emseg.io.pyramid as pyr
 
     monkeypatch.setattr(pyr, "AUTO_PYRAMID_BYTES", 1000)  # "large" for the test
-    raw = np.random.default_rng(2).integers(0, 255, (4, 140, 140)).astype(np.uint8)
+    raw = np.random.default_rng(2).random((4, 140, 140)).astype(np.float32)
     write_volume(tmp_path / "auto.zarr", raw, chunks=(4, 64, 64))
     assert "1" in zarr.open_group(str(tmp_path / "auto.zarr"), mode="r")
     write_volume(tmp_path / "off.zarr", raw, chunks=(4, 64, 64), execution=ExecutionConfig(pyramid=False))
     assert "1" not in zarr.open_group(str(tmp_path / "off.zarr"), mode="r")
-    write_volume(tmp_path / "lab.zarr", raw.astype(np.uint32), chunks=(4, 64, 64))  # ids or intensities? left alone
-    assert "1" not in zarr.open_group(str(tmp_path / "lab.zarr"), mode="r")
+    for dtype in (np.uint8, np.uint32):  # ids or intensities? left alone rather than averaged
+        write_volume(tmp_path / f"{np.dtype(dtype)}.zarr", (raw * 3).astype(dtype), chunks=(4, 64, 64))
+        assert "1" not in zarr.open_group(str(tmp_path / f"{np.dtype(dtype)}.zarr"), mode="r")
+    write_volume(tmp_path / "asked.zarr", (raw * 3).astype(np.uint8), chunks=(4, 64, 64),
+                 execution=ExecutionConfig(pyramid="mode"))
+    g = zarr.open_group(str(tmp_path / "asked.zarr"), mode="r")
+    assert set(np.unique(g["1"][:])) <= {0, 1, 2}
+
+
+def test_stride_levels_keep_the_first_voxel_centre_and_a_kill_leaves_level_0_listed(tmp_path, monkeypatch):
+    import emseg.io.pyramid as pyr
+    from emseg.io.omezarr import ome_multiscales
+
+    lab = np.arange(4 * 64 * 64, dtype=np.uint32).reshape(4, 64, 64)
+    write_volume(tmp_path / "s.zarr", lab, voxel_size=(10, 10, 10), offset=(0, 50, 0), chunks=(4, 32, 32))
+    add_pyramid(tmp_path / "s.zarr", method="stride", min_size=16)
+    ms = ome_multiscales(zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs.asdict())[0]
+    for d in ms["datasets"][1:]:
+        assert d["coordinateTransformations"][1]["translation"] == [0, 50, 0]  # voxel 0's own centre
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "s.zarr"), mode="r")["1"][:], lab[::2, ::2, ::2])
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pyr, "run_blocks", killed, raising=False)
+    import emseg.blockwise.execute as ex
+
+    monkeypatch.setattr(ex, "run_blocks", killed)
+    with pytest.raises(KeyboardInterrupt):
+        add_pyramid(tmp_path / "s.zarr", method="mode", min_size=16)
+    ms = ome_multiscales(zarr.open_group(str(tmp_path / "s.zarr"), mode="r").attrs.asdict())[0]
+    assert [d["path"] for d in ms["datasets"]] == ["0"]  # the old levels are unlisted before they go
 
 
 def _emseg(*args, cwd):

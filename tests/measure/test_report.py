@@ -31,3 +31,13 @@ def test_report_of_an_empty_volume(tmp_path):
     lab = np.zeros((2, 8, 8), np.uint8)
     page = write_report(region_table(lab), tmp_path / "rep", lab)
     assert "<td>objects</td><td>0</td>" in open(page).read()
+
+
+def test_report_of_a_2d_image(tmp_path):
+    from emseg.measure.table import _Section
+
+    lab = np.zeros((40, 50), np.uint8)
+    lab[5:15, 5:20], lab[20:35, 25:45] = 1, 2
+    t = region_table(lab, voxel_size=(4.0, 4.0))
+    page = write_report(t, tmp_path / "rep", _Section(lab), None, (1.0, 4.0, 4.0))
+    assert "<td>objects</td><td>2</td>" in open(page).read() and (tmp_path / "rep" / "largest.png").exists()

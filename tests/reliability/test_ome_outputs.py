@@ -13,7 +13,9 @@ def test_segment_into_the_raw_image(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _raw("raw.tif")
     _model("m.safetensors")
-    r = emseg("convert", "raw.tif", "raw.zarr", "--pyramid", "--no-progress")
+    r = emseg("convert", "raw.tif", "raw.zarr", "--pyramid", "--no-progress")  # uint8: intensities or ids?
+    one_line_error(r, "convert", "say --pyramid mode (labels) or --pyramid mean (raw)")
+    r = emseg("convert", "raw.tif", "raw.zarr", "--pyramid", "mean", "--no-progress")
     assert r.returncode == 0, r.stderr
     seg = ("--model", "m.safetensors", "--block-shape", "4,24,24", "--method", "bc", "--param", "seed_threshold=0.6",
            "--no-progress")

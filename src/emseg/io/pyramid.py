@@ -135,9 +135,9 @@ def downsample(block, factors, method="mean") -> np.ndarray:
 
 
 def pyramid_method(attrs, dtype) -> str | None:
-    """The downsampling a volume's kind calls for: ``mode`` for labels (emseg's ``kind``, an OME
-    ``image-label``), ``mean`` for predictions and floats; None when it cannot be told (say ``--labels``
-    or ``--image``)."""
+    """The downsampling a volume's kind calls for: the method of its earlier pyramid; ``mode`` for labels
+    (emseg's ``kind``, an OME ``image-label``); ``mean`` for predictions and floats; None for other integer
+    volumes, which may hold intensities or ids (say ``--pyramid mean`` or ``--pyramid mode``)."""
     from .omezarr import ome_multiscales
 
     ms = ome_multiscales(attrs) or [{}]
@@ -146,9 +146,9 @@ def pyramid_method(attrs, dtype) -> str | None:
     kind = (attrs.get("emseg") or {}).get("kind") if isinstance(attrs.get("emseg"), dict) else None
     if kind == "labels" or "image-label" in attrs or "image-label" in (attrs.get("ome") or {}):
         return "mode"
-    if kind in ("prediction", "probabilities") or np.dtype(dtype).kind == "f" or np.dtype(dtype) == np.uint8:
+    if kind in ("prediction", "probabilities") or np.dtype(dtype).kind == "f":
         return "mean"
-    return None
+    return None  # integers: raw intensities or ids (a uint8 mask too); averaging ids would invent new ones
 
 
 def add_pyramid(path, key=None, *, method, min_size=64, workers=2, progress=False) -> list[tuple[int, ...]]:
@@ -178,6 +178,7 @@ def add_pyramid(path, key=None, *, method, min_size=64, workers=2, progress=Fals
     scale0 = scale0 if scale0 is not None else [1.0] * base.ndim
     trans0 = trans0 if trans0 is not None else [0.0] * base.ndim
     factors = pyramid_factors([base.shape[i] for i in spatial], [scale0[i] for i in spatial], min_size)
+    _list_levels(group, attrs, {**ms, "datasets": [base_ds]})  # first unlist the old levels: a kill leaves level 0
     for name in [str(k) for k in range(1, 64)]:  # an earlier pyramid is replaced, not mixed in
         if name in group and name != base_ds["path"]:
             del group[name]
@@ -198,17 +199,22 @@ def add_pyramid(path, key=None, *, method, min_size=64, workers=2, progress=Fals
                    execution=e)
         cum = [c * k for c, k in zip(cum, full)]
         scale = [s * c for s, c in zip(scale0, cum)]
-        trans = [t + (c - 1) / 2 * s for t, c, s in zip(trans0, cum, scale0)]
+        # the centre of the level's first voxel: of its window (mean, mode), or the window's first voxel (stride)
+        trans = list(trans0) if method == "stride" else [t + (c - 1) / 2 * s for t, c, s in zip(trans0, cum, scale0)]
         datasets.append({"path": str(level), "coordinateTransformations": [{"type": "scale", "scale": scale},
                                                                             {"type": "translation", "translation": trans}]})
         shapes.append(shape)
         src = dst
-    ms = {**ms, "datasets": datasets, "type": method}  # OME-NGFF's field for the downscaling method
+    _list_levels(group, attrs, {**ms, "datasets": datasets, "type": method})  # OME-NGFF's field for the method
+    return shapes
+
+
+def _list_levels(group, attrs, ms):
+    """Rewrite the image's first ``multiscales`` entry as ``ms`` (OME-NGFF 0.4 at the top, 0.5 under ``ome``)."""
     if "ome" in attrs and isinstance(attrs["ome"], dict) and "multiscales" in attrs["ome"]:
         group.attrs["ome"] = {**attrs["ome"], "multiscales": [ms] + list(attrs["ome"]["multiscales"][1:])}
     else:
         group.attrs["multiscales"] = [ms] + list(attrs["multiscales"][1:])
-    return shapes
 
 
 def _level_block(spec, index, src=None, dst=None, blocks=None, factors=None, method=None, lead=0):

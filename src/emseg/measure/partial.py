@@ -110,7 +110,8 @@ def block_partial(labels, raw, write, origin, pad, voxel_size):
     count, s1, s2, lo, hi, isum, imin, imax = _sums(dense[inner], r, has_raw, k)
     n = np.maximum(count, 1).astype(np.float64)
     local = s1 / n[:, None]
-    m2 = np.stack([s2[:, c] - s1[:, a] * s1[:, b] / n for c, (a, b) in enumerate(PAIRS)], axis=1)
+    s1f = s1.astype(np.float64)  # the product of two int64 sums can pass 2^63 on large blocks
+    m2 = np.stack([s2[:, c] - s1f[:, a] * s1f[:, b] / n for c, (a, b) in enumerate(PAIRS)], axis=1)
     o = np.asarray(origin, np.int64)
     has = count[:, None] > 0  # ids that only meet the block's cells (its halo) have no voxels here
     part = {"ids": ids, "count": count, "mean": local + o, "m2": m2, "lo": np.where(has, lo + o, lo),

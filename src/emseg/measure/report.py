@@ -117,10 +117,12 @@ def _gallery(plt, columns, rows, labels, raw, path, voxel_size):
         ys = slice(max(0, y0 - m), min(labels.shape[1], y1 + m))
         xs = slice(max(0, x0 - m), min(labels.shape[2], x1 + m))
         lab = np.asarray(labels[z, ys, xs]) == columns["id"][r]
-        if not lab.any():  # the middle falls outside a curved object: take its largest section in the box
-            box = np.asarray(labels[int(columns["bbox_z0"][r]):int(columns["bbox_z1"][r]), ys, xs]) == columns["id"][r]
-            z = int(columns["bbox_z0"][r]) + int(np.argmax(box.sum(axis=(1, 2))))
-            lab = box[z - int(columns["bbox_z0"][r])]
+        if not lab.any():  # the middle falls outside a curved object: take its largest section, read one at a time
+            best = -1
+            for k in range(int(columns["bbox_z0"][r]), int(columns["bbox_z1"][r])):
+                section = np.asarray(labels[k, ys, xs]) == columns["id"][r]
+                if section.sum() > best:
+                    best, z, lab = int(section.sum()), k, section
         if raw is not None:
             image = np.asarray(raw[z, ys, xs], float)
         else:  # the other objects grey, this one white

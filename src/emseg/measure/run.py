@@ -123,7 +123,8 @@ def measure_volume(labels, out, raw=None, *, voxel_size=None, block_shape=None, 
                         raw_vol.close()
         finally:
             record.close()
-        columns = columns_of(_merge_files(spec["blocks"], len(rois)), vs, off, shape3, raw is not None)
+        columns = columns_of(_merge_files(spec["blocks"], len(rois)), vs, off, shape3, raw is not None,
+                             flat=len(shape) == 2)
         tmp = sibling(out, None, ".emseg-partial-")
         write_table(columns, tmp, fmt)
         os.replace(tmp, out)

@@ -130,11 +130,12 @@ def region_table(labels, raw=None, *, voxel_size=None, offset=None, block_shape=
             parts.extend(pool.map(lambda roi: block_task(labels, raw, roi, shape, vs), rois[start:start + 8 * workers]))
             if len(parts) > 64:
                 parts = [merge_partials(parts)]
-    return columns_of(merge_partials(parts), vs, off, shape, raw is not None)
+    return columns_of(merge_partials(parts), vs, off, shape, raw is not None, flat=isinstance(labels, _Section))
 
 
-def columns_of(part, voxel_size, offset, shape, intensity=False) -> dict:
-    """The table's columns from a merged partial table (:func:`emseg.measure.partial.merge_partials`)."""
+def columns_of(part, voxel_size, offset, shape, intensity=False, flat=False) -> dict:
+    """The table's columns from a merged partial table (:func:`emseg.measure.partial.merge_partials`);
+    ``flat``: a (y, x) image seen as one section (its z faces are no border)."""
     v, o = np.asarray(voxel_size, np.float64), np.asarray(offset, np.float64)
     count = part["count"]
     n = np.maximum(count, 1).astype(np.float64)
@@ -156,7 +157,7 @@ def columns_of(part, voxel_size, offset, shape, intensity=False) -> dict:
     out.update({f"bbox_min_{a}_nm": o[i] + v[i] * lo[:, i] for i, a in enumerate("zyx")})
     out.update({f"bbox_max_{a}_nm": o[i] + v[i] * hi[:, i] for i, a in enumerate("zyx")})
     out.update(axis_major_nm=axes[:, 0], axis_middle_nm=axes[:, 1], axis_minor_nm=axes[:, 2], elongation=elongation,
-               flatness=flatness, touches_border=((lo == 0) | (hi == np.asarray(shape))).any(axis=1))
+               flatness=flatness, touches_border=((lo == 0) | (hi == np.asarray(shape)))[:, int(flat):].any(axis=1))
     if intensity:
         out.update(intensity_mean=part["isum"] / n, intensity_min=part["imin"], intensity_max=part["imax"])
     return out
@@ -184,4 +185,6 @@ class _Section:
         self.image, self.shape, self.dtype = image, (1,) + tuple(image.shape), image.dtype
 
     def __getitem__(self, roi):
-        return np.asarray(self.image[roi[1:]])[None]
+        roi = roi if isinstance(roi, tuple) else (roi,)
+        section = np.asarray(self.image[roi[1:]])
+        return section if isinstance(roi[0], (int, np.integer)) else section[None]

@@ -81,7 +81,7 @@ def write_precomputed(labels, out, *, voxel_size=None, simplify=0.0, chunk=64, w
 def _replace(out):
     import shutil
 
-    if not os.path.isfile(os.path.join(out, "info")):
+    if not (os.path.isfile(os.path.join(out, "info")) and os.path.isfile(os.path.join(out, "mesh", "info"))):
         raise ValueError(f"{out} exists and is not a precomputed folder written by emseg mesh; not replacing it")
     shutil.rmtree(out)
 
