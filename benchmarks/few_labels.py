@@ -305,6 +305,8 @@ def plot(report, path):
             if "all" in by_count:
                 ax.axhline(by_count["all"]["mean"], linestyle=":", color="gray")
         ax.set_xscale("log")
+        ax.set_xticks([1, 2, 5, 10], ["1", "2", "5", "10"])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_xlabel("labelled sections")
         ax.set_ylabel(f"held-out {primary(case)[0]}" + (" (lower is better)" if primary(case)[1] else ""))
         ax.set_title(f"{case} ({report['minutes']} min per run; dotted: all labelled)")
