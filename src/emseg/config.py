@@ -176,7 +176,7 @@ def resolve(options, *configs):
     Examples
     --------
     >>> resolve({"workers": 1}, (ExecutionConfig, None))
-    [ExecutionConfig(workers=1, scheduler=None, resume=True, overwrite=False, progress=False, max_block_mb=None)]
+    [ExecutionConfig(workers=1, scheduler=None, resume=True, overwrite=False, progress=False, max_block_mb=None, pyramid=None)]
     """
     parts = split_options(options, *(cls for cls, _ in configs))
     out = []
