@@ -25,7 +25,7 @@ def test_killed_measure_resumes_to_the_same_table(tmp_path):
     clean = read_table(tmp_path / "clean.csv")
     points = fault_points("measure", labels, tmp_path / "count.csv", *args)
     assert points.count("block-recorded") == 8
-    for k in spread(len(points), 4):
+    for k in spread(len(points), 3):
         out = tmp_path / f"k{k}.csv"
         r = emseg("measure", labels, out, *args, faults=f"kill:{k}")
         assert r.returncode == -9, r.stderr
