@@ -303,7 +303,7 @@ def _add_view(sub):
     s.add_argument("paths", nargs="+", metavar="PATH", help="volumes emseg reads (file.h5:key allowed), or a "
                    "precomputed folder from emseg mesh (served with its meshes)")
     s.add_argument("--bind", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    s.add_argument("--port", type=args.port, default=0, help="port (default: a free one)")
     s.set_defaults(func=look_commands.cmd_view)
 
 
@@ -312,7 +312,7 @@ def _add_mesh(sub):
     s.add_argument("labels", help="label volume (integer ids, 0 = background; any format emseg reads)")
     s.add_argument("output", help="the precomputed folder to write (serve it, open precomputed://http://HOST/OUT)")
     s.add_argument("--voxel-size", type=args.voxel_size, help="z,y,x in nm, when the labels do not say")
-    s.add_argument("--simplify", type=float, default=0.0, metavar="NM",
+    s.add_argument("--simplify", type=args.nonnegative_float, default=0.0, metavar="NM",
                    help="simplify the meshes by at most NM nanometres (default 0: the marching-cubes mesh)")
     s.add_argument("--threads", type=args.positive_int, default=2)
     s.add_argument("--overwrite", action="store_true")

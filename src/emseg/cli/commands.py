@@ -229,7 +229,10 @@ def cmd_segment(args):
     if args.measure:
         from ..measure.write import table_format
 
-        table_format(args.measure)
+        try:
+            table_format(args.measure)
+        except ValueError as e:
+            raise ValueError(f"--measure {e}") from None
         if os.path.lexists(args.measure) and not args.overwrite:
             raise FileExistsError(f"--measure {args.measure} already exists; pass --overwrite to replace it, or "
                                   "give another table")

@@ -84,6 +84,15 @@ def view_volumes(paths, *, bind="127.0.0.1", port=0, names=None):
 
     from ..io import open_volume
 
+    import socket
+
+    try:  # a bad address or a taken port fails here, in one line, not inside the server's thread
+        family = socket.getaddrinfo(bind, int(port))[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((bind, int(port)))
+    except OSError as e:
+        raise ValueError(f"--bind {bind} --port {port}: cannot serve there ({e})") from None
     neuroglancer.set_server_bind_address(bind, int(port))
     viewer = neuroglancer.Viewer()
     names = names or [_name(p) for p in paths]
@@ -164,7 +173,10 @@ def serve_folders(folders, bind="127.0.0.1") -> dict:
             pass
 
     mounts = {f"d{i}": root for i, root in enumerate(roots.values())}
-    server = http.server.ThreadingHTTPServer((bind, 0), functools.partial(Handler, directory=os.devnull))
+    try:
+        server = http.server.ThreadingHTTPServer((bind, 0), functools.partial(Handler, directory=os.devnull))
+    except OSError as e:
+        raise ValueError(f"--bind {bind}: cannot serve there ({e})") from None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     host, port = server.server_address[:2]
     return {f: f"http://{host}:{port}/d{i}" for i, f in enumerate(roots)}
