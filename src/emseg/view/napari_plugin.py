@@ -30,8 +30,10 @@ def get_reader(path):
         if not path:
             return None
         path = path[0]
+    from ..io.paths import split_key
+
     path = os.fspath(path)
-    file = path.split(":")[0] if not os.path.exists(path) else path
+    file = path if os.path.exists(path) else split_key(path)[0]
     if not (file.rstrip("/").lower().endswith(SUFFIXES) or os.path.isdir(file)):
         return None
     from ..io import open_volume
@@ -55,13 +57,13 @@ def read_layers(path) -> list:
     file = split_key(path)[0]
     with open_volume(path) as vol:
         kind, meta, fmt, key = layer_kind(vol), vol.meta, vol.format, vol.key
-        shape, dtype = tuple(vol.shape), vol.dtype
+        shape = tuple(vol.shape)
     spatial = meta.spatial_axes
     scale = list(meta.voxel_size or (1.0,) * len(spatial))
     translate = list(meta.offset or (0.0,) * len(spatial))
     image_key = group_key(fmt, key)
     levels = _levels(file, image_key) if fmt == "zarr" else None
-    data = levels or [_lazy(path, shape, dtype)]
+    data = levels or [_lazy(path, shape)]
     md = {"name": _name(path), "scale": scale, "translate": translate, "metadata": {"emseg_path": path}}
     if len(data) > 1:
         md["multiscale"] = True
@@ -73,15 +75,15 @@ def read_layers(path) -> list:
     return [(data, md, "image")] + (_label_images(file, image_key) if fmt == "zarr" else [])
 
 
-def _levels(path, group_key):
-    """Dask arrays of every level of the OME-Zarr image at ``path`` (``group_key``), or None."""
+def _levels(path, image_key):
+    """Dask arrays of every level of the OME-Zarr image at ``path`` (``image_key``), or None."""
     import dask.array as da
     import zarr
 
     from ..io.omezarr import ome_multiscales
 
     try:
-        group = zarr.open_group(path, mode="r", path=group_key or "")
+        group = zarr.open_group(path, mode="r", path=image_key or "")
     except Exception:  # noqa: BLE001 - a plain array: one level
         return None
     ms = ome_multiscales(group.attrs.asdict())
@@ -90,7 +92,7 @@ def _levels(path, group_key):
     return [da.from_zarr(group[d["path"]]) for d in ms[0]["datasets"]]
 
 
-def _lazy(path, shape, dtype):
+def _lazy(path, shape):
     """A dask array that reads ``path`` through emseg, chunk by chunk (HDF5, N5, TIFF, MRC, NIfTI...)."""
     import dask.array as da
 
@@ -121,14 +123,14 @@ def _label_images(path, key):
 
 
 def _write(path, data, meta):
+    """``data`` (a layer's, the full resolution of a multiscale one) to ``path`` with the layer's scale as voxel size."""
     from ..io import write_volume
 
     multi = meta.get("multiscale") or isinstance(data, (list, tuple)) or type(data).__name__ == "MultiScaleData"
-    arr = np.asarray(data[0] if multi else data)  # multiscale: the full resolution
+    arr = np.asarray(data[0] if multi else data)
     scale = meta.get("scale")
-    vs = tuple(float(s) for s in scale[-3:]) if scale is not None and arr.ndim >= 2 else None
-    vs = vs[-arr.ndim:] if vs else None
-    write_volume(path, arr, voxel_size=vs if vs and any(v != 1.0 for v in vs) else None)
+    scale = () if scale is None else tuple(float(s) for s in scale)[-arr.ndim:]
+    write_volume(path, arr, voxel_size=scale if scale and any(v != 1.0 for v in scale) else None)
     return [path]
 
 
@@ -142,16 +144,9 @@ def write_image(path, data, meta):
     return _write(path, data, meta)
 
 
-def _layer_to_zarr(layer, folder, name, dtype=None):
-    from ..io import write_volume
-
-    arr = np.asarray(layer.data[0] if getattr(layer, "multiscale", False) else layer.data)
-    if dtype is not None:
-        arr = arr.astype(dtype)
-    scale = tuple(float(s) for s in layer.scale)
+def _layer_to_zarr(layer, folder, name):
     path = os.path.join(folder, f"{name}.zarr")
-    write_volume(path, arr, voxel_size=scale if any(s != 1.0 for s in scale) else None)
-    return path
+    return _write(path, layer.data, {"scale": layer.scale, "multiscale": getattr(layer, "multiscale", False)})[0]
 
 
 def segment_widget(image: "napari.layers.Image", model: str = "mito-fibsem", params: str = "",  # noqa: F821
