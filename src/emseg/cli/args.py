@@ -17,24 +17,22 @@ def ints(text, minimum=1):
     return values
 
 
-def positive_float(text):
+def _finite_float(text, ok, what):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+    if value != value or value == float("inf") or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}")
     return value
+
+
+def positive_float(text):
+    return _finite_float(text, lambda v: v > 0, "a positive number")
 
 
 def nonnegative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number; got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0; got {text!r}")
-    return value
+    return _finite_float(text, lambda v: v >= 0, "a number >= 0")
 
 
 def port(text):
