@@ -17,6 +17,7 @@ IoU and AP/PQ of the segmentation are kept too). Arms:
 - ``finetune_freeze``, ``finetune_lr01``, ``finetune_adabn``: the fine-tuning choices against ``finetune``'s
   defaults: the encoder frozen, the loaded weights at a tenth of the learning rate, BatchNorm statistics
   re-estimated on 32 batches first (AdaBN);
+- ``finetune_lr01_semi``: ``finetune_lr01`` with the mean teacher (the best fine-tuning choice plus the unlabelled rest);
 - ``pretrain_finetune``: ``--init`` the result of ``emseg pretrain`` on the case's training raw (no labels;
   ``--pretrain-minutes``, once per case, its time reported apart from the runs' minutes).
 
@@ -82,7 +83,8 @@ ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--i
         "scratch_propagate": ["--semi", "propagate"], "finetune_propagate": ["--init", "{other}", "--semi", "propagate"],
         "finetune_freeze": ["--init", "{other}", "--freeze", "encoder"],
         "finetune_lr01": ["--init", "{other}", "--init-lr-scale", "0.1"],
-        "finetune_adabn": ["--init", "{other}", "--adabn", "32"]}
+        "finetune_adabn": ["--init", "{other}", "--adabn", "32"],
+        "finetune_lr01_semi": ["--init", "{other}", "--init-lr-scale", "0.1", "--semi", "mean_teacher"]}
 PRIMARY = "foreground_iou"
 
 
