@@ -26,17 +26,23 @@ _NEAREST = ((-1, 0, 0), (0, -1, 0), (0, 0, -1))
 def nearest_affinities(affinities, offsets) -> np.ndarray:
     """The three nearest-neighbour channels (z, y, x) of ``affinities``, as a float32 (3, z, y, x) array.
 
-    2D affinities (2, y, x) with offsets ``[[-1, 0], [0, -1]]`` become (3, 1, y, x) with zero z-affinity.
+    2D affinities (2, y, x) with offsets ``[[-1, 0], [0, -1]]`` become (3, 1, y, x) with zero z-affinity;
+    so do the z channel of section affinities on a volume (every offset ``[0, dy, dx]``, as a 2D model on
+    sections predicts): the sections are not linked.
     """
     affinities = np.asarray(affinities)
     offsets = [tuple(int(v) for v in o) for o in offsets]
     check_affinities(affinities, offsets)
     ndim = affinities.ndim - 1
     wanted = _NEAREST if ndim == 3 else ((-1, 0), (0, -1))
-    missing = [o for o in wanted if o not in offsets]
+    sections = ndim == 3 and all(o[0] == 0 for o in offsets)
+    missing = [o for o in wanted if o not in offsets and not (sections and o == _NEAREST[0])]
     if missing:
         raise ValueError(f"agglomeration needs the nearest-neighbour offsets {list(wanted)}; missing {missing} "
                          f"in offsets {offsets}")
+    if sections:
+        nn = check_probability(np.stack([affinities[offsets.index(o)] for o in wanted[1:]]), "affinities")
+        return np.ascontiguousarray(np.concatenate([np.zeros((1,) + nn.shape[1:], np.float32), nn]))
     nn = check_probability(np.stack([affinities[offsets.index(o)] for o in wanted]), "affinities")
     if ndim == 2:
         nn = np.concatenate([np.zeros((1,) + nn.shape[1:], np.float32), nn])[:, None]
