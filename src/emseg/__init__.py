@@ -5,8 +5,8 @@ lazily in every format), ``tasks`` (what a network's output means), ``train`` (t
 the trainer), ``fit`` (a training run planned from the data, post-processing tuned: ``emseg fit``),
 ``models`` (the U-Net, checkpoints), ``predict`` (blockwise inference), ``instances``
 (post-processing into instances), ``metrics`` (the field's scores), ``blockwise`` (block geometry
-and execution), ``workflows`` (segment a volume, the demo), ``zoo`` (shipped models), ``cli`` (the
-``emseg`` command).
+and execution), ``workflows`` (segment a volume, the demo), ``zoo`` (shipped models), ``datasets``
+(public EM datasets: registry and fetcher), ``cli`` (the ``emseg`` command).
 """
 
 __version__ = "0.1.0"

@@ -111,7 +111,10 @@ class ExecutionConfig:
     bar on stderr; ``max_block_mb``: the memory one block may take (MiB; None: the stage's default);
     ``pyramid``: the multiscale levels of a Zarr output (:mod:`emseg.io.pyramid`): None adds them to
     outputs over 256 MiB, True always, False never, or a downsampling method (``mean``, ``mode``,
-    ``stride``) to use instead of the one the output's kind calls for (level 0, the result, is the same).
+    ``stride``) to use instead of the one the output's kind calls for (level 0, the result, is the same);
+    ``cluster``: ``slurm``, ``pbs``, ``sge`` or ``lsf``: the scheduler runs here (``scheduler="local"``) and
+    each of the ``workers`` is a job of that batch system, as ``cluster_config`` (dask-jobqueue's keyword
+    arguments: queue, account, cores, memory, walltime, ...) describes it (:mod:`emseg.blockwise.cluster`).
     """
 
     workers: int = 2
@@ -121,6 +124,8 @@ class ExecutionConfig:
     progress: bool = False
     max_block_mb: float | None = None
     pyramid: bool | str | None = None
+    cluster: str | None = None
+    cluster_config: dict | None = None
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -134,6 +139,14 @@ class ExecutionConfig:
                                                 (math.inf, False), "a positive number of MiB", optional=True))
         if self.pyramid not in (None, True, False, "mean", "mode", "stride"):
             raise ConfigError("pyramid", f"pyramid must be null, true, false, mean, mode or stride; got {self.pyramid!r}")
+        if self.cluster is not None or self.cluster_config:
+            from .blockwise.cluster import check_cluster
+
+            set_(self, "cluster_config", check_cluster(self.cluster, self.cluster_config))
+            if self.scheduler not in (None, "local"):
+                raise ConfigError("cluster", f"cluster {self.cluster} starts its own scheduler here; it cannot use the "
+                                  f"scheduler at {self.scheduler} (give one of them)")
+            set_(self, "scheduler", "local")
 
     @property
     def max_block_bytes(self):
@@ -176,7 +189,7 @@ def resolve(options, *configs):
     Examples
     --------
     >>> resolve({"workers": 1}, (ExecutionConfig, None))
-    [ExecutionConfig(workers=1, scheduler=None, resume=True, overwrite=False, progress=False, max_block_mb=None, pyramid=None)]
+    [ExecutionConfig(workers=1, scheduler=None, resume=True, overwrite=False, progress=False, max_block_mb=None, pyramid=None, cluster=None, cluster_config=None)]
     """
     parts = split_options(options, *(cls for cls, _ in configs))
     out = []

@@ -4,7 +4,9 @@ Shared by every blockwise stage (prediction, instance segmentation). Knows nothi
 block computes: a task is ``fn(spec, index, **local)`` where ``spec`` is a JSON-able plan and
 ``index`` a block number. Only ``spec`` and the indices travel to Dask workers; workers open
 volumes and load models themselves (and cache them per process with :func:`open_cached`). The
-record of finished blocks is :class:`emseg.blockwise.record.BlockRecord`.
+record of finished blocks is :class:`emseg.blockwise.record.BlockRecord`; it stays the truth when Dask
+workers die: their blocks are resubmitted (:func:`run_blocks`), and what is recorded is never redone.
+Batch systems (``execution.cluster``): :mod:`emseg.blockwise.cluster`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import time
 from typing import NamedTuple
 
 from ..config import ExecutionConfig
+from .dask_workers import _WorkersLost, _run_dask, connect, probe_scheduler, shared_dask
 
-__all__ = ["BlockJob", "Interrupted", "run_blocks", "open_cached", "connect", "probe_scheduler"]
+__all__ = ["BlockJob", "Interrupted", "run_blocks", "open_cached", "connect", "probe_scheduler", "shared_dask"]
 
 
 class BlockJob(NamedTuple):
@@ -24,13 +27,15 @@ class BlockJob(NamedTuple):
 
     ``desc`` names the progress bar; ``sizes`` maps a block index to its voxels (the bar shows
     voxels/s); ``record`` (a :class:`~emseg.blockwise.record.BlockRecord`) marks each finished
-    block; ``where`` is the incomplete output, named in the :class:`Interrupted` message.
+    block; ``where`` is the incomplete output, named in the :class:`Interrupted` message; ``memory``
+    the bytes one block needs at its peak (sizes the jobs of a batch-system cluster).
     """
 
     desc: str = "blocks"
     sizes: dict | None = None
     record: object = None
     where: str | None = None
+    memory: int | None = None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -73,8 +78,10 @@ def run_blocks(fn, spec, pending, *, local=None, stages=None, execution=None, jo
     execution : emseg.config.ExecutionConfig, optional
         ``workers`` (threads, or the processes of a Dask ``LocalCluster`` when ``scheduler="local"``),
         ``scheduler`` (None runs on local threads; otherwise ``fn(spec, i)`` runs on Dask workers at
-        ``"local"`` or ``"tcp://host:port"`` and must open what it needs) and ``progress`` (a tqdm
-        bar: blocks, voxels/s when ``job.sizes`` is given, ETA).
+        ``"local"`` or ``"tcp://host:port"``, or on the jobs of ``cluster``, and must open what it needs:
+        ``spec`` is sent to each worker once, then only block indices) and ``progress`` (a tqdm
+        bar: blocks, voxels/s when ``job.sizes`` is given, ETA). Blocks whose Dask worker died are
+        resubmitted, a bounded number of times.
     job : BlockJob, optional
         The bar's name, the blocks' sizes, the record and where the output is.
     stop : threading.Event, optional
@@ -85,6 +92,8 @@ def run_blocks(fn, spec, pending, *, local=None, stages=None, execution=None, jo
     ------
     Interrupted
         On SIGINT, once the blocks in flight are done: how many blocks are finished, and where.
+    RuntimeError
+        Blocks whose Dask workers kept dying: how many blocks are finished (a rerun resumes there).
 
     Examples
     --------
@@ -112,58 +121,18 @@ def run_blocks(fn, spec, pending, *, local=None, stages=None, execution=None, jo
         elif execution.scheduler is None:
             _run_threads(fn, spec, pending, local or {}, workers, count, stop)
         else:
-            _run_dask(fn, spec, pending, execution.scheduler, workers, count)
+            _run_dask(fn, spec, pending, execution, job.memory, count)
+    except _WorkersLost as e:
+        where = f"; the incomplete output is at {job.where}" if job.where else ""
+        raise RuntimeError(f"{e.lost} blocks failed {e.attempts} times because their Dask workers died (killed, out "
+                           f"of memory, or their jobs ended); {before + finished[0]} of {total} blocks are done"
+                           f"{where}: run the same command again to resume") from None
     except KeyboardInterrupt:
         stop.set()
         raise Interrupted(before + finished[0], total, job.where) from None
     finally:
         if bar is not None:
             bar.close()
-
-
-def probe_scheduler(scheduler, timeout=5.0) -> str:
-    """Check within ``timeout`` seconds that a Dask scheduler answers at ``scheduler``; return its address.
-
-    A closed port, an unknown host or a port that does not speak Dask's protocol ends in a
-    ValueError instead of a hang (a Dask client alone waits forever on a silent port).
-    """
-    import asyncio
-
-    from distributed.comm import connect as comm_connect
-
-    address = str(scheduler) if "://" in str(scheduler) else f"tcp://{scheduler}"
-
-    async def probe():
-        comm = await comm_connect(address, timeout=timeout)
-        await comm.close()
-
-    try:
-        asyncio.run(asyncio.wait_for(probe(), timeout))
-    except (OSError, asyncio.TimeoutError, ValueError, TypeError) as e:
-        why = "no answer as a Dask scheduler" if isinstance(e, asyncio.TimeoutError) else str(e) or type(e).__name__
-        raise ValueError(f"cannot reach a Dask scheduler at {scheduler!r} within {timeout:g} s ({why}); "
-                         "is the scheduler running, and is this its address (tcp://host:8786)?") from None
-    return address
-
-
-def connect(scheduler, workers=1, timeout=10.0):
-    """A Dask client: a new ``LocalCluster`` for ``"local"``, else the scheduler at ``tcp://host:port``.
-
-    The address is probed with a Dask handshake first, within ``timeout`` seconds overall, so a
-    port that is closed or does not speak Dask fails fast with a message instead of hanging.
-    Returns ``(client, cluster or None)``.
-    """
-    from distributed import Client, LocalCluster
-
-    if scheduler == "local":
-        cluster = LocalCluster(n_workers=max(1, int(workers or 1)), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        return Client(cluster), cluster
-    address = probe_scheduler(scheduler, timeout / 2)
-    try:
-        return Client(address, timeout=f"{timeout / 2:g}s"), None
-    except (OSError, TimeoutError) as e:
-        raise ValueError(f"cannot connect to the Dask scheduler at {scheduler!r} ({e})") from None
 
 
 def _bar(progress, total, initial, desc):
@@ -297,22 +266,3 @@ def _run_pipelined(stages, spec, pending, workers, count, stop):
         raise
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _run_dask(fn, spec, pending, scheduler, workers, count):
-    from distributed import as_completed
-
-    client, cluster = connect(scheduler, workers)
-    futures = []
-    try:
-        futures = client.map(fn, [spec] * len(pending), pending, pure=False)
-        for fut in as_completed(futures):
-            count(fut.result())
-    except BaseException:
-        if futures:
-            client.cancel(futures)
-        raise
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

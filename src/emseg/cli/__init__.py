@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 
-from . import args, commands, fit_commands, look_commands
+from . import args, commands, data_commands, fit_commands, look_commands, share_commands
 
 __all__ = ["main"]
 
@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_info, _add_convert, _add_evaluate, _add_plan, _add_fit, _add_pretrain, _add_train, _add_predict, _add_segment,
-                _add_postprocess, _add_measure, _add_pyramid_command, _add_view, _add_mesh, _add_models, _add_demo):
+                _add_postprocess, _add_measure, _add_pyramid_command, _add_view, _add_mesh, _add_models, _add_datasets,
+                share_commands.add_export, _add_demo):
         add(sub)
     return p
 
@@ -198,11 +199,14 @@ def _add_config_file(s, configs):
 
 def _add_execution(s, threads_help="worker threads (default 2)"):
     """The options of :class:`emseg.config.ExecutionConfig`."""
+    from .cluster_options import add_cluster_options
+
     s.add_argument("--threads", type=args.positive_int, default=2, help=threads_help)
     s.add_argument("--workers", type=args.positive_int, help="start a Dask LocalCluster with N worker processes")
     s.add_argument("--scheduler", help="address of a running Dask scheduler, e.g. tcp://host:8786")
     s.add_argument("--overwrite", action="store_true")
     s.add_argument("--no-progress", action="store_true")
+    add_cluster_options(s)  # --cluster, --cluster-config, --job-script
 
 
 def _add_predict(sub):
@@ -227,6 +231,8 @@ def _add_model_options(s):
     s.add_argument("--normalize", choices=("model", "data"),
                    help="intensity normalization: the model's own (default) or fitted to this volume")
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: auto")
+    s.add_argument("--runtime", choices=("torch", "onnx"), help="run the network with PyTorch (default) or "
+                   "onnxruntime on the CPU (pip install 'emseg[onnx]')")
 
 
 def _add_postprocess_options(s):
@@ -325,6 +331,19 @@ def _add_models(sub):
     s.add_argument("name", nargs="?", help="model name (for info)")
     s.add_argument("--json", action="store_true", help="print the model card as JSON")
     s.set_defaults(func=commands.cmd_models)
+
+
+def _add_datasets(sub):
+    s = sub.add_parser("datasets", help="public EM datasets: list them, show one, fetch one (download with resume, "
+                       "verify, convert to OME-Zarr)", usage="emseg datasets {list,info,fetch} [NAME] [options]")
+    s.add_argument("action", choices=("list", "info", "fetch"))
+    s.add_argument("name", nargs="?", help="dataset name (for info and fetch; emseg datasets list shows them)")
+    s.add_argument("--to", default=".", metavar="DIR", help="fetch: the folder that receives NAME/ (default: here)")
+    s.add_argument("--no-convert", action="store_true", help="fetch: download and unpack only (NAME/source/)")
+    s.add_argument("--json", action="store_true", help="list, info: the registry entries as JSON")
+    s.add_argument("--registry", metavar="FILE.json", help="a registry file of your own (default: the shipped one)")
+    s.add_argument("--no-progress", action="store_true")
+    s.set_defaults(func=data_commands.cmd_datasets)
 
 
 def _add_demo(sub):

@@ -3,10 +3,12 @@ arguments, calls one library function and prints one line about what it did."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 from .args import params as _params
+from .cluster_options import cluster_options, print_job_script
 
 def _human(n):
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -164,9 +166,14 @@ def cmd_predict(args):
 
     c = _configs(args, {"predict": PredictConfig, "execution": ExecutionConfig},
                  predict=dict(block_shape=args.block_shape, halo=args.halo, tile_shape=args.tile_shape, tta=args.tta,
-                              dtype=args.dtype, device=args.device, normalization=args.normalize))
+                              dtype=args.dtype, device=args.device, normalization=args.normalize,
+                              runtime=args.runtime))
     _check_output(args.output, "predict", c["predict"].dtype)
     models = args.model if len(args.model) > 1 else args.model[0]
+    if args.job_script:
+        from ..predict.memory import prediction_memory
+
+        return print_job_script("predict", c["execution"], prediction_memory(args.input, models, c["predict"]))
     r = predict_blockwise(args.input, models, args.output, config=c["predict"], execution=c["execution"])
     if r.complete_before:
         print(f"{args.output} already holds the finished result of this very run; nothing to do "
@@ -180,14 +187,14 @@ def _configs(args, stages, **given):
     """The stages' configs: ``--config FILE`` (YAML), then the options given on the command line, then
     ``--set KEY=VALUE``; the execution options (threads, workers, scheduler, overwrite, progress) come
     from the command line: ``--threads N`` runs N threads, ``--workers N`` a Dask LocalCluster of N
-    processes, ``--scheduler`` a running cluster."""
+    processes (N jobs with ``--cluster``), ``--scheduler`` a running cluster."""
     from ..config import fill_stages
 
     if "execution" in stages:
         given["execution"] = dict(workers=args.workers or args.threads,
                                   scheduler=args.scheduler or ("local" if args.workers else None),
                                   overwrite=args.overwrite or None, progress=not args.no_progress,
-                                  pyramid=getattr(args, "pyramid", None))
+                                  pyramid=getattr(args, "pyramid", None), **cluster_options(args))
         if getattr(args, "pyramid", None):
             from ..io.pyramid import check_pyramid
 
@@ -242,9 +249,15 @@ def cmd_segment(args):
     from ..workflows import segment_volume
 
     c = _configs(args, {"predict": PredictConfig, "postprocess": PostprocessConfig, "execution": ExecutionConfig},
-                 predict=dict(block_shape=args.block_shape, device=args.device, normalization=args.normalize),
+                 predict=dict(block_shape=args.block_shape, device=args.device, normalization=args.normalize,
+                              runtime=args.runtime),
                  postprocess=_postprocess_options(args, objects=args.objects))
     tta = {} if args.tta is None else {"tta": None if args.tta == "none" else args.tta}  # unset: the model card's
+    if args.job_script:
+        from ..workflows.segment import segment_memory
+
+        memory = segment_memory(args.input, args.model, dataclasses.replace(c["predict"], **tta), c["postprocess"])
+        return print_job_script("segment", c["execution"], memory)
     pr, sr = segment_volume(args.input, args.output, args.model, probabilities=args.keep_probabilities,
                             predict=c["predict"], postprocess=c["postprocess"], execution=c["execution"], **tta)
     if sr.complete_before:
@@ -283,6 +296,10 @@ def cmd_postprocess(args):
     c = _configs(args, {"postprocess": PostprocessConfig, "execution": ExecutionConfig},
                  postprocess=_postprocess_options(args, offsets=offsets, block_shape=args.block_shape,
                                                   halo=args.halo))
+    if args.job_script:
+        from ..instances.memory import postprocess_memory
+
+        return print_job_script("postprocess", c["execution"], postprocess_memory(args.input, c["postprocess"]))
     r = segment_blockwise(args.input, args.output, config=c["postprocess"], execution=c["execution"])
     if r.complete_before:
         print(f"{args.output} already holds the finished result of this very run ({r.n_objects} objects); "

@@ -72,8 +72,14 @@ def cmd_measure(args):
         check_report()
         if os.path.isfile(args.report):
             raise ValueError(f"--report {args.report} is a file; give a folder for the page and its pictures")
+    from .cluster_options import cluster_options, print_job_script
+
     e = ExecutionConfig(workers=args.workers or args.threads, scheduler=args.scheduler or ("local" if args.workers
-                        else None), overwrite=args.overwrite, progress=not args.no_progress)
+                        else None), overwrite=args.overwrite, progress=not args.no_progress, **cluster_options(args))
+    if args.job_script:
+        from ..measure.run import measure_memory
+
+        return print_job_script("measure", e, measure_memory(args.labels, args.block_shape))
     r = measure_volume(args.labels, args.output, args.raw, voxel_size=args.voxel_size, block_shape=args.block_shape,
                        execution=e)
     unit = "nm" if r.voxel_size_known else "voxels (the labels give no voxel size: --voxel-size sets it)"

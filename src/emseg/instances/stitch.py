@@ -26,11 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..blockwise.cluster import check_jobs
 from ..blockwise.execute import BlockJob, open_cached, run_blocks
 from ..blockwise.geometry import BlockGrid, block_at, block_regions, block_slices, plan_grid
 from ..blockwise.record import BlockRecord
 from ..probabilities import as_probabilities
 from .faces import block_file, face_slabs, save_npz, stitch_ids
+from .memory import postprocess_block_bytes
 from .methods import METHODS, method_params, segment_block
 from .relabel import smallest_uint
 
@@ -154,6 +156,9 @@ def _segment(pred, out, method, params, c, e, pred_identity):
     from ..runs import signature_hash
 
     spec["run"] = signature_hash(signature)  # the stitch table of another prediction is never reused
+    channels = pred_vol.shape[0] if channels_first else 1
+    spec["_memory"] = postprocess_block_bytes(spec, np.dtype(pred_vol.dtype).itemsize, channels)
+    check_jobs(e, spec["_memory"])  # batch jobs too small for a block: refused before anything is written
     blocks = block_slices(shape, block_shape)
     if out_path is None:
         if tuple(out.shape) != shape:
@@ -254,7 +259,8 @@ def _passes(spec, signature, blocks, pred_vol, scratch, resume, execution):
     spec["_frag"] = frag
     try:
         pending = [i for i in range(len(blocks)) if i not in frag_record.done]
-        job = BlockJob(f"segment ({spec['method']})", sizes, frag_record, f"{scratch} (pass 1 of 3: segmenting blocks)")
+        job = BlockJob(f"segment ({spec['method']})", sizes, frag_record, f"{scratch} (pass 1 of 3: segmenting blocks)",
+                       spec.get("_memory"))
         run_blocks(_segment_block, _public(spec), pending, local=dict(pred=pred_vol, frag=frag), execution=execution,
                    job=job, stop=threading.Event())
     finally:
@@ -270,6 +276,9 @@ def _relabel(spec, blocks, out_vol, execution, job):
     """Pass 3: scratch ids -> final ids -> out (the blocks ``job.record`` does not list yet)."""
     sizes = {i: int(np.prod([s.stop - s.start for s in b])) for i, b in enumerate(blocks)}
     pending = [i for i in range(len(blocks)) if job.record is None or i not in job.record.done]
+    if execution.scheduler is not None:  # each worker also holds the table of ids
+        with np.load(spec["table"]) as t:
+            job = job._replace(memory=spec.get("_memory", 0) + 2 * t["nodes"].nbytes)
     run_blocks(_relabel_block, _public(spec), pending, local=dict(frag=spec["_frag"], out=out_vol),
                execution=execution, job=job._replace(sizes=sizes))
 

@@ -25,7 +25,7 @@ from .partial import FIELDS, merge_partials
 from .table import _Section, _geometry, block_task, check_labels_volume, columns_of
 from .write import table_format, write_table
 
-__all__ = ["MeasureResult", "measure_volume"]
+__all__ = ["MeasureResult", "measure_volume", "measure_memory"]
 
 
 class MeasureResult(NamedTuple):
@@ -59,6 +59,7 @@ def measure_volume(labels, out, raw=None, *, voxel_size=None, block_shape=None, 
     -------
     MeasureResult
     """
+    from ..blockwise.cluster import check_jobs
     from ..blockwise.execute import BlockJob, run_blocks
     from ..blockwise.record import BlockRecord
     from ..config import ExecutionConfig
@@ -85,16 +86,15 @@ def measure_volume(labels, out, raw=None, *, voxel_size=None, block_shape=None, 
         finally:
             if raw_vol is not None:
                 raw_vol.close()
-    shape3 = (1,) * (3 - len(shape)) + shape
-    if block_shape is None:
-        block_shape = aligned_block_shape(shape3, (1,) * (3 - len(chunks)) + chunks, 1, 2**23)
-    block_shape = tuple(int(b) for b in block_shape)
+    shape3, block_shape = _blocks(shape, chunks, block_shape)
     if len(block_shape) != 3 or min(block_shape) < 1:
         raise ValueError(f"block_shape must be 3 positive integers (z, y, x); got {block_shape}")
     rois = block_slices(shape3, block_shape)
     spec = {"labels": os.fspath(labels), "raw": None if raw is None else os.fspath(raw), "shape": shape3,
             "flat": len(shape) == 2, "block_shape": block_shape, "voxel_size": vs}
     signature = _signature(spec, labels, raw)
+    memory = _block_bytes(block_shape)
+    check_jobs(e, memory)  # batch jobs too small for a block: refused before anything is written
     if e.scheduler not in (None, "local"):
         from ..blockwise.execute import probe_scheduler
 
@@ -117,7 +117,8 @@ def measure_volume(labels, out, raw=None, *, voxel_size=None, block_shape=None, 
                 try:
                     run_blocks(_measure_block, spec, pending, local=dict(lab=lab, raw=raw_vol), execution=e,
                                stop=threading.Event(),
-                               job=BlockJob("measure", sizes, record, f"{scratch} (the blocks measured so far)"))
+                               job=BlockJob("measure", sizes, record, f"{scratch} (the blocks measured so far)",
+                                            memory))
                 finally:
                     if raw_vol is not None:
                         raw_vol.close()
@@ -130,6 +131,30 @@ def measure_volume(labels, out, raw=None, *, voxel_size=None, block_shape=None, 
         os.replace(tmp, out)
         remove_ours(scratch, folder)
     return MeasureResult(columns, out, len(rois), time.perf_counter() - t0, vs[-len(shape):], known)
+
+
+def _blocks(shape, chunks, block_shape):
+    """The volume as 3D and its blocks: ``block_shape``, or about 8 million voxels of whole storage chunks."""
+    shape3 = (1,) * (3 - len(shape)) + tuple(shape)
+    if block_shape is None:
+        block_shape = aligned_block_shape(shape3, (1,) * (3 - len(chunks)) + tuple(chunks), 1, 2**23)
+    return shape3, tuple(int(b) for b in block_shape)
+
+
+def _block_bytes(block_shape):
+    """Peak bytes of a block (an estimate, for sizing Dask workers and batch jobs): the ids as read and
+    compacted, the raw, the sums and the cells of the marching cubes, about 80 B a voxel (1.1 times the
+    peak RSS of a 64 x 256² block of dense objects)."""
+    return int(np.prod([b + 1 for b in block_shape])) * 80
+
+
+def measure_memory(labels, block_shape=None) -> int:
+    """Peak bytes of one block of ``measure_volume(labels, ..., block_shape=block_shape)``."""
+    from ..io import open_volume
+
+    with open_volume(labels) as lab:
+        chunks = tuple(int(c) for c in (lab.chunks or (1,) * len(lab.shape)))
+        return _block_bytes(_blocks(tuple(lab.shape), chunks, block_shape)[1])
 
 
 def _signature(spec, labels, raw):

@@ -41,6 +41,8 @@ class CheckpointInfo:
     voxel_size: tuple | None = None
     card: dict | None = None
     config: dict = field(default_factory=dict)
+    onnx: str | None = None
+    """An ONNX file of this network with its activations inside (an exported package's or file), else None."""
 
     @property
     def context(self) -> int:
@@ -69,6 +71,9 @@ _CACHE: dict = {}
 def read_checkpoint(model) -> CheckpointInfo:
     """Read checkpoint ``model`` (a path, or a shipped model's name) once per process while the file is unchanged.
 
+    A bioimage.io package (``.zip``) or an ONNX file that ``emseg export`` wrote reads as the checkpoint it
+    was exported from (:mod:`emseg.share.load`).
+
     Raises
     ------
     FileNotFoundError
@@ -85,16 +90,32 @@ def read_checkpoint(model) -> CheckpointInfo:
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_mtime_ns, st.st_size, card is not None)
     if key not in _CACHE:
-        _CACHE[key] = _read(path, card)
+        _CACHE[key] = _read_exported(path) if path.lower().endswith((".zip", ".onnx")) else _read(path, card)
     return _CACHE[key]
 
 
-def _read(path, card):
+def _read_exported(path):
+    """A package or ONNX file of ``emseg export``: the checkpoint it carries, with its card and ONNX weights."""
+    import dataclasses
+
+    from ..share.load import onnx_header, package_files
+    from .checkpoint import ModelHeader, _check_init_args
+
+    if path.lower().endswith(".zip"):
+        files = package_files(path)
+        return dataclasses.replace(_read(files.checkpoint, files.card), onnx=files.onnx)
+    header = onnx_header(path)
+    _check_init_args(header["init_args"], path)
+    model = ModelHeader(header.get("model_class", "UNet"), header["init_args"], header.get("extra") or {})
+    return dataclasses.replace(_read(path, header.get("card"), model), onnx=path)
+
+
+def _read(path, card, header=None):
     from ..normalization import Normalization
     from ..tasks import get_task
     from .checkpoint import read_model_header
 
-    header = read_model_header(path)
+    header = header or read_model_header(path)
     extra = header.extra
     config = extra.get("config") or {}
     task, params = _task_of(extra, config, path)

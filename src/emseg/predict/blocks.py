@@ -24,10 +24,12 @@ from functools import partial
 
 import numpy as np
 
+from ..blockwise.cluster import check_jobs
 from ..blockwise.execute import BlockJob, open_cached, run_blocks
 from ..blockwise.geometry import BlockGrid, BlockRegions, as_halo, block_regions, block_slices, grow_roi, plan_grid
 from ..zoo import resolve_model
 from .config import PredictConfig
+from .memory import prediction_block_bytes
 from .model import as_predictor
 from .tiling import predict_region
 
@@ -109,7 +111,7 @@ def _compute(spec, index, data, predictors=None, should_stop=None):
     """Stage 2: the network (with TTA/ensemble) on the read region, cropped to the write region."""
     from ..probabilities import check_finite
 
-    predictors = predictors or [as_predictor(m, device=spec["device"]) for m in spec["models"]]
+    predictors = predictors or [as_predictor(m, device=spec["device"], runtime=spec["runtime"]) for m in spec["models"]]
     pred = predict_region([q.fn for q in predictors], data, spatial_ndim=spec["ndim"], divisor=spec["divisor"],
                           halo=spec["halo"][-spec["ndim"]:], voxel_size=spec["voxel_size"],
                           config=PredictConfig(**{k: spec[k] for k in _REGION_OPTIONS}), should_stop=should_stop)
@@ -181,7 +183,7 @@ def _predict(raw, model, out, c, e):
     block_shape, halo, tile_shape, overlap, tta = c.block_shape, c.halo, c.tile_shape, c.overlap, c.tta
     tta_reduce, ensemble_reduce, dtype, device, normalization = (c.tta_reduce, c.ensemble_reduce, c.dtype, c.device,
                                                                  c.normalization)
-    batch_size, roi, mask = c.batch_size, c.roi, c.mask
+    batch_size, roi, mask, runtime = c.batch_size, c.roi, c.mask, c.runtime
     scheduler, resume, overwrite = e.scheduler, e.resume, e.overwrite
     import threading
 
@@ -191,7 +193,7 @@ def _predict(raw, model, out, c, e):
 
     t0 = time.perf_counter()
     models = model if isinstance(model, (list, tuple)) else [model]
-    predictors = [as_predictor(m, device=device) for m in models]
+    predictors = [as_predictor(m, device=device, runtime=runtime) for m in models]
     raw_path = raw if isinstance(raw, (str, os.PathLike)) else None
     raw_vol = open_volume(raw_path) if raw_path is not None else raw
     shape = tuple(int(s) for s in raw_vol.shape)
@@ -220,7 +222,8 @@ def _predict(raw, model, out, c, e):
     spec = {"raw": str(raw_path) if raw_path else None, "out": None,
             "models": [resolve_model(m)[0] if isinstance(m, str) else os.fspath(m) if hasattr(m, "__fspath__") else None
                        for m in models],  # a shipped model's name travels as its checkpoint's path
-            "device": device, "shape": shape, "block_shape": block_shape, "halo": halo, "divisor": divisor,
+            "device": device, "runtime": runtime, "shape": shape, "block_shape": block_shape, "halo": halo,
+            "divisor": divisor,
             "tile_shape": tile_shape, "overlap": overlap, "tta": tta, "tta_reduce": tta_reduce,
             "ensemble_reduce": ensemble_reduce, "batch_size": batch_size,
             "voxel_size": tuple(vs[-p.ndim:]) if vs else None,
@@ -237,6 +240,8 @@ def _predict(raw, model, out, c, e):
 
         check_intensity_range(raw_vol, spec["normalization"], str(raw_path or "raw"),
                               f"model {models[0] if isinstance(models[0], str) else 'the model'}")
+    memory = prediction_block_bytes(predictors, shape, grid, c, np.dtype(raw_vol.dtype).itemsize)
+    check_jobs(e, memory)  # batch jobs too small for a block: refused before anything is written
     if scheduler is not None and (spec["raw"] is None or out_path is None or None in spec["models"]):
         raise ValueError("Dask execution needs raw, out and the model(s) as paths: workers open them themselves")
     if scheduler not in (None, "local"):
@@ -275,7 +280,7 @@ def _predict(raw, model, out, c, e):
         try:
             run_blocks(_run_block, spec, pending,
                        stages=(partial(_read, raw=raw_vol), compute, partial(_write, out=out_vol)), execution=e,
-                       job=BlockJob("predict", sizes, o.record, o.tmp_path), stop=stop)
+                       job=BlockJob("predict", sizes, o.record, o.tmp_path, memory), stop=stop)
         finally:
             out_vol.close()
         missing = [i for i in todo if i not in o.done]
@@ -309,6 +314,8 @@ def _signature(spec, raw_path, raw_vol, models, predictors, dtype, roi, mask):
     options.update(dtype=dtype, device=str(torch_device(spec["device"]).type),
                    roi=[[s.start, s.stop] for s in roi] if roi is not None else None,
                    mask=content_fingerprint(mask) if mask is not None else None)
+    if spec["runtime"] != "torch":  # runs of before the option keep their signature
+        options["runtime"] = spec["runtime"]
     identities = [model_identity(m, q.checkpoint.path if q.checkpoint else None) for m, q in zip(models, predictors)]
     return run_signature("predict", {"raw": raw_id}, identities, options)
 

@@ -46,7 +46,8 @@ class PredictConfig:
     model's own, also said "model"; refused when the raw's intensities are far from it), "data" (this volume's sampled
     1st-99th percentiles) or a dict/Normalization; ``batch_size`` of tiles; ``roi`` (a tuple of
     slices) and ``mask`` (an array-like at any lower resolution): only blocks that meet them are
-    predicted, the rest stay 0.
+    predicted, the rest stay 0; ``runtime``: "torch" or "onnx" (onnxruntime on the CPU,
+    :func:`emseg.predict.as_predictor`).
     """
 
     block_shape: tuple | None = None
@@ -62,6 +63,7 @@ class PredictConfig:
     batch_size: int = 4
     roi: tuple | None = None
     mask: object = None
+    runtime: str = "torch"
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -76,6 +78,7 @@ class PredictConfig:
         check_choice("ensemble_reduce", self.ensemble_reduce, ("mean", "median"))
         check_choice("dtype", self.dtype, ("float16", "float32", "uint8"))
         check_device("device", self.device)
+        check_choice("runtime", self.runtime, ("torch", "onnx"))
         norm = self.normalization
         if norm == "model":  # the model's own, as None says
             set_(self, "normalization", None)

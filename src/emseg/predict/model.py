@@ -12,7 +12,7 @@ import numpy as np
 
 from ..runtime import memory_format, torch_device
 
-__all__ = ["Predictor", "as_predictor"]
+__all__ = ["Predictor", "as_predictor", "RUNTIMES"]
 
 
 @dataclass
@@ -102,23 +102,65 @@ def _activations(sigmoid, channels, default):
     return tuple("sigmoid" if c in tuple(sigmoid) else "clip" for c in range(channels))
 
 
-def as_predictor(model, *, device="auto", sigmoid=True, cache=True) -> Predictor:
+RUNTIMES = ("torch", "onnx")
+"""How a checkpoint's network runs: PyTorch, or onnxruntime on the CPU (``pip install 'emseg[onnx]'``)."""
+
+
+def _onnx_predictor(info, device, sigmoid):
+    """The checkpoint ``info`` run by onnxruntime: its exported ONNX file, or the network exported in memory."""
+    import torch
+
+    from ..models import UNet
+
+    if sigmoid is not True:
+        raise ValueError(f"model {info.path}: an ONNX network holds its activations; raw outputs (sigmoid={sigmoid!r}) "
+                         "need runtime 'torch'")
+    if torch_device(device).type != "cpu":
+        raise ValueError(f"runtime 'onnx' runs on the CPU; got device {device!r}: use runtime 'torch' on a GPU")
+    try:
+        from ..share.load import onnx_function
+    except ImportError:
+        raise ValueError("runtime 'onnx' needs onnxruntime: pip install 'emseg[onnx]'") from None
+    if info.onnx is not None:
+        source = info.onnx
+    else:
+        from ..share.export import exported_network, onnx_bytes
+
+        source = onnx_bytes(*exported_network(info.path))
+    with torch.device("meta"):
+        net = UNet(**info.init_args)
+    return Predictor(onnx_function(source, torch.get_num_threads()), net.ndim, net.in_channels, net.out_channels,
+                     tuple(net.halo), tuple(net.input_divisor), info.normalization, info.voxel_size, info)
+
+
+def as_predictor(model, *, device="auto", sigmoid=True, cache=True, runtime="torch") -> Predictor:
     """Wrap ``model``: a checkpoint path or a shipped model's name (``emseg.zoo``; loaded once per
-    process and cached), a Predictor, a torch module with ``ndim``/``halo``/``input_divisor``
-    (emseg's UNet), or a numpy callable with attributes ``ndim``, ``in_channels``,
-    ``out_channels`` and optionally ``halo``/``divisor``.
+    process and cached), a bioimage.io package or ONNX file that ``emseg export`` wrote, a Predictor,
+    a torch module with ``ndim``/``halo``/``input_divisor`` (emseg's UNet), or a numpy callable with
+    attributes ``ndim``, ``in_channels``, ``out_channels`` and optionally ``halo``/``divisor``.
     Checkpoint outputs get their task's activations (:mod:`emseg.tasks`: a sigmoid on probability
     channels, regressed ones such as BCD's distance clipped to [0, 1]) unless ``sigmoid=False`` (raw
-    outputs); a tuple of channels applies a sigmoid to those only and clips the others."""
+    outputs); a tuple of channels applies a sigmoid to those only and clips the others.
+    ``runtime="onnx"`` runs a checkpoint's network through onnxruntime on the CPU (a package's ONNX
+    weights, or the network exported to ONNX in memory); an ONNX file always runs there."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}; got {runtime!r}")
     if isinstance(model, Predictor):
         return model
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
         from ..models.reader import read_checkpoint
 
         info = read_checkpoint(model)  # the one reader: task, activations, normalisation, card (cached)
-        key = (info.path, os.stat(info.path).st_mtime_ns, str(device), sigmoid, info.card is not None)
+        onnx = runtime == "onnx" or info.path.lower().endswith(".onnx")
+        key = (info.path, os.stat(info.path).st_mtime_ns, str(device), sigmoid, info.card is not None, onnx)
         if cache and key in _CACHE:
             return _CACHE[key]
+        if onnx:
+            pred = _onnx_predictor(info, device, sigmoid)
+            _check_geometry(pred, f"model {info.path}")
+            if cache:
+                _CACHE[key] = pred
+            return pred
         from ..models import load_model
 
         net = load_model(info.path)  # refuses NaN/inf weights, naming the tensor

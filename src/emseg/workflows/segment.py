@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from ..instances.methods import METHODS
 
-__all__ = ["segment_volume", "SegmentVolumeResult"]
+__all__ = ["segment_volume", "SegmentVolumeResult", "segment_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def _options(config, leave_out=()):
     out = {}
     for f in dataclasses.fields(config):
         v = getattr(config, f.name)
-        if f.name in leave_out:
+        if f.name in leave_out or (f.name == "runtime" and v == "torch"):  # runs of before the option
             continue
         if f.name == "roi" and v is not None:
             v = [[s.start, s.stop] for s in v]
@@ -157,7 +157,35 @@ def segment_volume(raw, out, model, *, probabilities=None, predict=None, postpro
                                               (ExecutionConfig, execution))
     if blocks:
         predict = dataclasses.replace(predict, **blocks)
-    return _segment_volume(raw, out, model, probabilities, predict, postprocess, execution, tta_given)
+    from ..blockwise.execute import shared_dask
+
+    with shared_dask():  # on Dask, the prediction and both passes share one cluster (one set of batch jobs)
+        return _segment_volume(raw, out, model, probabilities, predict, postprocess, execution, tta_given)
+
+
+def segment_memory(raw, model, predict=None, postprocess=None) -> int:
+    """Peak bytes of one block of ``segment_volume(raw, out, model, predict=..., postprocess=...)``: the larger
+    of its prediction's and its post-processing's, with the model's defaults filled in as there (its card's
+    test-time augmentation unless ``predict.tta`` is set: an estimate never below the run's)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from ..instances.config import PostprocessConfig
+    from ..instances.memory import postprocess_memory
+    from ..io import open_volume
+    from ..predict.config import PredictConfig
+    from ..predict.memory import prediction_memory
+    from ..predict.model import as_predictor
+
+    pc, post = predict or PredictConfig(), postprocess or PostprocessConfig()
+    p = as_predictor(model[0] if isinstance(model, (list, tuple)) else model, device=pc.device)
+    post, defaults = _postprocess(p, post.objects, post)
+    if pc.tta is None and defaults is not None and defaults.tta:
+        pc = dataclasses.replace(pc, tta=defaults.tta)
+    with open_volume(raw) as vol:
+        shape = tuple(vol.shape)
+    pred = SimpleNamespace(shape=(p.out_channels,) + shape, dtype=pc.dtype)  # the prediction it makes
+    return max(prediction_memory(raw, model, pc), postprocess_memory(pred, post))
 
 
 def _segment_volume(raw, out, model, probabilities, pc, post, e, tta_given):
@@ -174,7 +202,7 @@ def _segment_volume(raw, out, model, probabilities, pc, post, e, tta_given):
     from ..runs import content_fingerprint, input_identity, model_identity, run_signature
 
     models = list(model) if isinstance(model, (list, tuple)) else [model]
-    predictors = [as_predictor(m, device=pc.device) for m in models]  # checkpoints: read once, cached for prediction
+    predictors = [as_predictor(m, device=pc.device, runtime=pc.runtime) for m in models]  # read once, cached
     p = predictors[0]
     objects = post.objects
     post, defaults = _postprocess(p, objects, post)
