@@ -197,8 +197,10 @@ def summarize(results):
             for count, seeds in counts.items():
                 vals = [s["metrics"][metric] for s in seeds.values()]
                 inst = [s["metrics"].get("instance_mask_iou", np.nan) for s in seeds.values()]
+                steps = [s["steps"] for s in seeds.values() if s.get("steps")]
                 rows[arm][count] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals),
-                                    "instance_mask_iou": float(np.nanmean(inst))}
+                                    "instance_mask_iou": float(np.nanmean(inst)),
+                                    "steps": int(np.mean(steps)) if steps else None}
         full = [rows[a]["all"]["mean"] for a in rows if "all" in rows[a]]
         if full and not lower:
             ref = max(full)
@@ -246,7 +248,8 @@ def markdown(report):
     lines = ["# Learning from few labels", "",
              f"Written by `benchmarks/few_labels.py` on {report['machine']}: {report['minutes']} training minutes per "
              f"run, held-out {PRIMARY} (probabilities > 0.5; FlyEM: VOI of the neurons, lower is better) as mean ± std "
-             "over seeds (n); columns: labelled sections of the training part (`all`: fully supervised).", ""]
+             "over seeds (n; the mean training steps the minutes gave: fewer where other work shared the 2 cores, so compare "
+             "arms at similar steps); columns: labelled sections of the training part (`all`: fully supervised).", ""]
     for case, rows in report.get("summary", {}).items():
         metric, lower = primary(case)
         lines += [f"## {case}" + (f" ({metric}, lower is better)" if lower else ""), "",
@@ -254,7 +257,8 @@ def markdown(report):
         for arm, by_count in rows.items():
             if arm in META:
                 continue
-            cells = [f"{by_count[c]['mean']:.3f} ± {by_count[c]['std']:.3f} ({by_count[c]['n']})" if c in by_count
+            cells = [f"{by_count[c]['mean']:.3f} ± {by_count[c]['std']:.3f} ({by_count[c]['n']}; "
+                     f"{by_count[c].get('steps') or '?'} steps)" if c in by_count
                      else "" for c in counts]
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         goal = rows.get("goal_2_sections")

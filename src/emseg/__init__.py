@@ -6,7 +6,8 @@ the trainer), ``fit`` (a training run planned from the data, post-processing tun
 ``models`` (the U-Net, checkpoints), ``predict`` (blockwise inference), ``instances``
 (post-processing into instances), ``metrics`` (the field's scores), ``blockwise`` (block geometry
 and execution), ``workflows`` (segment a volume, the demo), ``zoo`` (shipped models), ``datasets``
-(public EM datasets: registry and fetcher), ``cli`` (the ``emseg`` command).
+(public EM datasets: registry and fetcher), ``share`` (exported models: bioimage.io, ONNX,
+TorchScript), ``measure`` (per-object tables), ``view`` (neuroglancer, napari, meshes), ``cli`` (the ``emseg`` command).
 """
 
 __version__ = "0.1.0"
