@@ -21,6 +21,23 @@ def emseg(*args, faults=None, timeout=300, cwd=None):
                           env=env, timeout=timeout, cwd=cwd)
 
 
+def emseg_here(*args):
+    """``emseg ARGS`` in this process, for the error paths of options (no start-up of a new Python each time):
+    a CompletedProcess with the exit code and the output, as :func:`emseg` gives."""
+    import contextlib
+    import io
+
+    from emseg.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's own exits
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return subprocess.CompletedProcess(["emseg", *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
 def start(*args, cwd=None):
     """Start ``python -m emseg ARGS`` in the background (default SIGINT disposition)."""
     return subprocess.Popen([sys.executable, "-m", "emseg", *map(str, args)], stdout=subprocess.PIPE,

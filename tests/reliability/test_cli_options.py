@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from harness import emseg, one_line_error
+from harness import emseg_here as emseg, one_line_error
 
 from emseg.io import write_volume
 

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from harness import emseg, one_line_error
+from harness import emseg_here as emseg, one_line_error
 
 from emseg.io import write_volume
 
@@ -40,7 +40,7 @@ def files(tmp_path, monkeypatch):
 ])
 def test_bad_values_are_one_line(files, args, needle):
     before = sorted(os.listdir(files))
-    one_line_error(emseg(*args, timeout=60), args[0], needle)
+    one_line_error(emseg(*args), args[0], needle)
     assert sorted(os.listdir(files)) == before  # nothing half-written
 
 

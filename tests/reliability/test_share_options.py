@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 import pytest
-from harness import emseg, one_line_error
+from harness import emseg_here as emseg, one_line_error
 
 from conftest import tiny_bc_model
 from emseg.io import write_volume
@@ -34,11 +34,11 @@ def files(tmp_path, monkeypatch):
 ])
 def test_bad_values_are_one_line(files, args, needle):
     before = sorted(os.listdir(files))
-    one_line_error(emseg(*args, timeout=120), args[0], needle)
+    one_line_error(emseg(*args), args[0], needle)
     assert sorted(os.listdir(files)) == before  # nothing half-written
 
 
 def test_export_needs_overwrite_for_an_existing_output(files):
     (files / "m.onnx").write_text("mine\n")
-    one_line_error(emseg("export", "m.safetensors", "m.onnx", timeout=120), "export", "--overwrite")
+    one_line_error(emseg("export", "m.safetensors", "m.onnx" ), "export", "--overwrite")
     assert (files / "m.onnx").read_text() == "mine\n"
