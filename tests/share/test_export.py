@@ -196,3 +196,36 @@ def test_reading_foreign_or_damaged_exports_fails_in_one_line(tiny, tmp_path):
         as_predictor(str(tmp_path / "n.onnx"), sigmoid=False)
     with pytest.raises(ValueError, match="runtime must be one of"):
         as_predictor(tiny, runtime="tensorrt")
+
+
+def test_onnx_runs_on_the_cpu_when_a_gpu_is_there(tiny, tmp_path, monkeypatch):
+    """--device auto would pick cuda on a GPU machine; onnxruntime runs on the CPU here: auto means the CPU for it,
+    an explicit cuda is refused naming --device."""
+    import torch
+
+    from emseg.predict import as_predictor
+    from emseg.share import export_model
+
+    path = export_model(tiny, str(tmp_path / "n.onnx"), "onnx")
+    x, want = _reference(tiny, _raw())  # PyTorch on the CPU, before the GPU is pretended
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert np.abs(as_predictor(path, cache=False).fn(x) - want).max() < 1e-4
+    with pytest.raises(ValueError, match="--device cpu"):
+        as_predictor(path, device="cuda", cache=False)
+
+
+def test_malformed_package_metadata_is_refused_naming_the_package(tiny, tmp_path):
+    from emseg.models.reader import read_checkpoint
+    from emseg.share import export_model
+
+    pkg = export_model(tiny, str(tmp_path / "tiny.zip"), license="MIT")
+    with zipfile.ZipFile(pkg) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    rdf = yaml.safe_load(files["rdf.yaml"])
+    unlisted = dict(rdf, attachments=[a for a in rdf["attachments"] if a["source"] != "emseg.safetensors"])
+    for name, text in (("list.zip", "- a\n- b\n"), ("unlisted.zip", yaml.safe_dump(unlisted))):
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            for n, data in files.items():
+                z.writestr(n, text.encode() if n == "rdf.yaml" else data)
+        with pytest.raises(ValueError, match=f"model {tmp_path / name}: .*(did not export|lists no sha256)"):
+            read_checkpoint(str(tmp_path / name))

@@ -21,9 +21,6 @@ def add_export(sub):
     s.set_defaults(func=cmd_export)
 
 
-_SUFFIX = {".zip": "bioimageio", ".onnx": "onnx", ".pt": "torchscript"}
-
-
 def _cite(items):
     out = []
     for item in items or ():
@@ -36,9 +33,9 @@ def _cite(items):
 
 
 def cmd_export(args):
-    from ..share import export_model
+    from ..share.export import SUFFIXES, export_model
 
-    fmt = args.format or _SUFFIX.get(os.path.splitext(args.output)[1].lower())
+    fmt = args.format or {v: k for k, v in SUFFIXES.items()}.get(os.path.splitext(args.output)[1].lower())
     if fmt is None:
         raise ValueError(f"output {args.output}: say --format (bioimageio, onnx, torchscript) or name it .zip, .onnx "
                          "or .pt")

@@ -103,7 +103,10 @@ def _read_exported(path):
 
     if path.lower().endswith(".zip"):
         files = package_files(path)
-        return dataclasses.replace(_read(files.checkpoint, files.card), onnx=files.onnx)
+        try:
+            return dataclasses.replace(_read(files.checkpoint, files.card), onnx=files.onnx)
+        except ValueError as e:  # name the package, not the file unpacked from it
+            raise ValueError(f"model {path} (its emseg.safetensors): {e}") from None
     header = onnx_header(path)
     _check_init_args(header["init_args"], path)
     model = ModelHeader(header.get("model_class", "UNet"), header["init_args"], header.get("extra") or {})

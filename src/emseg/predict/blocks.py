@@ -30,7 +30,7 @@ from ..blockwise.geometry import BlockGrid, BlockRegions, as_halo, block_regions
 from ..zoo import resolve_model
 from .config import PredictConfig
 from .memory import prediction_block_bytes
-from .model import as_predictor
+from .model import as_predictor, runs_on_onnx
 from .tiling import predict_region
 
 __all__ = ["predict_blockwise", "PredictResult", "plan_blocks"]
@@ -311,12 +311,13 @@ def _signature(spec, raw_path, raw_vol, models, predictors, dtype, roi, mask):
     options = {k: spec[k] for k in ("shape", "block_shape", "halo", "divisor", "tile_shape", "overlap", "tta",
                                     "tta_reduce", "ensemble_reduce", "batch_size", "voxel_size", "normalization",
                                     "ndim", "context")}
-    options.update(dtype=dtype, device=str(torch_device(spec["device"]).type),
+    onnx = any(q.weights and runs_on_onnx(q.weights, spec["runtime"]) for q in predictors)
+    options.update(dtype=dtype, device="cpu" if onnx else str(torch_device(spec["device"]).type),
                    roi=[[s.start, s.stop] for s in roi] if roi is not None else None,
                    mask=content_fingerprint(mask) if mask is not None else None)
     if spec["runtime"] != "torch":  # runs of before the option keep their signature
         options["runtime"] = spec["runtime"]
-    identities = [model_identity(m, q.checkpoint.path if q.checkpoint else None) for m, q in zip(models, predictors)]
+    identities = [model_identity(m, q.weights) for m, q in zip(models, predictors)]
     return run_signature("predict", {"raw": raw_id}, identities, options)
 
 

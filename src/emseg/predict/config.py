@@ -78,7 +78,9 @@ class PredictConfig:
         check_choice("ensemble_reduce", self.ensemble_reduce, ("mean", "median"))
         check_choice("dtype", self.dtype, ("float16", "float32", "uint8"))
         check_device("device", self.device)
-        check_choice("runtime", self.runtime, ("torch", "onnx"))
+        from .model import RUNTIMES
+
+        check_choice("runtime", self.runtime, RUNTIMES)
         norm = self.normalization
         if norm == "model":  # the model's own, as None says
             set_(self, "normalization", None)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..runtime import memory_format, torch_device
 
-__all__ = ["Predictor", "as_predictor", "RUNTIMES"]
+__all__ = ["Predictor", "as_predictor", "RUNTIMES", "runs_on_onnx"]
 
 
 @dataclass
@@ -29,6 +29,8 @@ class Predictor:
     voxel_size: tuple | None = None
     checkpoint: object = None
     """The :class:`emseg.models.reader.CheckpointInfo` of a model loaded from a checkpoint, else None."""
+    weights: str | None = None
+    """The file whose weights run (the checkpoint, or the ONNX file onnxruntime runs): the model's identity."""
 
 
 _CACHE: dict = {}
@@ -102,12 +104,13 @@ def _activations(sigmoid, channels, default):
     return tuple("sigmoid" if c in tuple(sigmoid) else "clip" for c in range(channels))
 
 
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "onnx")  # also PredictConfig's and the CLI's choices
 """How a checkpoint's network runs: PyTorch, or onnxruntime on the CPU (``pip install 'emseg[onnx]'``)."""
 
 
 def _onnx_predictor(info, device, sigmoid):
-    """The checkpoint ``info`` run by onnxruntime: its exported ONNX file, or the network exported in memory."""
+    """The checkpoint ``info`` run by onnxruntime on the CPU: its exported ONNX file, or the network exported in
+    memory. ``device`` "auto" means the CPU here; an explicit other device is refused."""
     import torch
 
     from ..models import UNet
@@ -115,12 +118,15 @@ def _onnx_predictor(info, device, sigmoid):
     if sigmoid is not True:
         raise ValueError(f"model {info.path}: an ONNX network holds its activations; raw outputs (sigmoid={sigmoid!r}) "
                          "need runtime 'torch'")
-    if torch_device(device).type != "cpu":
-        raise ValueError(f"runtime 'onnx' runs on the CPU; got device {device!r}: use runtime 'torch' on a GPU")
+    if device not in ("auto", "cpu") and torch_device(device).type != "cpu":
+        raise ValueError(f"onnxruntime runs here on the CPU; got device {device!r}: give --device cpu (or auto)"
+                         + ("" if info.onnx == info.path else ", or --runtime torch to run on the GPU"))
     try:
-        from ..share.load import onnx_function
+        import onnxruntime  # noqa: F401
     except ImportError:
         raise ValueError("runtime 'onnx' needs onnxruntime: pip install 'emseg[onnx]'") from None
+    from ..share.load import onnx_function
+
     if info.onnx is not None:
         source = info.onnx
     else:
@@ -130,7 +136,13 @@ def _onnx_predictor(info, device, sigmoid):
     with torch.device("meta"):
         net = UNet(**info.init_args)
     return Predictor(onnx_function(source, torch.get_num_threads()), net.ndim, net.in_channels, net.out_channels,
-                     tuple(net.halo), tuple(net.input_divisor), info.normalization, info.voxel_size, info)
+                     tuple(net.halo), tuple(net.input_divisor), info.normalization, info.voxel_size, info,
+                     info.onnx or info.path)
+
+
+def runs_on_onnx(model, runtime) -> bool:
+    """Whether ``model`` (a path or name) runs through onnxruntime: ``runtime`` "onnx", or an ONNX file."""
+    return runtime == "onnx" or (isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"))
 
 
 def as_predictor(model, *, device="auto", sigmoid=True, cache=True, runtime="torch") -> Predictor:
@@ -151,7 +163,7 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True, runtime="tor
         from ..models.reader import read_checkpoint
 
         info = read_checkpoint(model)  # the one reader: task, activations, normalisation, card (cached)
-        onnx = runtime == "onnx" or info.path.lower().endswith(".onnx")
+        onnx = runs_on_onnx(info.path, runtime)
         key = (info.path, os.stat(info.path).st_mtime_ns, str(device), sigmoid, info.card is not None, onnx)
         if cache and key in _CACHE:
             return _CACHE[key]
@@ -166,7 +178,7 @@ def as_predictor(model, *, device="auto", sigmoid=True, cache=True, runtime="tor
         net = load_model(info.path)  # refuses NaN/inf weights, naming the tensor
         pred = Predictor(_torch_fn(net, torch_device(device), _activations(sigmoid, net.out_channels, info.activations)),
                          net.ndim, net.in_channels, net.out_channels, tuple(net.halo), tuple(net.input_divisor),
-                         info.normalization, info.voxel_size, info)
+                         info.normalization, info.voxel_size, info, info.path)
         _check_geometry(pred, f"checkpoint {info.path}")
         if cache:
             _CACHE[key] = pred

@@ -21,6 +21,7 @@ The package holds, beside ``rdf.yaml``:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -242,7 +243,7 @@ def export_bioimageio(model, out, *, license=None, cite=None, authors=None, samp
     import torch
     import yaml
 
-    from .export import exported_network, export_onnx, export_torchscript
+    from .export import ONNX_OPSET, exported_network, export_onnx, export_torchscript
     from .network import standalone_source
 
     net, info = exported_network(model)
@@ -328,11 +329,10 @@ def export_bioimageio(model, out, *, license=None, cite=None, authors=None, samp
                                                                    **info.init_args}}},
                 "torchscript": {**_file(folder, "weights_torchscript.pt"), "pytorch_version": torch_version,
                                 "parent": "pytorch_state_dict"},
-                "onnx": {**_file(folder, "weights.onnx"), "opset_version": 17, "parent": "pytorch_state_dict"}},
+                "onnx": {**_file(folder, "weights.onnx"), "opset_version": ONNX_OPSET, "parent": "pytorch_state_dict"}},
             "attachments": [_file(folder, ATTACHMENT), _file(folder, "emseg_card.json")],
             "config": {"emseg": {"checkpoint": ATTACHMENT, "card": "emseg_card.json", "task": info.task,
-                                 "postprocess": info.postprocess()._asdict() if hasattr(info.postprocess(), "_asdict")
-                                 else _plain(info.postprocess())}},
+                                 "postprocess": dataclasses.asdict(info.postprocess())}},
         }
         with open(os.path.join(folder, "rdf.yaml"), "w") as f:
             yaml.safe_dump(rdf, f, sort_keys=False)
@@ -347,12 +347,6 @@ def export_bioimageio(model, out, *, license=None, cite=None, authors=None, samp
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return out
-
-
-def _plain(pp):
-    import dataclasses
-
-    return {k: v for k, v in dataclasses.asdict(pp).items()}
 
 
 def _validate(path, out):

@@ -5,7 +5,7 @@ exported network is :class:`~emseg.share.network.EmsegNetwork`: its outputs are 
 writes (probabilities, regressed channels clipped to [0, 1]), from raw normalised as the model was
 trained. The bare ONNX and TorchScript files carry emseg's checkpoint header (task, normalisation,
 voxel size, model card) in their metadata, so emseg reads them back as models
-(:func:`emseg.share.load.onnx_info`).
+(:func:`emseg.share.load.onnx_header`, :func:`emseg.models.reader.read_checkpoint`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 
-__all__ = ["FORMATS", "exported_network", "onnx_bytes", "export_onnx", "export_torchscript", "export_model", "ONNX_OPSET"]
+__all__ = ["FORMATS", "SUFFIXES", "exported_network", "onnx_bytes", "export_onnx", "export_torchscript", "export_model", "ONNX_OPSET"]
 
-FORMATS = ("bioimageio", "onnx", "torchscript")
+SUFFIXES = {"bioimageio": ".zip", "onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = tuple(SUFFIXES)
 ONNX_OPSET = 17
 METADATA_KEY = "emseg"
 """The key of emseg's checkpoint header in an ONNX model's ``metadata_props`` and a TorchScript file's extra files."""
@@ -124,7 +125,7 @@ def export_model(model, out, fmt="bioimageio", *, overwrite=False, **options):
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     out = os.fspath(out)
-    suffix = {"bioimageio": ".zip", "onnx": ".onnx", "torchscript": ".pt"}[fmt]
+    suffix = SUFFIXES[fmt]
     if not out.endswith(suffix):
         raise ValueError(f"output {out}: a {fmt} export is written as a {suffix} file; name it ...{suffix}")
     if os.path.exists(out) and not overwrite:

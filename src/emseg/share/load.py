@@ -2,26 +2,24 @@
 ONNX networks run through onnxruntime.
 
 A package that ``emseg export`` wrote carries the checkpoint itself (``emseg.safetensors``, its sha256
-in ``rdf.yaml``) and the model card; they are checked and unpacked once per process into a temporary
-folder that is removed at exit, and read as any checkpoint (:func:`emseg.models.reader.read_checkpoint`).
+in ``rdf.yaml``) and the model card; they are checked and unpacked into a temporary folder named by the
+checkpoint's content (:func:`package_files`), and read as any checkpoint
+(:func:`emseg.models.reader.read_checkpoint`).
 A bare ONNX export carries the checkpoint's header in its metadata (:data:`emseg.share.export.METADATA_KEY`).
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from typing import NamedTuple
 
-__all__ = ["PackageFiles", "package_files", "onnx_header", "onnx_function", "is_package"]
+__all__ = ["PackageFiles", "package_files", "onnx_header", "onnx_function"]
 
 _UNPACKED: dict = {}
-_ROOT: list = []
 
 
 class PackageFiles(NamedTuple):
@@ -32,28 +30,28 @@ class PackageFiles(NamedTuple):
     onnx: str | None
 
 
-def is_package(path) -> bool:
-    """Whether ``path`` names a ``.zip`` file (a bioimage.io package)."""
-    return isinstance(path, (str, os.PathLike)) and os.fspath(path).lower().endswith(".zip")
-
-
-def _root():
-    if not _ROOT:
-        _ROOT.append(tempfile.mkdtemp(prefix="emseg-packages-"))
-        atexit.register(shutil.rmtree, _ROOT[0], True)
-    return _ROOT[0]
+def _folder(sha256):
+    """The folder a package's files are unpacked to: one per checkpoint content, shared by the processes of a
+    machine (Dask workers, batch jobs) and reused, so a killed process leaves nothing new behind."""
+    folder = os.path.join(tempfile.gettempdir(), f"emseg-packages-{os.getuid() if hasattr(os, 'getuid') else 0}",
+                          sha256[:32])
+    os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def package_files(path) -> PackageFiles:
     """Check and unpack the emseg files of the bioimage.io package ``path`` (once per process while it is unchanged).
+
+    Every file used must have the sha256 that ``rdf.yaml`` lists for it; they are unpacked (atomically) into a
+    folder named by the checkpoint's sha256 under the temporary directory, shared and reused.
 
     Raises
     ------
     FileNotFoundError
         No such file.
     ValueError
-        Not a zip, no ``rdf.yaml``, a package emseg did not export (no ``config.emseg``), or a file whose
-        sha256 is not the one ``rdf.yaml`` lists (the message names it).
+        Not a zip, no ``rdf.yaml``, a package emseg did not export (no ``config.emseg``), a file without a listed
+        sha256 or whose sha256 is not the one listed (the message names the package).
     """
     import yaml
 
@@ -73,52 +71,70 @@ def package_files(path) -> PackageFiles:
         rdf_name = next((n for n in ("rdf.yaml", "bioimageio.yaml") if n in names), None)
         if rdf_name is None:
             raise ValueError(f"model {p}: a zip without rdf.yaml, not a bioimage.io package")
-        rdf = yaml.safe_load(z.read(rdf_name)) or {}
-        emseg = ((rdf.get("config") or {}).get("emseg") or {})
-        if not emseg.get("checkpoint"):
+        try:
+            rdf = yaml.safe_load(z.read(rdf_name))
+        except yaml.YAMLError as e:
+            raise ValueError(f"model {p}: its {rdf_name} is not YAML ({str(e).splitlines()[0]})") from None
+        config = rdf.get("config") if isinstance(rdf, dict) else None
+        emseg = config.get("emseg") if isinstance(config, dict) else None
+        if not isinstance(emseg, dict) or not isinstance(emseg.get("checkpoint"), str):
             raise ValueError(f"model {p}: a bioimage.io package that emseg did not export (no config.emseg in "
                              f"{rdf_name}); emseg runs the packages `emseg export` writes")
-        listed = {f.get("source"): f.get("sha256") for f in rdf.get("attachments") or []}
-        listed[((rdf.get("weights") or {}).get("onnx") or {}).get("source")] = \
-            ((rdf.get("weights") or {}).get("onnx") or {}).get("sha256")
-        folder = tempfile.mkdtemp(dir=_root())
+        listed = {}
+        weights = rdf.get("weights") if isinstance(rdf.get("weights"), dict) else {}
+        onnx = weights.get("onnx") if isinstance(weights.get("onnx"), dict) else {}
+        for entry in [*(rdf.get("attachments") or []), onnx]:
+            if isinstance(entry, dict) and isinstance(entry.get("source"), str):
+                listed[entry["source"]] = entry.get("sha256")
 
-        def unpack(name):
-            if name is None:
-                return None
+        def read(name):
             if name not in names or os.path.basename(name) != name:
                 raise ValueError(f"model {p}: {rdf_name} names {name!r}, which the package does not hold")
-            data = z.read(name)
-            want = listed.get(name)
-            if want and hashlib.sha256(data).hexdigest() != want:
-                raise ValueError(f"model {p}: {name} has sha256 {hashlib.sha256(data).hexdigest()}, but {rdf_name} "
-                                 f"lists {want}: the package is damaged; export it again")
+            data, want = z.read(name), listed.get(name)
+            found = hashlib.sha256(data).hexdigest()
+            if not want:
+                raise ValueError(f"model {p}: {rdf_name} lists no sha256 for {name}; export it again")
+            if found != want:
+                raise ValueError(f"model {p}: {name} has sha256 {found}, but {rdf_name} lists {want}: the package is "
+                                 "damaged; export it again")
+            return data, found
+
+        def unpack(folder, name, data):
             out = os.path.join(folder, name)
-            with open(out, "wb") as f:
-                f.write(data)
+            if not os.path.isfile(out):
+                part = f"{out}.{os.getpid()}.part"
+                with open(part, "wb") as f:
+                    f.write(data)
+                os.replace(part, out)  # whole or not at all; the same bytes from every process
             return out
 
-        ckpt = unpack(emseg["checkpoint"])
-        card_path = unpack(emseg.get("card"))
-        onnx = unpack(((rdf.get("weights") or {}).get("onnx") or {}).get("source"))
-    card = None
-    if card_path:
-        with open(card_path) as f:
-            card = json.load(f) or None
-    _UNPACKED[key] = PackageFiles(ckpt, card, onnx)
+        data, sha = read(emseg["checkpoint"])
+        folder = _folder(sha)
+        ckpt = unpack(folder, "emseg.safetensors", data)
+        card = None
+        if isinstance(emseg.get("card"), str):
+            card = json.loads(read(emseg["card"])[0] or b"null")
+            card = card if isinstance(card, dict) else None
+        onnx_path = unpack(folder, "weights.onnx", read(onnx["source"])[0]) if isinstance(onnx.get("source"), str) \
+            else None
+    _UNPACKED[key] = PackageFiles(ckpt, card, onnx_path)
     return _UNPACKED[key]
 
 
 def onnx_header(path) -> dict:
     """The emseg checkpoint header an exported ONNX file carries (ValueError naming the file if it has none)."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError(f"model {os.fspath(path)}: an ONNX model runs through onnxruntime: pip install 'emseg[onnx]'") \
+            from None
 
     from .export import METADATA_KEY
 
     p = os.fspath(path)
     try:
         meta = ort.InferenceSession(p, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
-    except Exception as e:  # onnxruntime's own errors (not a model, damaged protobuf)
+    except Exception as e:  # noqa: BLE001  # onnxruntime's own errors (not a model, damaged protobuf)
         raise ValueError(f"model {p}: onnxruntime cannot read it ({str(e).splitlines()[0][:200]})") from None
     if METADATA_KEY not in meta:
         raise ValueError(f"model {p}: an ONNX file without emseg's header (metadata {METADATA_KEY!r}); emseg runs the "
@@ -127,8 +143,9 @@ def onnx_header(path) -> dict:
         header = json.loads(meta[METADATA_KEY])
     except ValueError as err:
         raise ValueError(f"model {p}: its emseg header is not JSON ({err})") from None
-    if not isinstance(header, dict) or not isinstance(header.get("init_args"), dict):
-        raise ValueError(f"model {p}: its emseg header has no init_args")
+    if not isinstance(header, dict) or not isinstance(header.get("init_args"), dict) or \
+            not isinstance(header.get("extra") or {}, dict) or not isinstance(header.get("card") or {}, dict):
+        raise ValueError(f"model {p}: its emseg header is damaged (init_args, extra and card must be JSON objects)")
     return header
 
 

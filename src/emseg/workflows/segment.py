@@ -219,7 +219,7 @@ def _segment_volume(raw, out, model, probabilities, pc, post, e, tta_given):
     Output(out, signature={}, execution=e)  # refuses a bad output path or key before any work
     # what the labels depend on: the raw volume, the models and every option (not the temporary prediction file)
     pipeline = run_signature("segment", {"raw": raw_id},
-                             [model_identity(m, q.checkpoint.path if q.checkpoint else None)
+                             [model_identity(m, q.weights)
                               for m, q in zip(models, predictors)],
                              {"predict": _options(pc), "postprocess": _options(post, ("scratch", "keep_scratch"))})
     if e.resume and not e.overwrite:
