@@ -200,4 +200,21 @@ def test_archives_that_would_write_outside_their_folder_are_refused(server, tmp_
         z.writestr("../evil.txt", "x")
     with pytest.raises(ValueError, match="would land outside its folder"):
         fetch_dataset("tiny", tmp_path / "out", registry=entry(server, buf.getvalue()))
-    assert not os.path.exists(tmp_path / "evil.txt") and not os.path.exists(tmp_path / "out" / "tiny")
+    out = tmp_path / "out"
+    assert not os.path.exists(out / ".tiny.building" / "evil.txt") and not os.path.exists(out / "tiny")
+    buf = io.BytesIO()  # a tar member that climbs out
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        info = tarfile.TarInfo("../../evil.txt")
+        info.size = 1
+        t.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(ValueError):
+        fetch_dataset("tiny", out, registry=entry(server, buf.getvalue(), filename="tiny.tar.gz"))
+    assert not os.path.exists(out / "evil.txt") and not os.path.exists(tmp_path / "evil.txt")
+
+
+def test_a_rerun_after_no_convert_says_so(server, tmp_path):
+    (tmp_path / "src").mkdir()
+    reg = entry(server, _zip_of_tifs(tmp_path / "src"))
+    fetch_dataset("tiny", tmp_path, registry=reg, convert=False)
+    with pytest.raises(ValueError, match="--no-convert"):
+        fetch_dataset("tiny", tmp_path, registry=reg)

@@ -100,6 +100,8 @@ def download_file(url, dest, *, checksum=None, size=None, retries=2, progress=Fa
         The server refused (an HTTP error status) or could not be reached.
     """
     name, part = os.path.basename(dest), dest + ".part"
+    if not checksum and os.path.exists(part):  # an earlier run's bytes: with no checksum to check the whole file,
+        os.remove(part)  # a file changed on the server since could not be told from them; start over
     resumed_from = os.path.getsize(part) if os.path.exists(part) else 0
     fetched = 0
     for attempt in range(retries + 1):

@@ -94,7 +94,11 @@ def fetch_dataset(name, to=".", *, convert=True, registry=None, progress=False, 
     final = os.path.join(to, name)
     with output_lock(final, what=final):
         if os.path.isfile(os.path.join(final, MARKER)):
-            return _finished(final, already=True)
+            done = _finished(final, already=True)
+            if convert and not done.converted:
+                raise ValueError(f"{final} holds {name} fetched with --no-convert (no OME-Zarr volumes); move it away "
+                                 "to fetch and convert it, or keep using the unpacked files")
+            return done
         if os.path.lexists(final):
             raise FileExistsError(f"{final} exists but is not a finished emseg datasets fetch (it has no {MARKER}); "
                                   "move it away or fetch into another --to")
@@ -135,15 +139,22 @@ def _finished(final, already) -> FetchResult:
 def _download(f, downloads, retries, progress) -> dict:
     """One registry file into ``downloads`` (skipped when an earlier run finished it); its record."""
     dest = os.path.join(downloads, f["filename"])
-    done = dest + ".sha256"  # written once the file is complete and checked
+    done = dest + ".done.json"  # written once the file is complete and checked: what it was checked against
+    wanted = {"url": f["url"], "checksum": f["checksum"]}
+    record = None
     if os.path.isfile(dest) and os.path.isfile(done):
         with open(done, encoding="utf-8") as fh:
-            sha256 = fh.read().strip()
-    else:
+            record = json.load(fh)
+        if {k: record.get(k) for k in wanted} != wanted:  # the registry changed since: fetch it anew
+            os.remove(dest)
+            record = None
+    if record is None:
         d = download_file(f["url"], dest, checksum=f["checksum"], size=f["size"], retries=retries, progress=progress)
-        sha256 = d.sha256
-        with open(done, "w", encoding="utf-8") as fh:
-            fh.write(sha256 + "\n")
+        record = dict(wanted, sha256=d.sha256)
+        from ..io.atomic import write_text_atomic
+
+        write_text_atomic(done, json.dumps(record) + "\n")
+    sha256 = record["sha256"]
     return {"filename": f["filename"], "url": f["url"], "checksum": f["checksum"], "sha256": sha256,
             "verified": f["checksum"] is not None}
 
