@@ -100,7 +100,8 @@ def test_bioimageio_core_passes_on_every_shipped_model(name, tmp_path):
         <= names
     with zipfile.ZipFile(pkg) as z:
         rdf = yaml.safe_load(z.read("rdf.yaml"))
-        z.extract("test_input.npy", tmp_path), z.extract("test_output.npy", tmp_path), z.extract("weights.onnx", tmp_path)
+        for name_ in ("test_input.npy", "test_output.npy", "weights.onnx", "weights_torchscript.pt"):
+            z.extract(name_, tmp_path)
     from emseg.models.reader import read_checkpoint
 
     info = read_checkpoint(name)
@@ -108,6 +109,11 @@ def test_bioimageio_core_passes_on_every_shipped_model(name, tmp_path):
     got = ort.InferenceSession(str(tmp_path / "weights.onnx"), providers=["CPUExecutionProvider"]).run(
         None, {"raw": info.normalization(raw)})[0]
     assert np.abs(got - want).max() < 1e-4
+    import torch
+
+    with torch.no_grad():  # our own export, just written: TorchScript's loader, not a pickle of unknown origin
+        ts = torch.jit.load(str(tmp_path / "weights_torchscript.pt"))(torch.from_numpy(info.normalization(raw)))
+    assert np.abs(ts.numpy() - want).max() < 1e-4
     axes = rdf["inputs"][0]["axes"]
     vs = info.voxel_size or info.card["input_voxel_size_nm"]
     assert [a["scale"] for a in axes[2:]] == [float(v) for v in vs][-len(axes[2:]):]
