@@ -100,9 +100,22 @@ def test_killed_prediction_resumes(tmp_path):
     save_model(_unet(2), "m.safetensors")
     raw = np.random.default_rng(4).random((32, 64, 64)).astype(np.float32)
     write_volume("raw.zarr", raw)
-    # one worker everywhere: torch's threads per block differ with the workers, and with them the last bit
+    # one worker and one torch thread everywhere: the threads differ between this process (other tests set
+    # them) and a child (as many as cores), and with them the last bit of a sum
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _killed_prediction_resumes()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _killed_prediction_resumes():
     predict_blockwise("raw.zarr", "m.safetensors", "ref.zarr", block_shape=(4, 32, 32), dtype="float32", workers=1)
-    code = ("import time, emseg.predict.blocks as b\n"
+    code = ("import time, torch, emseg.predict.blocks as b\n"
+            "torch.set_num_threads(1)\n"
             "orig = b._run_block\n"
             "def slow(*a, **k):\n    time.sleep(0.2)\n    return orig(*a, **k)\n"
             "b._run_block = slow\n"
