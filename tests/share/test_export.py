@@ -92,12 +92,15 @@ def test_bioimageio_core_passes_on_every_shipped_model(name, tmp_path):
     from emseg.share import export_model
 
     pkg = export_model(name, str(tmp_path / f"{name}.zip"))
-    summary = core.test_model(pkg)
+    # the 3D neuron model's inputs are at least 104³ (its halo): bioimageio.core runs each weight format 7 times
+    # on up to 2 x 120³, 45 s on 2 cores, so there it runs on the PyTorch weights (the standalone architecture
+    # file) and the ONNX and TorchScript weights are checked below against the test output
+    weights = ("pytorch_state_dict",) if name == "neurons-fibsem" else ("onnx", "torchscript", "pytorch_state_dict")
+    summary = core.test_model(pkg, weight_format=weights[0] if len(weights) == 1 else None)
     failed = [(d.name, [e.msg for e in d.errors][:1]) for d in summary.details if d.status != "passed"]
     assert summary.status == "passed", failed
     names = {d.name for d in summary.details}
-    assert {f"Reproduce test outputs from test inputs ({w})" for w in ("onnx", "torchscript", "pytorch_state_dict")} \
-        <= names
+    assert {f"Reproduce test outputs from test inputs ({w})" for w in weights} <= names
     with zipfile.ZipFile(pkg) as z:
         rdf = yaml.safe_load(z.read("rdf.yaml"))
         for name_ in ("test_input.npy", "test_output.npy", "weights.onnx", "weights_torchscript.pt"):
