@@ -18,6 +18,9 @@ IoU and AP/PQ of the segmentation are kept too). Arms:
   defaults: the encoder frozen, the loaded weights at a tenth of the learning rate, BatchNorm statistics
   re-estimated on 32 batches first (AdaBN);
 - ``finetune_lr01_semi``: ``finetune_lr01`` with the mean teacher (the best fine-tuning choice plus the unlabelled rest);
+- ``finetune_semivol``, ``scratch_semivol``: the mean teacher on the whole volume a researcher has, the sections to be
+  segmented included (``--unlabelled`` the held-out part's raw; transductive: its labels are never read, only
+  scored), from the other data's model or from random weights;
 - ``pretrain_finetune``: ``--init`` the result of ``emseg pretrain`` on the case's training raw (no labels;
   ``--pretrain-minutes``, once per case, its time reported apart from the runs' minutes).
 
@@ -84,7 +87,9 @@ ARMS = {"scratch": [], "finetune": ["--init", "{other}"], "finetune_semi": ["--i
         "finetune_freeze": ["--init", "{other}", "--freeze", "encoder"],
         "finetune_lr01": ["--init", "{other}", "--init-lr-scale", "0.1"],
         "finetune_adabn": ["--init", "{other}", "--adabn", "32"],
-        "finetune_lr01_semi": ["--init", "{other}", "--init-lr-scale", "0.1", "--semi", "mean_teacher"]}
+        "finetune_lr01_semi": ["--init", "{other}", "--init-lr-scale", "0.1", "--semi", "mean_teacher"],
+        "finetune_semivol": ["--init", "{other}", "--semi", "mean_teacher", "--unlabelled", "{heldout}"],
+        "scratch_semivol": ["--semi", "mean_teacher", "--unlabelled", "{heldout}"]}
 PRIMARY = "foreground_iou"
 
 
@@ -129,7 +134,7 @@ def run_point(case, d, arm, count, seed, minutes, work, pretrain_minutes=10.0):
     tag = f"{case}-{arm}-{count}-{seed}"
     out = os.path.join(work, f"fit-{tag}")
     pre = pretrained(case, d, pretrain_minutes, work) if arm == "pretrain_finetune" else None
-    args = [a.format(other=spec["other"], pretrained=pre) for a in ARMS[arm]]
+    args = [a.format(other=spec["other"], pretrained=pre, heldout=d["test_raw"]) for a in ARMS[arm]]
     sections = None
     if count != "all":
         sections = spread_sections(d["train_labels_array"], int(count), case)
@@ -206,7 +211,7 @@ def summarize(results):
             ref = max(full)
             rows["goal_2_sections"] = {a: rows[a]["2"]["mean"] / ref for a in rows if "2" in rows.get(a, {})}
         gains = {}  # what learning from the unlabelled rest adds over the same start, supervised only
-        for arm in [a for a in rows if a.endswith(("_semi", "_propagate"))]:
+        for arm in [a for a in rows if a.endswith(("_semi", "_semivol", "_propagate"))]:
             base = arm.rsplit("_", 1)[0]
             for count in ("1", "2"):
                 if count in rows[arm] and count in rows.get(base, {}):

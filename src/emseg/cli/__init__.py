@@ -151,6 +151,8 @@ def _add_fit(sub):
     s.add_argument("--semi", choices=("none", "mean_teacher", "propagate"), default="none",
                    help="mean_teacher: also learn from the unlabelled rest of the volume; propagate: with --sections, "
                    "pseudo-label their neighbours in rounds (4S) (default none)")
+    s.add_argument("--unlabelled", nargs="+", metavar="RAW", help="with --semi mean_teacher: more raw of the same "
+                   "kind for the mean teacher besides RAW, e.g. the sections you want segmented (transductive)")
     s.add_argument("--tune-minutes", type=args.positive_float, default=5.0,
                    help="the most the post-processing search may take (default 5)")
     s.add_argument("--overwrite", action="store_true", help="delete the fit's own files in OUT_DIR and start over")

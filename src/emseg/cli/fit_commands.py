@@ -55,7 +55,7 @@ def cmd_fit(args):
                        device=args.device, seed=args.seed, voxel_size=args.voxel_size,
                        tune_minutes=args.tune_minutes, sections=args.sections, freeze=args.freeze,
                        init_lr_scale=args.init_lr_scale, adabn_batches=args.adabn, semi=args.semi,
-                       context=args.context, overwrite=args.overwrite)
+                       context=args.context, unlabelled=tuple(args.unlabelled or ()), overwrite=args.overwrite)
     r = fit(config, echo=print, progress=not args.no_progress)
     where = ("on the tuning part (optimistic: tuned there)" if adapt_to is None else "on the source's tuning part "
              "(the target has no labels)") if labels is not None else "(no labels to measure on)"

@@ -107,6 +107,8 @@ def write_card(config, state) -> dict:
                     "normalization": info.normalization.as_dict() if info.normalization else None},
         "headline": headline,
     }
+    if config.unlabelled:
+        card["training"]["unlabelled"] = [config.raw, *config.unlabelled]  # the mean teacher's raw
     if c.target == "affinities":
         card["offsets"] = [list(o) for o in info.task_params["offsets"]]
     if config.adapt_to is not None:

@@ -202,8 +202,8 @@ def plan_training(fp, *, minutes=30.0, device="cpu", seconds_per_step=None, val_
                        ("adabn_batches", "given: BatchNorm statistics re-estimated on this data before training"),
                        ("semi", "given: a mean teacher also learns from unlabelled data (the rest of the training "
                                 "part, or the unlabelled volume below)"),
-                       ("unlabelled", "the volume the model is for (--source: no labels there); the mean teacher "
-                                      "learns from it")):
+                       ("unlabelled", "the mean teacher learns from these (--source: the volume the model is "
+                                      "for, no labels there; --unlabelled: RAW whole and the volumes given)")):
         if name in fixed:
             why[name] = text
     return Plan(config, why, fp, float(sps), seconds_per_step is not None, tuple(notes))

@@ -53,6 +53,9 @@ class FitConfig:
     unlabelled volume of another microscope the model is for (``emseg fit TARGET OUT --source RAW
     LABELS``): ``raw``/``labels`` are then the labelled source, the mean teacher learns from the
     target, and the model written for it carries the target's normalisation and BatchNorm statistics.
+    ``unlabelled``: with ``semi`` ``mean_teacher``, more raw volumes of the same kind as ``raw`` (the
+    sections to be segmented, say): the mean teacher draws from ``raw`` whole and from these, each
+    normalised on its own; the model keeps ``raw``'s normalisation.
     """
 
     raw: str
@@ -72,6 +75,7 @@ class FitConfig:
     semi: str = "none"
     context: int | None = None
     adapt_to: str | None = None
+    unlabelled: tuple = ()
     overwrite: bool = False
 
     def __post_init__(self):
@@ -82,6 +86,15 @@ class FitConfig:
             if not isinstance(v, (str, os.PathLike)) or not str(v):
                 raise ConfigError(name, f"{name} must be a path; got {v!r}")
             object.__setattr__(self, name, _absolute(os.fspath(v)))  # a rerun from another folder finds them
+        if isinstance(self.unlabelled, (str, os.PathLike)) or not all(
+                isinstance(p, (str, os.PathLike)) and str(p) for p in self.unlabelled):
+            raise ConfigError("unlabelled", f"unlabelled must be a list of raw volume paths; got {self.unlabelled!r}")
+        object.__setattr__(self, "unlabelled", tuple(_absolute(os.fspath(p)) for p in self.unlabelled))
+        if self.unlabelled and (self.semi != "mean_teacher" or self.adapt_to is not None or self.labels is None):
+            raise ConfigError("unlabelled", "--unlabelled gives the mean teacher more raw of RAW's kind: it needs LABELS "
+                              "and --semi mean_teacher" + (", not --source (whose target is the unlabelled volume)"
+                                                           if self.adapt_to is not None else "") +
+                              f"; got --semi {self.semi}")
         object.__setattr__(self, "minutes", check_number("minutes", self.minutes, float, (0, False), None,
                                                          "a positive number of minutes"))
         object.__setattr__(self, "tune_minutes", check_number("tune_minutes", self.tune_minutes, float, (0, False),
@@ -219,6 +232,8 @@ def _signature(config):
     inputs = {"raw": config.raw} if config.labels is None else {"raw": config.raw, "labels": config.labels}
     if config.adapt_to is not None:
         inputs["adapt_to"] = config.adapt_to
+    if config.unlabelled:
+        inputs.update({f"unlabelled_{i}": path for i, path in enumerate(config.unlabelled)})
     return run_signature("fit", inputs=inputs, models=models, options=options)
 
 
@@ -339,6 +354,9 @@ def _stage_plan(config, state, say, progress):
                 raise ValueError(f"RAW {config.adapt_to} has shape {tuple(target.shape)} but the --source raw "
                                  f"{config.raw} has {tuple(fp.shape)}: both must be volumes, or both images")
         fixed.update(unlabelled=(config.adapt_to,), semi="mean_teacher")
+    if config.unlabelled:  # the mean teacher on RAW whole and the other volumes (emseg.train.semi.load_unlabelled)
+        _check_unlabelled(config, fp.ndim)
+        fixed.update(unlabelled=(config.raw, *config.unlabelled))
     options = dict(raw=config.raw, labels=config.labels, minutes=config.minutes, device=device, val_roi=config.val_roi,
                    **fixed)
     if config.semi == "propagate":  # refused before any step is measured
@@ -355,6 +373,17 @@ def _stage_plan(config, state, say, progress):
         f"{c.batch_size}, {c.steps} steps -> {os.path.join(config.out_dir, 'plan.yaml')}")
     return {"fingerprint": fp.as_dict(), "target": c.target, "dims": plan.reasons["dims"].split(":")[0],
             "steps": c.steps, "seconds_per_step": plan.seconds_per_step}
+
+
+def _check_unlabelled(config, ndim):
+    """Each ``--unlabelled`` volume opens and has RAW's dimensionality, said before any training."""
+    from ..io import open_volume
+
+    for path in config.unlabelled:
+        with open_volume(path) as vol:
+            if len(vol.shape) != ndim:
+                raise ValueError(f"--unlabelled {path} has shape {tuple(vol.shape)} but RAW {config.raw} has "
+                                 f"{ndim} dimensions: give raw of the same kind")
 
 
 def _stage_adaptation_plan(config, say):
