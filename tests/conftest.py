@@ -7,6 +7,22 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def run_cli(*argv):
+    """``emseg ARGV`` in this process: (exit code, stdout, stderr); argparse's exits give their code."""
+    import contextlib
+    import io
+
+    from emseg.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            rc = main(list(argv))
+        except SystemExit as e:
+            rc = e.code
+    return rc, stdout.getvalue(), stderr.getvalue()
+
+
 @pytest.fixture
 def shared_data():
     """The real EM data beside the checkout (../shared/data); tests using it skip when absent."""

@@ -2,16 +2,13 @@
 the tuning predicts exactly what ``emseg segment`` will (each section with its real neighbours), an
 ``--init`` 2.5D model keeps its context, and a context the plan cannot use is refused."""
 
-import contextlib
 import dataclasses
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from emseg.cli import main
 from emseg.fit.planner import plan_training
 from emseg.fit.tune_stage import predict_sections, read_sections
 from emseg.io import write_volume
@@ -21,6 +18,7 @@ from emseg.predict import predict_blockwise
 from emseg.synthetic import synthetic_em
 from emseg.train import load_config
 
+from conftest import run_cli as _run
 from test_planner import ISO, fingerprint, neurons  # noqa: E402 - the made-up fingerprints, one home
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -33,13 +31,6 @@ def data(tmp_path_factory):
     write_volume(str(folder / "raw.zarr"), em.raw, voxel_size=em.voxel_size)
     write_volume(str(folder / "mito.zarr"), em.mito, voxel_size=em.voxel_size)
     return folder
-
-
-def _run(*argv):
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        rc = main(list(argv))
-    return rc, stdout.getvalue(), stderr.getvalue()
 
 
 def test_a_2_5d_fit_plans_trains_tunes_and_segments_with_its_context(data, tmp_path):

@@ -2,14 +2,11 @@
 keeps its boundary output (the boundaries between the ids), its output layer loads, the tuning scores
 the watershed's neurons by VOI, and ``emseg segment --model OUT`` cuts neurons with it."""
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 
-from emseg.cli import main
 from emseg.io import read_volume, write_volume
 from emseg.models.reader import read_checkpoint
 from emseg.synthetic import synthetic_em
@@ -17,14 +14,9 @@ from emseg.tasks import get_task
 from emseg.train import load_config
 from emseg.train.boundary_targets import boundary_target
 
+from conftest import run_cli as _run
+
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _run(*argv):
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        rc = main(list(argv))
-    return rc, stdout.getvalue(), stderr.getvalue()
 
 
 def test_the_boundary_target_of_object_ids_is_the_boundaries_between_them():

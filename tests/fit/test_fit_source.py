@@ -2,21 +2,20 @@
 unlabelled target by the mean teacher; the model written for the target carries the target's
 normalisation and BatchNorm statistics, and its card says nothing was measured there."""
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from emseg.cli import main
 from emseg.io import open_volume, write_volume
 from emseg.models import load_model
 from emseg.models.reader import read_checkpoint
 from emseg.normalization import fit_normalization
 from emseg.synthetic import synthetic_em
 from emseg.train import load_config
+
+from conftest import run_cli as _run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,16 +29,6 @@ def data(tmp_path_factory):
     tgt = synthetic_em((8, 64, 64), seed=1)  # another "microscope": darker, lower contrast
     write_volume(str(folder / "tgt.zarr"), (tgt.raw * 0.4 + 30).astype(np.uint8), voxel_size=tgt.voxel_size)
     return folder
-
-
-def _run(*argv):
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        try:
-            rc = main(list(argv))
-        except SystemExit as e:
-            rc = e.code
-    return rc, stdout.getvalue(), stderr.getvalue()
 
 
 def test_a_fit_from_a_source_writes_a_model_for_the_target(data, tmp_path):

@@ -18,7 +18,8 @@ from emseg.io.lock import lock_path
 from harness import emseg, one_line_error, start, tree, wait_for
 from test_runs import COMMANDS, _model, _raw
 
-BIG = (24, 96, 96)
+BIG = (12, 96, 96)
+BLOCKS = 6 * 4 * 4  # of 2,24,24 blocks
 
 
 @pytest.fixture
@@ -51,12 +52,12 @@ def test_sigint_stops_within_a_block_and_tells_the_truth(slow_inputs, threads):
     assert proc.returncode == 130, err
     assert stopped < 10, stopped
     done = _record_lines(record)
-    assert f"interrupted after {done} of 192 blocks" in err, (done, err)
+    assert f"interrupted after {done} of {BLOCKS} blocks" in err, (done, err)
     assert "run the same command again to resume" in err and "Traceback" not in err
     assert not os.path.exists("out.zarr")
     r = emseg(*args)
     assert r.returncode == 0, r.stderr
-    assert f"predicted {192 - done} of 192 blocks" in r.stdout
+    assert f"predicted {BLOCKS - done} of {BLOCKS} blocks" in r.stdout
     ref = emseg(*[a if a != "out.zarr" else "ref.zarr" for a in args])
     assert ref.returncode == 0
     np.testing.assert_array_equal(read_volume("out.zarr"), read_volume("ref.zarr"))

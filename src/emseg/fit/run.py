@@ -54,8 +54,9 @@ class FitConfig:
     LABELS``): ``raw``/``labels`` are then the labelled source, the mean teacher learns from the
     target, and the model written for it carries the target's normalisation and BatchNorm statistics.
     ``unlabelled``: with ``semi`` ``mean_teacher``, more raw volumes of the same kind as ``raw`` (the
-    sections to be segmented, say): the mean teacher draws from ``raw`` whole and from these, each
-    normalised on its own; the model keeps ``raw``'s normalisation.
+    sections to be segmented, say): the mean teacher draws from ``raw`` whole (its held-out sections'
+    raw too, never their labels) and from these, each normalised on its own; the model keeps ``raw``'s
+    normalisation.
     """
 
     raw: str
@@ -90,6 +91,11 @@ class FitConfig:
                 isinstance(p, (str, os.PathLike)) and str(p) for p in self.unlabelled):
             raise ConfigError("unlabelled", f"unlabelled must be a list of raw volume paths; got {self.unlabelled!r}")
         object.__setattr__(self, "unlabelled", tuple(_absolute(os.fspath(p)) for p in self.unlabelled))
+        from ..io.paths import split_key
+
+        for path in self.unlabelled:
+            if not os.path.exists(split_key(path)[0]):
+                raise FileNotFoundError(f"--unlabelled {path}: no such file or folder")
         if self.unlabelled and (self.semi != "mean_teacher" or self.adapt_to is not None or self.labels is None):
             raise ConfigError("unlabelled", "--unlabelled gives the mean teacher more raw of RAW's kind: it needs LABELS "
                               "and --semi mean_teacher" + (", not --source (whose target is the unlabelled volume)"
