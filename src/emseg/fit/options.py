@@ -12,7 +12,7 @@ __all__ = ["FitConfig"]
 
 @dataclass(frozen=True)
 class FitConfig:
-    """The options of :func:`fit` (``emseg fit RAW LABELS OUT_DIR``); checked when built.
+    """The options of :func:`emseg.fit.run.fit` (``emseg fit RAW LABELS OUT_DIR``); checked when built.
 
     ``minutes``: training time (the plan's schedule ends with it); ``val_roi``: the labelled z range
     held out for tuning ("z0:z1"; chosen by the planner when None); ``init``: a shipped model or a
@@ -72,10 +72,11 @@ class FitConfig:
             if not os.path.exists(split_key(path)[0]):
                 raise FileNotFoundError(f"--unlabelled {path}: no such file or folder")
         if self.unlabelled and (self.semi != "mean_teacher" or self.adapt_to is not None or self.labels is None):
+            found = (f"got --semi {self.semi}" if self.semi != "mean_teacher" else
+                     "got --source (whose target is the unlabelled volume)" if self.adapt_to is not None else
+                     "got no LABELS")
             raise ConfigError("unlabelled", "--unlabelled gives the mean teacher more raw of RAW's kind: it needs LABELS "
-                              "and --semi mean_teacher" + (", not --source (whose target is the unlabelled volume)"
-                                                           if self.adapt_to is not None else "") +
-                              f"; got --semi {self.semi}")
+                              f"and --semi mean_teacher; {found}")
         object.__setattr__(self, "minutes", check_number("minutes", self.minutes, float, (0, False), None,
                                                          "a positive number of minutes"))
         object.__setattr__(self, "tune_minutes", check_number("tune_minutes", self.tune_minutes, float, (0, False),
